@@ -1,0 +1,286 @@
+"""A real, single-node Apache Kafka broker (KRaft) run from its jars on Maven Central.
+
+For tests and the demo: fetch the pinned jars with Maven (cached), format storage, start on
+free loopback ports, wait until it answers, stop cleanly.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from platestream.errors import BrokerError
+from platestream.log import get_logger
+
+KAFKA_VERSION = "3.9.1"
+_STATE_FILE = "broker.json"
+_LOG_TAIL_LINES = 40
+
+log = get_logger(__name__)
+
+
+def jar_cache_dir() -> Path:
+    """Where the jars are kept across runs (PLATESTREAM_JAR_CACHE, else the user cache)."""
+    configured = os.environ.get("PLATESTREAM_JAR_CACHE")
+    if configured:
+        return Path(configured)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "platestream" / f"kafka-{KAFKA_VERSION}"
+
+
+def fetch_jars(cache: Path | None = None) -> Path:
+    """Copy the broker's jars from Maven Central into `cache` once; return the folder."""
+    cache = cache or jar_cache_dir()
+    marker = cache / ".complete"
+    if marker.exists():
+        return cache
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError("Maven (mvn) is not installed; it fetches the Kafka jars (apt-get install maven)")
+    if shutil.which("java") is None:
+        raise BrokerError("Java is not installed; the Kafka broker needs a JRE 17+ (apt-get install default-jre)")
+    partial = cache.with_name(cache.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    pom = resources.files(__package__).joinpath("kafka-pom.xml")
+    with resources.as_file(pom) as pom_path:
+        command = [
+            mvn, "-B", "-q", "-f", str(pom_path), "dependency:copy-dependencies",
+            f"-Dkafka.version={KAFKA_VERSION}", f"-DoutputDirectory={partial}", "-DincludeScope=runtime",
+        ]  # fmt: skip
+        log.info("fetching_kafka_jars", version=KAFKA_VERSION, into=str(cache))
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise BrokerError(f"Maven could not fetch Kafka {KAFKA_VERSION}: {_tail(done.stdout + done.stderr)}")
+    (partial / ".complete").write_text(KAFKA_VERSION)
+    shutil.rmtree(cache, ignore_errors=True)
+    partial.rename(cache)
+    return cache
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class BrokerState:
+    pid: int
+    bootstrap: str
+    controller_port: int
+    log_file: str
+
+
+class LocalBroker:
+    """One broker process whose data, logs and state live in `directory`."""
+
+    def __init__(self, directory: Path, *, heap_mb: int = 512) -> None:
+        self.directory = directory.resolve()
+        self.heap_mb = heap_mb
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / "server.log"
+
+    @property
+    def _state_file(self) -> Path:
+        return self.directory / _STATE_FILE
+
+    def state(self) -> BrokerState | None:
+        """The running broker's state, or None when none runs from this folder."""
+        try:
+            state = BrokerState(**json.loads(self._state_file.read_text()))
+        except (FileNotFoundError, json.JSONDecodeError, TypeError):
+            return None
+        return state if _alive(state.pid) else None
+
+    def start(self, *, timeout_s: float = 90.0) -> BrokerState:
+        running = self.state()
+        if running is not None:
+            return running
+        jars = fetch_jars()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        port, controller_port = free_port(), free_port()
+        properties = self._write_config(port, controller_port)
+        self._format(jars, properties)
+        java = shutil.which("java") or "java"
+        command = [
+            java, f"-Xmx{self.heap_mb}m", f"-Xms{min(self.heap_mb, 256)}m", "-XX:+UseG1GC",
+            f"-Dlog4j.configuration=file:{self.directory / 'log4j.properties'}",
+            "-cp", f"{jars}/*", "kafka.Kafka", str(properties),
+        ]  # fmt: skip
+        with open(self.directory / "stdout.log", "ab") as out:
+            process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        state = BrokerState(process.pid, f"127.0.0.1:{port}", controller_port, str(self.log_file))
+        self._state_file.write_text(json.dumps(state.__dict__))
+        try:
+            self._wait_ready(process, state, timeout_s)
+        except BrokerError:
+            self.stop()
+            raise
+        log.info("broker_started", bootstrap=state.bootstrap, pid=state.pid, directory=str(self.directory))
+        return state
+
+    def stop(self, *, timeout_s: float = 30.0) -> bool:
+        """Stop the broker cleanly (SIGTERM, then SIGKILL); False when none was running."""
+        try:
+            state = BrokerState(**json.loads(self._state_file.read_text()))
+        except (FileNotFoundError, json.JSONDecodeError, TypeError):
+            return False
+        stopped = _alive(state.pid)
+        _terminate(state.pid, timeout_s)
+        self._state_file.unlink(missing_ok=True)
+        if stopped:
+            log.info("broker_stopped", pid=state.pid)
+        return stopped
+
+    def log_tail(self) -> str:
+        texts = []
+        for name in ("stdout.log", "server.log"):
+            try:
+                texts.append(_tail((self.directory / name).read_text(errors="replace")))
+            except FileNotFoundError:
+                continue
+        return "\n".join(texts) or "(the broker wrote no log)"
+
+    def _write_config(self, port: int, controller_port: int) -> Path:
+        data = self.directory / "data"
+        properties = self.directory / "server.properties"
+        properties.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={data}",
+                    "num.partitions=1",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=6",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "transaction.state.log.num.partitions=6",
+                    "group.initial.rebalance.delay.ms=0",
+                    # Topics are declared, never auto-created: a typo must fail loudly.
+                    "auto.create.topics.enable=false",
+                    "message.max.bytes=26214400",
+                    "replica.fetch.max.bytes=26214400",
+                    "",
+                ]
+            )
+        )
+        (self.directory / "log4j.properties").write_text(
+            "\n".join(
+                [
+                    "log4j.rootLogger=INFO, file",
+                    "log4j.appender.file=org.apache.log4j.FileAppender",
+                    f"log4j.appender.file.File={self.log_file}",
+                    "log4j.appender.file.layout=org.apache.log4j.PatternLayout",
+                    "log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n",
+                    "log4j.logger.kafka=INFO",
+                    "log4j.logger.org.apache.kafka=INFO",
+                    "",
+                ]
+            )
+        )
+        return properties
+
+    def _format(self, jars: Path, properties: Path) -> None:
+        if (self.directory / "data" / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        java = shutil.which("java") or "java"
+        done = subprocess.run(
+            [java, "-cp", f"{jars}/*", "-Dlog4j.configuration=file:/dev/null",
+             "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise BrokerError(f"formatting Kafka storage failed: {_tail(done.stdout + done.stderr)}")
+
+    def _wait_ready(self, process: subprocess.Popen[bytes], state: BrokerState, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise BrokerError(
+                    f"the Kafka broker exited with code {process.returncode} while starting;"
+                    f" its log ends:\n{self.log_tail()}"
+                )
+            if broker_answers(state.bootstrap):
+                return
+            time.sleep(0.3)
+        raise BrokerError(
+            f"the Kafka broker did not answer on {state.bootstrap} within {timeout_s:.0f} s;"
+            f" its log ends:\n{self.log_tail()}"
+        )
+
+
+def broker_answers(bootstrap: str) -> bool:
+    """True once the broker serves metadata (its listener alone is not enough)."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    host, _, port = bootstrap.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False  # not listening yet; spare the client's connection warnings
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.describe_cluster()
+        return True
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie of ours counts as gone
+        done_pid, _ = os.waitpid(pid, os.WNOHANG)
+        return done_pid == 0
+    except ChildProcessError:
+        return True
+
+
+def _terminate(pid: int, timeout_s: float) -> None:
+    if not _alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)

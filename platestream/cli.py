@@ -1,0 +1,206 @@
+"""The `platestream` command. Every flag can also be set by its PLATESTREAM_* variable (see --help)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic import SecretStr
+
+from platestream import __version__
+from platestream.errors import PlatestreamError
+from platestream.log import configure_logging
+from platestream.settings import CONFIG_ENV, Settings, env_name, load
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _click_type(annotation: Any) -> tuple[Any, bool]:
+    """click type of a settings field, and whether it is a boolean flag."""
+    args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    base = args[0] if typing.get_origin(annotation) in (typing.Union, __import__("types").UnionType) else annotation
+    if typing.get_origin(base) is typing.Literal:
+        return click.Choice([str(choice) for choice in typing.get_args(base)]), False
+    if base is bool:
+        return bool, True
+    if base in (int, float):
+        return base, False
+    if base is Path:
+        return click.Path(path_type=Path), False
+    if base is SecretStr:
+        return str, False
+    return str, False
+
+
+def settings_options(cls: type[Settings]) -> Callable[[F], F]:
+    """Add one option per settings field, read from its PLATESTREAM_* variable too,
+    and hand the command a `settings` object instead of the separate values."""
+
+    def decorate(command: F) -> F:
+        fields = cls.model_fields
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            overrides = {name: kwargs.pop(name) for name in fields if name in kwargs}
+            config = kwargs.pop("config", None)
+            if config is not None:
+                import os
+
+                os.environ[CONFIG_ENV] = str(config)
+            settings = load(cls, **overrides)
+            configure_logging(settings.log_level, settings.log_format)
+            return command(*args, settings=settings, **kwargs)
+
+        decorated: Any = wrapper
+        for name, field in reversed(list(fields.items())):
+            click_type, is_flag = _click_type(field.annotation)
+            flag = "--" + name.replace("_", "-")
+            default = field.default
+            shown = "" if default in (None, "") or name.endswith("password") else f" [default: {default}]"
+            decorated = click.option(
+                f"{flag}/--no-{name.replace('_', '-')}" if is_flag else flag,
+                name,
+                type=None if is_flag else click_type,
+                default=None,
+                envvar=env_name(name),
+                show_envvar=True,
+                help=(field.description or name) + shown,
+            )(decorated)
+        decorated = click.option(
+            "--config",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            envvar=CONFIG_ENV,
+            show_envvar=True,
+            help="TOML file of settings (keys are the option names with underscores).",
+        )(decorated)
+        return typing.cast(F, decorated)
+
+    return decorate
+
+
+class _Group(click.Group):
+    """Turns the project's own errors into one clear line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PlatestreamError as error:
+            click.echo(f"platestream: error: {error}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="platestream")
+def main() -> None:
+    """platestream: distributed licence-plate recognition over Kafka.
+
+    \b
+    producers  -> frames -> workers -> alpr_results -> aggregator -> alpr_group -> stores
+    """
+
+
+@main.group()
+def broker() -> None:
+    """Run a local single-node Kafka broker (KRaft) for tests and the demo."""
+
+
+def _local_broker(settings: Settings) -> Any:
+    from platestream.broker import LocalBroker
+
+    return LocalBroker(settings.broker_dir)
+
+
+@broker.command("start")
+@settings_options(Settings)
+def broker_start(settings: Settings) -> None:
+    """Fetch the pinned Kafka jars (cached), format storage, start, wait until ready; print the bootstrap."""
+    state = _local_broker(settings).start()
+    click.echo(state.bootstrap)
+
+
+@broker.command("stop")
+@settings_options(Settings)
+def broker_stop(settings: Settings) -> None:
+    """Stop the local broker cleanly."""
+    stopped = _local_broker(settings).stop()
+    click.echo("stopped" if stopped else "not running")
+
+
+@broker.command("status")
+@settings_options(Settings)
+def broker_status(settings: Settings) -> None:
+    """Print the bootstrap address of the running local broker; exit 1 when none runs."""
+    state = _local_broker(settings).state()
+    if state is None:
+        click.echo("not running")
+        sys.exit(1)
+    click.echo(f"running pid={state.pid} bootstrap={state.bootstrap}")
+
+
+@broker.command("fetch")
+def broker_fetch() -> None:
+    """Only fetch the Kafka jars into the cache (for images and CI)."""
+    from platestream.broker import fetch_jars
+
+    configure_logging()
+    click.echo(str(fetch_jars()))
+
+
+@main.group()
+def topics() -> None:
+    """The declared topics (schemas/topics.json)."""
+
+
+@topics.command("create")
+@click.option("--partitions", type=int, default=None, help="Override every topic's partition count (small clusters).")
+@settings_options(Settings)
+def topics_create(settings: Settings, partitions: int | None) -> None:
+    """Create the declared topics that do not exist yet."""
+    from platestream.kafka import create_topics
+
+    for name in create_topics(settings, partitions=partitions):
+        click.echo(f"created {name}")
+
+
+@topics.command("list")
+def topics_list() -> None:
+    """Print the declared topics: name, schema, partitions, retention, cleanup policy."""
+    from schemas import TOPICS
+
+    for spec in TOPICS:
+        click.echo(f"{spec.name}\t{spec.schema}\t{spec.partitions}\t{spec.retention_ms}\t{spec.cleanup_policy}")
+
+
+@topics.command("manifests")
+@click.option("--cluster", default="platestream", show_default=True, help="Strimzi Kafka cluster name.")
+@click.option("--replicas", default=3, show_default=True, help="Replication factor.")
+def topics_manifests(cluster: str, replicas: int) -> None:
+    """Print the declared topics as Strimzi KafkaTopic manifests (deploy/k8s/topics.yaml)."""
+    from platestream.kafka import topic_manifests
+
+    click.echo(topic_manifests(cluster, replicas), nl=False)
+
+
+@main.command("schema")
+@click.argument("name", type=click.Choice(["frame", "alpr_results", "alpr_group", "heartbeat", "dead_letter"]))
+def schema_show(name: str) -> None:
+    """Print one topic's Avro schema, self-contained, as a registry would store it."""
+    from schemas import schema_json
+
+    click.echo(json.dumps(json.loads(schema_json(name)), indent=2))
+
+
+@main.command("demo")
+@click.option("--keep-broker/--stop-broker", default=False, help="Leave the local broker running afterwards.")
+@settings_options(Settings)
+def demo(settings: Settings, keep_broker: bool) -> None:
+    """Run the pipeline end to end on the embedded defaults (local broker unless one is configured)."""
+    from platestream.demo import run_demo
+
+    run_demo(settings, keep_broker=keep_broker)

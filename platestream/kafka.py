@@ -1,0 +1,176 @@
+"""Kafka clients built from settings, and the declared topics created on a cluster."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from platestream.errors import BrokerError, ConfigError
+from platestream.log import get_logger
+from platestream.settings import Settings
+from schemas import TOPICS, Codec, TopicSpec, WireFormat
+
+log = get_logger(__name__)
+
+
+def bootstrap_servers(settings: Settings) -> str:
+    """The configured cluster, else the local broker started from the state folder."""
+    if settings.kafka_bootstrap:
+        return settings.kafka_bootstrap
+    state_file = settings.broker_dir / "broker.json"
+    try:
+        bootstrap: str = json.loads(Path(state_file).read_text())["bootstrap"]
+        return bootstrap
+    except (FileNotFoundError, KeyError, json.JSONDecodeError):
+        raise ConfigError(
+            "no Kafka cluster: set PLATESTREAM_KAFKA_BOOTSTRAP, or run `platestream broker start`"
+            f" (looked for {state_file})"
+        ) from None
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap_servers(settings).split(","),
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_sasl_mechanism:
+        config["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl_plain_username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            config["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return config
+
+
+def codec(settings: Settings, schema: str) -> Codec:
+    return Codec(schema, WireFormat(settings.wire_format), settings.schema_id(schema))
+
+
+def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
+    """An idempotent producer (acks=all) with compression; transactional when given an id."""
+    config = client_config(settings) | {
+        "acks": "all",
+        "enable_idempotence": True,
+        "compression_type": "gzip",
+        "linger_ms": 5,
+        "max_request_size": 25 * 1024 * 1024,
+    }
+    return KafkaProducer(**(config | overrides))
+
+
+def make_consumer(settings: Settings, *topics: str, group_id: str | None, **overrides: Any) -> KafkaConsumer:
+    """A consumer that commits nothing by itself and reads only committed transactions."""
+    config = client_config(settings) | {
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+        "max_partition_fetch_bytes": 26 * 1024 * 1024,
+        "fetch_max_bytes": 64 * 1024 * 1024,
+    }
+    consumer = KafkaConsumer(**(config | overrides))
+    if topics:
+        consumer.subscribe([settings.topic_name(name) for name in topics])
+    return consumer
+
+
+def make_admin(settings: Settings) -> KafkaAdminClient:
+    try:
+        return KafkaAdminClient(**client_config(settings), request_timeout_ms=15000)
+    except KafkaError as error:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap_servers(settings)!r}: {error}") from None
+
+
+def topic_manifests(cluster: str = "platestream", replicas: int = 3) -> str:
+    """The declared topics as Strimzi KafkaTopic resources: topics are declared, not auto-created."""
+    documents = []
+    for spec in TOPICS:
+        documents.append(
+            "\n".join(
+                [
+                    f"# {spec.doc} Schema: schemas/{spec.schema}.avsc",
+                    "apiVersion: kafka.strimzi.io/v1beta2",
+                    "kind: KafkaTopic",
+                    "metadata:",
+                    f"  name: {spec.name.replace('_', '-')}",
+                    "  labels:",
+                    f"    strimzi.io/cluster: {cluster}",
+                    "spec:",
+                    f"  topicName: {spec.name}",
+                    f"  partitions: {spec.partitions}",
+                    f"  replicas: {replicas}",
+                    "  config:",
+                    *(f'    {key}: "{value}"' for key, value in spec.configs.items()),
+                    '    min.insync.replicas: "2"',
+                ]
+            )
+        )
+    return "---\n" + "\n---\n".join(documents) + "\n"
+
+
+def create_topics(
+    settings: Settings, specs: Iterable[TopicSpec] = TOPICS, *, partitions: int | None = None
+) -> list[str]:
+    """Create the declared topics that do not exist yet; return the names created."""
+    admin = make_admin(settings)
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(
+                settings.topic_name(spec.name),
+                num_partitions=partitions or spec.partitions,
+                replication_factor=-1,  # the cluster's default
+                topic_configs=spec.configs,
+            )
+            for spec in specs
+            if settings.topic_name(spec.name) not in existing
+        ]
+        created = []
+        for new_topic in wanted:
+            try:
+                admin.create_topics([new_topic])
+                created.append(new_topic.name)
+            except TopicAlreadyExistsError:
+                continue
+        log.info("topics_created", created=created, existing=sorted(existing))
+        return created
+    finally:
+        admin.close()
+
+
+def read_topic(
+    settings: Settings, topic: str, schema: str, *, count: int | None = None, timeout_s: float = 30.0
+) -> list[tuple[bytes | None, dict[str, Any]]]:
+    """(key, record) of a topic from the start, in partition order: `count` of them, or all there
+    are when `count` is None (waiting `timeout_s` for the first, then until the end)."""
+    consumer = make_consumer(settings, group_id=None)
+    name = settings.topic_name(topic)
+    partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or [])]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning()
+    decode = codec(settings, schema).decode
+    found: list[tuple[bytes | None, dict[str, Any]]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=500)
+            for messages in batch.values():
+                found += [(message.key, decode(message.value)) for message in messages]
+            if count is not None and len(found) >= count:
+                break
+            if count is None and found and not batch and _at_end(consumer, partitions):
+                break
+        return found
+    finally:
+        consumer.close()
+
+
+def _at_end(consumer: Any, partitions: list[TopicPartition]) -> bool:
+    ends = consumer.end_offsets(partitions)
+    return all(consumer.position(tp) >= ends[tp] for tp in partitions)

@@ -1,0 +1,109 @@
+"""Typed, frozen settings, read in one place: CLI flag > environment (PLATESTREAM_*) > file > default.
+
+The optional file is TOML, named by PLATESTREAM_CONFIG (or --config); its keys are the field names.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from platestream.errors import ConfigError
+
+ENV_PREFIX = "PLATESTREAM_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+class Settings(BaseSettings):
+    """Settings every service shares: where Kafka is, how records look, how to log."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    kafka_bootstrap: str | None = Field(
+        None,
+        description="Kafka bootstrap servers (host:port,...). Unset: the local broker of `platestream broker start`.",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol."
+    )
+    kafka_sasl_mechanism: str | None = Field(None, description="SASL mechanism, e.g. SCRAM-SHA-512.")
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (never printed).")
+    topic_prefix: str = Field("", description="Prefix of every topic name, e.g. 'prod.'.")
+    wire_format: Literal["avro", "confluent"] = Field(
+        "avro", description="Record framing: plain Avro binary, or the Confluent Schema Registry wire format."
+    )
+    schema_ids: str = Field(
+        "", description="For the confluent wire format: registry ids per schema, e.g. 'frame=1,alpr_results=2'."
+    )
+    state_dir: Path = Field(
+        Path(".platestream"), description="Folder for local state: the local broker, checkpoints, stores."
+    )
+    log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING, ERROR.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="Log lines as JSON, or readable for a terminal; auto picks by the terminal."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_ENV)
+        if config_file:
+            if not Path(config_file).is_file():
+                raise ConfigError(f"{CONFIG_ENV}={config_file!r} is not a readable file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.state_dir / "broker"
+
+    def topic_name(self, declared: str) -> str:
+        return self.topic_prefix + declared
+
+    def schema_id(self, schema: str) -> int | None:
+        for pair in filter(None, (item.strip() for item in self.schema_ids.split(","))):
+            name, _, value = pair.partition("=")
+            if name.strip() == schema:
+                try:
+                    return int(value)
+                except ValueError:
+                    raise ConfigError(f"schema id of {schema!r} is not a number: {value!r}") from None
+        return None
+
+
+S = TypeVar("S", bound=Settings)
+
+
+def load(cls: type[S], **overrides: Any) -> S:
+    """Build settings of `cls`, turning pydantic's report into a ConfigError naming the variable."""
+    try:
+        return cls(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{env_name(str(item['loc'][0]))}: {item['msg']} (got {item.get('input')!r})"
+            if item["loc"]
+            else item["msg"]
+            for item in error.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None

@@ -1,0 +1,245 @@
+"""Avro codecs for every topic, and the OpenALPR JSON form of the same records.
+
+Records are plain dicts shaped like the OpenALPR JSON. On the wire they are Avro binary,
+optionally framed for the Confluent Schema Registry (magic byte 0, then a 4-byte schema id).
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import io
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import fastavro
+from fastavro.types import Schema
+from fastavro.validation import ValidationError
+
+from platestream.errors import SchemaError
+
+NAMESPACE = "io.platestream"
+SCHEMA_NAMES = ("frame", "alpr_results", "alpr_group", "heartbeat", "dead_letter")
+_CONFLUENT_MAGIC = 0
+_CONFLUENT_HEADER = struct.Struct(">bI")
+
+Record = dict[str, Any]
+
+
+class WireFormat(enum.StrEnum):
+    AVRO = "avro"
+    CONFLUENT = "confluent"
+
+
+def _read_json(name: str) -> Any:
+    return json.loads(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
+
+
+@cache
+def _named_schemas() -> dict[str, Any]:
+    named: dict[str, Any] = {}
+    for shared in _read_json("common.avsc"):
+        fastavro.parse_schema(shared, named_schemas=named)
+    return named
+
+
+@cache
+def schema(name: str) -> Schema:
+    """The parsed Avro schema of one topic's records, by its file name without `.avsc`."""
+    if name not in SCHEMA_NAMES:
+        raise SchemaError(f"unknown schema {name!r}; known: {', '.join(SCHEMA_NAMES)}")
+    named = dict(_named_schemas())
+    parsed = fastavro.parse_schema(_read_json(f"{name}.avsc"), named_schemas=named)
+    _NAMED_TYPES.update(named)
+    return parsed
+
+
+def schema_json(name: str) -> str:
+    """The schema text as registered with a schema registry (self-contained, canonical)."""
+    return json.dumps(fastavro.schema.to_parsing_canonical_form(schema(name)))
+
+
+_NAMED_TYPES: dict[str, Any] = {}
+_PRIMITIVES: dict[str, tuple[type, ...]] = {
+    "null": (type(None),),
+    "boolean": (bool,),
+    "int": (int,),
+    "long": (int,),
+    "float": (int, float),
+    "double": (int, float),
+    "bytes": (bytes,),
+    "string": (str,),
+}
+
+
+def _problem(node: Any, datum: Any, path: str) -> str | None:
+    """Where and why `datum` breaks `node`, for a message a person can act on."""
+    if isinstance(node, list):  # a union: fine if any branch fits
+        problems = [_problem(branch, datum, path) for branch in node]
+        if all(problems):
+            kinds = [branch if isinstance(branch, str) else branch.get("type") for branch in node]
+            return f"field {path!r} has value {datum!r:.60}, expected one of {kinds}"
+        return None
+    if isinstance(node, str) and node in _NAMED_TYPES:
+        node = _NAMED_TYPES[node]
+    kind = node if isinstance(node, str) else node["type"]
+    if kind in _PRIMITIVES:
+        valid = isinstance(datum, _PRIMITIVES[kind]) and not (kind != "boolean" and isinstance(datum, bool))
+        return None if valid else f"field {path!r} has value {datum!r:.60}, expected {kind}"
+    if kind == "record":
+        if not isinstance(datum, Mapping):
+            return f"field {path or node['name']!r} has value {datum!r:.60}, expected a record"
+        for field in node["fields"]:
+            child = f"{path}.{field['name']}" if path else field["name"]
+            if field["name"] not in datum and "default" not in field:
+                return f"field {child!r} is missing"
+            problem = _problem(field["type"], datum.get(field["name"], field.get("default")), child)
+            if problem:
+                return problem
+        return None
+    if kind == "array":
+        if not isinstance(datum, list):
+            return f"field {path!r} has value {datum!r:.60}, expected a list"
+        for index, item in enumerate(datum):
+            problem = _problem(node["items"], item, f"{path}[{index}]")
+            if problem:
+                return problem
+        return None
+    if kind == "enum":
+        return (
+            None
+            if datum in node["symbols"]
+            else f"field {path!r} has value {datum!r}, expected one of {node['symbols']}"
+        )
+    return None  # types this project does not use are left to fastavro
+
+
+def _describe(name: str, record: Mapping[str, Any], error: ValidationError) -> str:
+    return _problem(schema(name), record, "") or str(error)
+
+
+def validate(name: str, record: Mapping[str, Any]) -> None:
+    """Raise SchemaError naming the first offending field if `record` breaks schema `name`."""
+    try:
+        fastavro.validation.validate(record, schema(name), raise_errors=True, strict=True)
+    except ValidationError as error:
+        raise SchemaError(f"{name} record is invalid: {_describe(name, record, error)}") from None
+    _check_semantics(name, record)
+
+
+def _check_semantics(name: str, record: Mapping[str, Any]) -> None:
+    if name == "frame":
+        has_image = record.get("image") is not None
+        has_ref = record.get("image_ref") is not None
+        if has_image == has_ref:
+            raise SchemaError(
+                "frame record is invalid: field 'image' or 'image_ref' must be set, not "
+                + ("both" if has_image else "neither")
+            )
+
+
+@dataclass(frozen=True)
+class Codec:
+    """Encodes and decodes one schema's records in Avro binary."""
+
+    name: str
+    wire_format: WireFormat = WireFormat.AVRO
+    schema_id: int | None = None
+
+    def __post_init__(self) -> None:
+        schema(self.name)  # fail fast on an unknown name
+        if self.wire_format is WireFormat.CONFLUENT and self.schema_id is None:
+            raise SchemaError(f"the confluent wire format needs a schema id for {self.name!r}")
+
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        validate(self.name, record)
+        buffer = io.BytesIO()
+        if self.wire_format is WireFormat.CONFLUENT:
+            assert self.schema_id is not None
+            buffer.write(_CONFLUENT_HEADER.pack(_CONFLUENT_MAGIC, self.schema_id))
+        fastavro.schemaless_writer(buffer, schema(self.name), dict(record))
+        return buffer.getvalue()
+
+    def decode(self, data: bytes) -> Record:
+        """Decode one record; a truncated or foreign payload raises SchemaError."""
+        if data is None:
+            raise SchemaError(f"{self.name} record is empty (a tombstone)")
+        buffer = io.BytesIO(data)
+        if self.wire_format is WireFormat.CONFLUENT:
+            header = buffer.read(_CONFLUENT_HEADER.size)
+            if len(header) < _CONFLUENT_HEADER.size or header[0] != _CONFLUENT_MAGIC:
+                raise SchemaError(f"{self.name} record lacks the confluent magic byte: {data[:8]!r}")
+        try:
+            record = fastavro.schemaless_reader(buffer, schema(self.name), None)
+        except (EOFError, StopIteration, ValueError, IndexError, UnicodeDecodeError, OverflowError) as error:
+            raise SchemaError(
+                f"{self.name} record of {len(data)} bytes cannot be decoded: {type(error).__name__}: {error}"
+            ) from None
+        if buffer.tell() != len(data):
+            raise SchemaError(f"{self.name} record has {len(data) - buffer.tell()} trailing bytes after a valid record")
+        if not isinstance(record, dict):
+            raise SchemaError(f"{self.name} record decoded to {type(record).__name__}, not a record")
+        _check_semantics(self.name, record)
+        return record
+
+
+def _drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _drop_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(item) for item in value]
+    return value
+
+
+def _fields(name: str) -> list[dict[str, Any]]:
+    parsed: Any = schema(name)
+    fields: list[dict[str, Any]] = parsed["fields"]
+    return fields
+
+
+def _with_defaults(name: str, record: Mapping[str, Any]) -> Record:
+    """Fill fields an OpenALPR producer leaves out (the agent fields) with their defaults."""
+    filled = dict(record)
+    for field in _fields(name):
+        if field["name"] not in filled and "default" in field:
+            filled[field["name"]] = field["default"]
+    return filled
+
+
+def to_json_dict(record: Mapping[str, Any]) -> Record:
+    """The OpenALPR JSON shape of a record: unset optional fields are left out, bytes are base64."""
+    shaped: Record = _drop_nulls(_jsonable(record))
+    return shaped
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, Mapping):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+def to_json(record: Mapping[str, Any], *, indent: int | None = None) -> str:
+    return json.dumps(to_json_dict(record), indent=indent)
+
+
+def from_json(name: str, text: str | bytes | Mapping[str, Any]) -> Record:
+    """Read OpenALPR JSON (text or parsed) into a record of schema `name`, validated."""
+    parsed = json.loads(text) if isinstance(text, (str, bytes)) else dict(text)
+    if not isinstance(parsed, dict):
+        raise SchemaError(f"{name} JSON must be an object, got {type(parsed).__name__}")
+    record = _with_defaults(name, parsed)
+    unknown = set(record) - {field["name"] for field in _fields(name)}
+    if unknown:
+        raise SchemaError(f"{name} JSON has fields the schema does not know: {sorted(unknown)}")
+    validate(name, record)
+    # A round trip through Avro applies nested defaults and the schema's types.
+    return Codec(name).decode(Codec(name).encode(record))

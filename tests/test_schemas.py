@@ -1,0 +1,139 @@
+"""The contracts: OpenALPR's published JSON reads into our records and comes back the same."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from platestream.errors import SchemaError
+from schemas import SCHEMA_NAMES, Codec, WireFormat, from_json, to_json_dict, validate
+from tests.factories import SHARED, alpr_group, alpr_results, dead_letter, frame, heartbeat
+
+SEEDS = SHARED / "seeds"
+pytestmark = pytest.mark.skipif(not SEEDS.is_dir(), reason=f"the seed documents are not at {SEEDS}")
+
+
+def seed_json_blocks(path: Path) -> list[dict[str, Any]]:
+    """The fenced JSON examples of a seed document, with its `# ...` remarks removed."""
+    blocks = re.findall(r"```(?:json)?\n(.*?)```", path.read_text(), flags=re.DOTALL)
+    parsed = []
+    for block in blocks:
+        cleaned = re.sub(r'(?m)(,|\{|\[|"|\d)\s+#[^\n]*$', r"\1", block)
+        try:
+            value = json.loads(cleaned)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict) and value.get("data_type") == "alpr_results":
+            parsed.append(value)
+    return parsed
+
+
+OPENALPR_EXAMPLES = {
+    "web service": SEEDS / "000_6fda98222c39bbe7.txt",
+    "rekor scout agent": SEEDS / "004_2802f942be6c874d.txt",
+}
+
+
+@pytest.mark.parametrize("source", sorted(OPENALPR_EXAMPLES))
+def test_openalpr_examples_round_trip_through_avro(source: str) -> None:
+    examples = seed_json_blocks(OPENALPR_EXAMPLES[source])
+    assert examples, f"no alpr_results example found in {OPENALPR_EXAMPLES[source].name}"
+    codec = Codec("alpr_results")
+    for example in examples:
+        record = from_json("alpr_results", example)
+        back = to_json_dict(codec.decode(codec.encode(record)))
+        assert back == example
+        assert list(back) == [key for key in record if key in example]
+
+
+def test_agent_example_keeps_types_a_consumer_relies_on() -> None:
+    (example,) = seed_json_blocks(OPENALPR_EXAMPLES["rekor scout agent"])
+    back = to_json_dict(Codec("alpr_results").decode(Codec("alpr_results").encode(from_json("alpr_results", example))))
+    assert back["camera_id"] == 1234
+    assert isinstance(back["camera_id"], int)
+    assert back["error"] is False
+    assert back["results"][0]["vehicle_region"] == {"x": 3042, "y": 0, "width": 630, "height": 630}
+    assert back["results"][1]["candidates"][0] == {
+        "plate": "CG3L5Y",
+        "confidence": 94.7376327514648,
+        "matches_template": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "record"),
+    [("frame", frame()), ("alpr_results", alpr_results()), ("alpr_group", alpr_group()),
+     ("heartbeat", heartbeat()), ("dead_letter", dead_letter())],
+)  # fmt: skip
+def test_every_schema_round_trips_in_both_wire_formats(name: str, record: dict[str, Any]) -> None:
+    for codec in (Codec(name), Codec(name, WireFormat.CONFLUENT, schema_id=7)):
+        assert codec.decode(codec.encode(record)) == record
+    framed = Codec(name, WireFormat.CONFLUENT, schema_id=7).encode(record)
+    assert framed[:5] == b"\x00\x00\x00\x00\x07"
+
+
+def test_every_schema_field_is_documented() -> None:
+    from schemas.codec import _read_json
+
+    def fields(node: Any) -> list[tuple[str, Any]]:
+        found = []
+        if isinstance(node, dict):
+            if node.get("type") == "record":
+                found += [(f"{node['name']}.{f['name']}", f) for f in node["fields"]]
+            for value in node.values():
+                found += fields(value)
+        elif isinstance(node, list):
+            for value in node:
+                found += fields(value)
+        return found
+
+    for name in (*SCHEMA_NAMES, "common"):
+        for path, field in fields(_read_json(f"{name}.avsc")):
+            assert field.get("doc"), f"{name}.avsc: {path} has no doc"
+
+
+def test_a_record_that_breaks_the_schema_names_the_field() -> None:
+    record = alpr_results()
+    record["results"][0]["confidence"] = "high"
+    with pytest.raises(SchemaError, match=r"results\[0\]\.confidence. has value .high."):
+        Codec("alpr_results").encode(record)
+
+
+def test_a_missing_required_field_is_named() -> None:
+    record = frame()
+    del record["capture_time_ms"]
+    with pytest.raises(SchemaError, match="capture_time_ms"):
+        validate("frame", record)
+
+
+def test_openalpr_json_with_an_unknown_field_is_rejected() -> None:
+    with pytest.raises(SchemaError, match="plate_colour"):
+        from_json("alpr_results", to_json_dict(alpr_results()) | {"plate_colour": "red"})
+
+
+@pytest.mark.parametrize(
+    ("image", "ref", "word"), [(b"jpeg", {"bucket": "b", "key": "k"}, "both"), (None, None, "neither")]
+)
+def test_a_frame_carries_exactly_one_image_source(image: bytes | None, ref: dict[str, str] | None, word: str) -> None:
+    record = frame() | {"image": image, "image_ref": ref}
+    with pytest.raises(SchemaError, match=f"not {word}"):
+        Codec("frame").encode(record)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"\x02", b"\xff" * 3, b"not avro at all, just some text that is long enough"],
+)
+def test_undecodable_bytes_raise_a_schema_error(payload: bytes) -> None:
+    with pytest.raises(SchemaError, match="alpr_results record"):
+        Codec("alpr_results").decode(payload)
+
+
+def test_confluent_payload_without_magic_byte_is_rejected() -> None:
+    plain = Codec("frame").encode(frame())
+    with pytest.raises(SchemaError, match="magic byte"):
+        Codec("frame", WireFormat.CONFLUENT, schema_id=1).decode(b"\x01" + plain)

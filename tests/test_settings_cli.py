@@ -1,0 +1,75 @@
+"""Settings come from flags, PLATESTREAM_* variables and a TOML file, in that order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from platestream.cli import main
+from platestream.errors import ConfigError
+from platestream.settings import Settings, load
+
+
+def test_environment_beats_file_and_flag_beats_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "platestream.toml"
+    config.write_text('topic_prefix = "from-file."\nlog_level = "DEBUG"\n')
+    monkeypatch.setenv("PLATESTREAM_CONFIG", str(config))
+    monkeypatch.setenv("PLATESTREAM_TOPIC_PREFIX", "from-env.")
+    assert load(Settings).topic_prefix == "from-env."
+    assert load(Settings).log_level == "DEBUG"
+    assert load(Settings, topic_prefix="from-flag.").topic_prefix == "from-flag."
+
+
+def test_settings_are_frozen() -> None:
+    settings = load(Settings)
+    with pytest.raises(ValueError, match="frozen"):
+        settings.topic_prefix = "x"
+
+
+def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLATESTREAM_WIRE_FORMAT", "protobuf")
+    with pytest.raises(ConfigError, match=r"PLATESTREAM_WIRE_FORMAT.*'protobuf'"):
+        load(Settings)
+
+
+def test_a_missing_config_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLATESTREAM_CONFIG", "/nonexistent/platestream.toml")
+    with pytest.raises(ConfigError, match=r"/nonexistent/platestream\.toml"):
+        load(Settings)
+
+
+def test_help_lists_the_services_and_each_flag_shows_its_variable() -> None:
+    runner = CliRunner()
+    top = runner.invoke(main, ["--help"])
+    assert top.exit_code == 0
+    for command in ("broker", "topics", "demo", "schema"):
+        assert command in top.output
+    start = runner.invoke(main, ["broker", "start", "--help"], terminal_width=200)
+    assert "--kafka-bootstrap" in start.output
+    assert "PLATESTREAM_KAFKA_BOOTSTRAP" in start.output
+    assert "PLATESTREAM_TOPIC_PREFIX" in start.output
+
+
+def test_secrets_are_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLATESTREAM_KAFKA_SASL_PASSWORD", "hunter2")
+    settings = load(Settings)
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in str(settings.model_dump())
+
+
+def test_cli_reports_a_missing_cluster_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PLATESTREAM_KAFKA_BOOTSTRAP", raising=False)
+    result = CliRunner().invoke(main, ["topics", "create", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "platestream broker start" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_kubernetes_topic_manifests_match_the_declared_topics() -> None:
+    from platestream.kafka import topic_manifests
+    from tests.factories import REPO
+
+    committed = (REPO / "deploy" / "k8s" / "topics.yaml").read_text()
+    assert committed == topic_manifests(), "regenerate: platestream topics manifests > deploy/k8s/topics.yaml"
