@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from platestream import __version__
 from platestream.errors import PlatestreamError
 from platestream.log import configure_logging
-from platestream.settings import CONFIG_ENV, Settings, env_name, load
+from platestream.settings import CONFIG_ENV, EngineSettings, Settings, env_name, load
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -194,6 +194,103 @@ def schema_show(name: str) -> None:
     from schemas import schema_json
 
     click.echo(json.dumps(json.loads(schema_json(name)), indent=2))
+
+
+def _engine(settings: EngineSettings) -> Any:
+    from workers.engine import make_engine
+
+    if settings.engine == "openalpr":
+        return make_engine(
+            "openalpr", country=settings.country, config=settings.openalpr_config,
+            runtime_data=settings.openalpr_runtime_data, state=settings.state,
+        )  # fmt: skip
+    return make_engine(
+        "default", detector_size=settings.detector_size, threads=settings.engine_threads, gpu=settings.gpu
+    )
+
+
+@main.command("recognize")
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@settings_options(EngineSettings)
+def recognize(settings: EngineSettings, images: tuple[Path, ...]) -> None:
+    """Print alpr_results JSON for each image, one per line, like OpenALPR's `alpr -j`."""
+    from workers.engine import ImageError, Options, decode_image
+    from schemas import to_json
+    from workers.results import alpr_results
+
+    engine = _engine(settings)
+    options = Options(country=settings.country, state=settings.state, topn=settings.topn)
+    failed = 0
+    for path in images:
+        try:
+            image = decode_image(
+                path.read_bytes(), max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
+                name=str(path),
+            )  # fmt: skip
+        except (OSError, ImageError) as error:
+            click.echo(f"platestream: {path}: {error}", err=True)
+            failed += 1
+            continue
+        (result,) = engine.recognize([image], options)
+        click.echo(to_json(alpr_results(result, epoch_ms=int(path.stat().st_mtime * 1000))))
+    if failed:
+        sys.exit(1)
+
+
+@main.group()
+def bench() -> None:
+    """Measure an engine's accuracy and speed (figures for BENCHMARKS.md)."""
+
+
+@bench.command("accuracy")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per folder.")
+@click.option("--show-misreads", is_flag=True, help="List the first misreads per folder.")
+@settings_options(EngineSettings)
+def bench_accuracy(settings: EngineSettings, folder: Path, as_json: bool, show_misreads: bool) -> None:
+    """Score FOLDER in the OpenALPR benchmark format; each subfolder separately."""
+    from workers.benchmark import as_dict, benchmark_folders, country_of, score_folder
+    from workers.engine import Options
+
+    engine = _engine(settings)
+    if not as_json:
+        click.echo("folder  n    detected  top-1   top-N   median ms  p95 ms")
+    for sub in benchmark_folders(folder):
+        options = Options(country=country_of(sub, settings.country), state=settings.state, topn=settings.topn)
+        score = score_folder(engine, sub, options)
+        if as_json:
+            click.echo(json.dumps(as_dict(score)))
+            continue
+        click.echo(
+            f"{score.folder:<7} {score.n:<4} {score.detection_rate:8.1%}  {score.top1:6.1%}  {score.topn:6.1%}"
+            f"  {score.median_ms:9.1f}  {score.p95_ms:6.1f}"
+        )
+        if show_misreads:
+            for truth, read in score.misreads:
+                click.echo(f"        {truth:<10} read {read}")
+
+
+@bench.command("speed")
+@click.option("--repeats", default=20, show_default=True, help="Images per resolution.")
+@settings_options(EngineSettings)
+def bench_speed(settings: EngineSettings, repeats: int) -> None:
+    """Images/s of one process at 720p and 1080p, on synthetic street scenes with one plate."""
+    import os
+
+    from workers.benchmark import speed
+    from workers.synthetic import street_scene
+
+    engine = _engine(settings)
+    cores = len(os.sched_getaffinity(0))
+    click.echo(f"engine={settings.engine} threads={settings.engine_threads} cores={cores}")
+    for label, (width, height) in (("720p", (1280, 720)), ("1080p", (1920, 1080))):
+        image = street_scene("AB12CDE", width, height, seed=1)
+        score = speed(engine, image, label, repeats=repeats)
+        per_core = score.images_per_second / settings.engine_threads
+        click.echo(
+            f"{label:<6} {score.images_per_second:6.1f} images/s per process, {per_core:6.1f} per core,"
+            f" {score.ms_per_image:6.1f} ms per image"
+        )
 
 
 @main.command("demo")

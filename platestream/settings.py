@@ -107,3 +107,21 @@ def load(cls: type[S], **overrides: Any) -> S:
             for item in error.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from None
+
+
+class EngineSettings(Settings):
+    """How plates are recognised: engine, models, defaults of a request, input limits."""
+
+    engine: Literal["default", "openalpr"] = Field("default", description="Recognition engine.")
+    country: str = Field("us", description="Default country: us, eu or br (OpenALPR's country).")
+    state: str | None = Field(None, description="Default state / country pattern, e.g. md or fr.")
+    topn: int = Field(10, ge=1, le=1000, description="Candidates per plate.")
+    detector_size: int = Field(416, ge=160, le=1280, multiple_of=32, description="Plate detector input size.")
+    engine_threads: int = Field(1, ge=1, description="Threads per model inference.")
+    gpu: bool = Field(False, description="Use the CUDA execution provider when present.")
+    max_image_bytes: int = Field(25 * 1024 * 1024, ge=1, description="Larger encoded images are rejected.")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="Images with more pixels are rejected before decoding.")
+    openalpr_config: str = Field("/etc/openalpr/openalpr.conf", description="OpenALPR engine: its config file.")
+    openalpr_runtime_data: str = Field(
+        "/usr/share/openalpr/runtime_data", description="OpenALPR engine: its runtime_data folder."
+    )

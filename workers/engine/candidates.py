@@ -1,0 +1,98 @@
+"""Top-N plate readings from per-character probabilities, and the choice among them by template.
+
+Pure functions over plain data, like OpenALPR's post-processing: every character position
+offers its likeliest characters, or may be dropped (a bolt, an emblem or a sticker read as a
+character); readings are scored by the product of their choices' probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from workers.engine.base import Candidate
+from workers.engine.templates import matching_regions
+
+Alternatives = Sequence[tuple[str, float]]  # (character, probability), likeliest first
+
+MIN_PLATE_LENGTH = 2
+MAX_PLATE_LENGTH = 10
+_FLOOR = 1e-4
+BEAM_WIDTH = 64
+
+
+@dataclass(frozen=True)
+class Scored:
+    plate: str
+    log_score: float
+    confidence: float  # 0-100
+
+
+def readings(positions: Sequence[Alternatives], *, limit: int = 32) -> list[Scored]:
+    """The `limit` likeliest readings, best first. Dropping a position costs the chance that it
+    is not a character, taken as 1 minus its best probability."""
+    beam: dict[str, float] = {"": 0.0}
+    for alternatives in positions:
+        if not alternatives:
+            continue
+        grown: dict[str, float] = {}
+        drop = math.log(max(_FLOOR, 1.0 - alternatives[0][1]))
+        for text, score in beam.items():
+            _keep_best(grown, text, score + drop)
+            for char, probability in alternatives:
+                _keep_best(grown, text + char, score + math.log(max(_FLOOR, probability)))
+        beam = dict(sorted(grown.items(), key=lambda item: -item[1])[:BEAM_WIDTH])
+    count = max(1, sum(1 for alternatives in positions if alternatives))
+    scored = [
+        Scored(text, score, round(100.0 * math.exp(score / count), 3))
+        for text, score in beam.items()
+        if MIN_PLATE_LENGTH <= len(text) <= MAX_PLATE_LENGTH
+    ]
+    scored.sort(key=lambda item: -item.log_score)
+    return scored[:limit]
+
+
+def _keep_best(table: dict[str, float], text: str, score: float) -> None:
+    if score > table.get(text, -math.inf):
+        table[text] = score
+
+
+@dataclass(frozen=True)
+class Choice:
+    plate: str
+    confidence: float
+    region: str
+    region_confidence: float
+    matches_template: bool
+    candidates: tuple[Candidate, ...]
+
+
+def choose(
+    scored: Sequence[Scored],
+    templates: dict[str, list[str]],
+    *,
+    topn: int,
+    strict: bool = False,
+    max_template_gap: float = 6.0,
+) -> Choice | None:
+    """The reading to report: the best one that fits a region's pattern, unless it is far less
+    likely than the best reading (log-score gap over `max_template_gap`). In strict mode a reading
+    must fit a pattern. None when nothing qualifies."""
+    if not scored:
+        return None
+    matches = {item.plate: matching_regions(item.plate, templates) for item in scored}
+    fitting = [item for item in scored if matches[item.plate]]
+    best = scored[0]
+    if fitting and (strict or fitting[0].log_score >= best.log_score - max_template_gap):
+        best = fitting[0]
+    elif strict:
+        return None
+    regions = matches[best.plate]
+    region = regions[0] if regions else ""
+    region_confidence = round(100.0 / len(regions), 1) if regions else 0.0
+    ordered = [best, *(item for item in scored if item is not best)]
+    if strict:
+        ordered = [item for item in ordered if matches[item.plate]]
+    candidates = tuple(Candidate(item.plate, item.confidence, bool(matches[item.plate])) for item in ordered[:topn])
+    return Choice(best.plate, best.confidence, region, region_confidence, bool(regions), candidates)
