@@ -214,8 +214,8 @@ def _engine(settings: EngineSettings) -> Any:
 @settings_options(EngineSettings)
 def recognize(settings: EngineSettings, images: tuple[Path, ...]) -> None:
     """Print alpr_results JSON for each image, one per line, like OpenALPR's `alpr -j`."""
-    from workers.engine import ImageError, Options, decode_image
     from schemas import to_json
+    from workers.engine import ImageError, Options, decode_image
     from workers.results import alpr_results
 
     engine = _engine(settings)

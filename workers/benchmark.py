@@ -62,7 +62,7 @@ def plate_box(read: PlateRead) -> tuple[float, float, float, float]:
     return (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
 
 
-def annotations(folder: Path) -> list[Annotation]:
+def read_annotations(folder: Path) -> list[Annotation]:
     found = []
     for text_file in sorted(folder.glob("*.txt")):
         fields = text_file.read_text().strip().split("\t")
@@ -85,7 +85,7 @@ def benchmark_folders(root: Path) -> Iterator[Path]:
 def score_folder(
     engine: Engine, folder: Path, options: Options, *, progress: Callable[[int, int], None] | None = None
 ) -> FolderScore:
-    items = annotations(folder)
+    items = read_annotations(folder)
     detected = top1 = topn = 0
     times: list[float] = []
     misreads: list[tuple[str, str]] = []

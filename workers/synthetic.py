@@ -40,16 +40,26 @@ def street_scene(
     noise: float = 0.0,
     style: str = "eu",
 ) -> Image:
-    """A plate mounted on a car-like shape over a textured background, optionally tilted,
-    blurred and noised."""
+    """The back of a car on a road with the plate `text` mounted, optionally tilted, blurred and
+    noised. An empty `text` gives the car without a plate."""
     rng = np.random.default_rng(seed)
     scene = _road(width, height, rng)
     plate_w = plate_width or width // 6
     plate_h = int(plate_w * 110 / 520)
-    plate = render_plate(text, width=520, height=110, style=style)
-    plate = cv2.resize(plate, (plate_w, plate_h), interpolation=cv2.INTER_AREA)
     cx, cy = width // 2 + int(rng.integers(-width // 8, width // 8 + 1)), int(height * 0.62)
     _car_rear(scene, cx, cy, plate_w, plate_h, rng)
+    if text:
+        _mount(scene, render_plate(text, width=520, height=110, style=style), cx, cy, plate_w, plate_h, tilt_degrees)
+    if blur:
+        scene = cv2.GaussianBlur(scene, (blur * 2 + 1, blur * 2 + 1), 0)
+    if noise:
+        scene = np.clip(scene + rng.normal(0, noise, scene.shape), 0, 255).astype(np.uint8)
+    return scene
+
+
+def _mount(scene: Image, plate: Image, cx: int, cy: int, plate_w: int, plate_h: int, tilt_degrees: float) -> None:
+    height, width = scene.shape[:2]
+    plate = cv2.resize(plate, (plate_w, plate_h), interpolation=cv2.INTER_AREA)
     source = np.array([[0, 0], [plate_w, 0], [plate_w, plate_h], [0, plate_h]], dtype=np.float32)
     angle = np.deg2rad(tilt_degrees)
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]], dtype=np.float32)
@@ -58,13 +68,6 @@ def street_scene(
     warped = cv2.warpPerspective(plate, matrix, (width, height))
     mask = cv2.warpPerspective(np.full((plate_h, plate_w), 255, np.uint8), matrix, (width, height))
     scene[mask > 0] = warped[mask > 0]
-    if blur:
-        scene = cv2.GaussianBlur(scene, (blur * 2 + 1, blur * 2 + 1), 0)
-    if noise:
-        scene = np.clip(scene + rng.normal(0, noise, scene.shape), 0, 255).astype(np.uint8)
-    return scene
-
-
 
 
 def _road(width: int, height: int, rng: np.random.Generator) -> Image:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-import numpy as np
 from numpy.typing import NDArray
 
-Image = NDArray[np.uint8]  # H x W x 3, BGR, as OpenCV decodes
+Image = NDArray[Any]  # H x W x 3 uint8, BGR, as OpenCV decodes
 
 
 @dataclass(frozen=True)

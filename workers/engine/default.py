@@ -90,7 +90,7 @@ class PlateDetector:
         return [self._decode(raw[i], ratios[i], images[i].shape) for i in range(len(images))]
 
     def _decode(self, raw: FloatArray, ratio: float, shape: tuple[int, ...]) -> list[Detection]:
-        scores = 1.0 / (1.0 + np.exp(-raw[4 * self.reg_max]))
+        scores = 1.0 / (1.0 + np.exp(-np.clip(raw[4 * self.reg_max], -50, 50)))
         keep = scores > self.min_confidence
         if not keep.any():
             return []
@@ -125,7 +125,7 @@ def _letterbox(image: Image, size: int) -> tuple[Image, float]:
 class TextReader:
     """PP-OCR text lines inside a plate crop, and their characters' probabilities."""
 
-    def __init__(self, *, threads: int, providers: Sequence[str], line_width: int = 320) -> None:
+    def __init__(self, *, threads: int, providers: Sequence[str], line_width: int = 224) -> None:
         from rapidocr.ch_ppocr_det.utils import DBPostProcess
 
         self.detector = _session(str(models.ocr_model(models.OCR_DETECTOR)), threads, providers)
@@ -186,7 +186,7 @@ def ctc_alternatives(probabilities: FloatArray, *, top: int = 3) -> list[Alterna
             order = np.argsort(-peak)[:top]
             positions.append([(ALPHABET[i], float(peak[i])) for i in order])
             start = None
-        if current != 0 and current != previous:
+        if current not in (0, previous):
             start = step
     return positions
 
@@ -197,6 +197,15 @@ def _order_corners(points: NDArray[np.float32]) -> NDArray[np.float32]:
     return np.array(
         [points[by_sum.argmin()], points[by_diff.argmin()], points[by_sum.argmax()], points[by_diff.argmax()]],
         dtype=np.float32,
+    )
+
+
+def _widen(corners: NDArray[np.float32], along: float, across: float) -> NDArray[np.float32]:
+    """Corners moved outwards by fractions of the box's width (along) and height (across)."""
+    dx = (corners[1] - corners[0]) * along
+    dy = (corners[3] - corners[0]) * across
+    return np.array(
+        [corners[0] - dx - dy, corners[1] + dx - dy, corners[2] + dx + dy, corners[3] - dx + dy], dtype=np.float32
     )
 
 
@@ -214,7 +223,7 @@ def _rectify(image: Image, corners: NDArray[np.float32]) -> Image:
 class DefaultEngine(Engine):
     name = "default"
 
-    def __init__(self, *, detector_size: int = 416, threads: int = 1, gpu: bool = False) -> None:
+    def __init__(self, *, detector_size: int = 320, threads: int = 1, gpu: bool = False) -> None:
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else ["CPUExecutionProvider"]
         self.detector = PlateDetector(models.plate_detector(), size=detector_size, threads=threads, providers=providers)
         self.reader = TextReader(threads=threads, providers=providers)
@@ -283,15 +292,9 @@ def _plate_corners(
 ) -> tuple[Point, Point, Point, Point]:
     """The plate's corners in the image: the characters' box with a margin, as OpenALPR reports."""
     if from_text:
-        along = (corners[1] - corners[0]) * 0.04
-        across = (corners[3] - corners[0]) * 0.12
-        corners = np.array(
-            [corners[0] - along - across, corners[1] + along - across, corners[2] + along + across,
-             corners[3] - along + across],
-            dtype=np.float32,
-        )  # fmt: skip
+        corners = _widen(corners, 0.04, 0.12)
     points = [
-        Point(int(round(min(max(0, x), crop_shape[1]) + left)), int(round(min(max(0, y), crop_shape[0]) + top)))
+        Point(round(float(min(max(0, x), crop_shape[1])) + left), round(float(min(max(0, y), crop_shape[0])) + top))
         for x, y in corners
     ]
     return points[0], points[1], points[2], points[3]

@@ -57,7 +57,9 @@ def _header_size(data: bytes, name: str) -> tuple[int, int]:
     except PILImage.DecompressionBombError as error:
         raise ImageTooLargeError(f"{name}: {error}") from None
     except (OSError, ValueError, SyntaxError) as error:
-        raise ImageError(f"{name} is not a recognised image ({len(data)} bytes, starts {data[:8]!r}): {error}") from None
+        raise ImageError(
+            f"{name} is not a recognised image ({len(data)} bytes, starts {data[:8]!r}): {error}"
+        ) from None
 
 
 def _check_complete(data: bytes, name: str) -> None:

@@ -1,0 +1,88 @@
+"""Pure post-processing: candidates from character probabilities, templates, region choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from workers.engine.candidates import choose, readings
+from workers.engine.default import ALPHABET, ctc_alternatives
+from workers.engine.templates import matching_regions, regions_for
+
+
+def positions(text: str, probability: float = 0.95) -> list[list[tuple[str, float]]]:
+    return [[(char, probability)] for char in text]
+
+
+def test_best_reading_is_the_likeliest_characters() -> None:
+    best = readings(positions("AB123CD"))[0]
+    assert best.plate == "AB123CD"
+    assert 90 < best.confidence <= 100
+
+
+def test_a_doubtful_character_yields_candidates_without_it_and_with_its_alternative() -> None:
+    reads = readings([*positions("627W"), [("W", 0.55), ("N", 0.3)], *positions("I")])
+    plates = [r.plate for r in reads]
+    assert plates[0] == "627WWI"
+    assert "627WI" in plates
+    assert "627WNI" in plates
+
+
+def test_template_picks_the_reading_that_fits_the_region() -> None:
+    # An emblem between region code and number, read as a character: Slovak plates are @@###@@.
+    reads = readings([*positions("RK"), [("2", 0.6)], *positions("828AG")])
+    choice = choose(reads, regions_for("eu", state="sk"), topn=5)
+    assert choice is not None
+    assert choice.plate == "RK828AG"
+    assert choice.matches_template
+    assert choice.region == "sk"
+
+
+def test_a_far_likelier_reading_beats_a_template_match() -> None:
+    reads = readings(positions("GWAGEN", 0.99))
+    choice = choose(reads, regions_for("eu"), topn=5)
+    assert choice is not None
+    assert choice.plate == "GWAGEN"
+    assert not choice.matches_template
+
+
+def test_strict_region_mode_drops_readings_that_fit_no_pattern() -> None:
+    reads = readings(positions("GWAGEN", 0.99))
+    assert choose(reads, regions_for("eu", regions=["fr"]), topn=5, strict=True) is None
+    fitting = choose(readings(positions("AB123CD")), regions_for("eu", regions=["fr"]), topn=5, strict=True)
+    assert fitting is not None
+    assert fitting.region == "fr"
+    assert all(c.matches_template for c in fitting.candidates)
+
+
+def test_topn_limits_candidates_and_the_first_candidate_is_the_plate() -> None:
+    reads = readings([[(c, 0.7), ("8", 0.2)] for c in "ABC123"])
+    choice = choose(reads, regions_for("us"), topn=3)
+    assert choice is not None
+    assert len(choice.candidates) == 3
+    assert choice.candidates[0].plate == choice.plate
+
+
+@pytest.mark.parametrize(
+    ("country", "state", "regions", "text", "expected"),
+    [
+        ("br", None, (), "ABC1234", ["br"]),
+        ("br", None, (), "ABC1D23", ["br"]),
+        ("eu", None, ("fr",), "AB123CD", ["fr"]),
+        ("us", "ca", (), "7ABC123", ["us-ca"]),
+        ("us", "md", (), "ZZZZZZZZ", []),
+    ],
+)
+def test_region_templates(
+    country: str, state: str | None, regions: tuple[str, ...], text: str, expected: list[str]
+) -> None:
+    assert matching_regions(text, regions_for(country, state, regions)) == expected
+
+
+def test_ctc_segments_give_one_position_per_character() -> None:
+    steps = np.zeros((7, 1 + len(ALPHABET)), dtype=np.float32)
+    path = [0, "A", "A", 0, "A", "7", 0]  # "A A" separated by a blank is two characters
+    for t, symbol in enumerate(path):
+        steps[t, 0 if symbol == 0 else 1 + ALPHABET.index(str(symbol))] = 0.9
+    alternatives = ctc_alternatives(steps)
+    assert [a[0][0] for a in alternatives] == ["A", "A", "7"]

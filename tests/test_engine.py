@@ -1,0 +1,86 @@
+"""The default engine reads plates the tests render themselves, and speaks OpenALPR's JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import pytest
+from click.testing import CliRunner
+
+from platestream.cli import main
+from schemas import Codec
+from workers.engine import Engine, Options, make_engine
+from workers.results import alpr_results
+from workers.synthetic import street_scene
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Engine]:
+    built = make_engine("default")
+    yield built
+    built.close()
+
+
+CASES = [
+    ("AB12CDE", {}),
+    ("KL35PQR", {"tilt_degrees": 8.0}),
+    ("BRA2E19", {"blur": 1, "noise": 8.0}),
+    ("RK346AL", {"tilt_degrees": -6.0, "noise": 5.0}),
+    ("7XYZ123", {"style": "us"}),
+]
+
+
+@pytest.mark.parametrize(("text", "distortion"), CASES)
+def test_rendered_plates_are_found_and_read(engine: Engine, text: str, distortion: dict[str, object]) -> None:
+    image = street_scene(text, seed=1, plate_width=280, **distortion)  # type: ignore[arg-type]
+    (result,) = engine.recognize([image], Options(country="eu"))
+    assert [plate.plate for plate in result.plates] == [text]
+    plate = result.plates[0]
+    assert plate.candidates[0].plate == text
+    xs = [p.x for p in plate.coordinates]
+    assert 400 < min(xs) < max(xs) < 900  # on the car, around the image's middle third
+
+
+def test_an_image_without_a_plate_gives_no_results(engine: Engine) -> None:
+    empty = street_scene("", seed=3)
+    (result,) = engine.recognize([empty])
+    assert result.plates == ()
+    assert (result.width, result.height) == (1280, 720)
+
+
+def test_a_batch_gives_one_result_per_image_in_order(engine: Engine) -> None:
+    images = [street_scene(text, seed=2, plate_width=280) for text in ("AB12CDE", "XY98ZZT")]
+    results = engine.recognize(images, Options(country="eu"))
+    assert [r.plates[0].plate for r in results] == ["AB12CDE", "XY98ZZT"]
+
+
+def test_results_are_valid_alpr_results_records(engine: Engine) -> None:
+    (result,) = engine.recognize([street_scene("AB12CDE", seed=1, plate_width=280)], Options(country="eu", topn=4))
+    record = alpr_results(result, epoch_ms=1_700_000_000_000, camera_id=12, agent_uid="agent", frame_number=3)
+    assert Codec("alpr_results").decode(Codec("alpr_results").encode(record)) == record
+    assert record["uuid"] == "agent-12-1700000000000"
+    assert record["results"][0]["requested_topn"] == 4
+    assert len(record["results"][0]["candidates"]) <= 4
+
+
+def test_recognize_prints_openalpr_json(tmp_path: Path) -> None:
+    image = tmp_path / "car.jpg"
+    cv2.imwrite(str(image), street_scene("AB12CDE", seed=1, plate_width=280))
+    result = CliRunner().invoke(main, ["recognize", str(image), "--country", "eu", "--topn", "3"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output.strip().splitlines()[-1])
+    assert printed["data_type"] == "alpr_results"
+    assert printed["results"][0]["plate"] == "AB12CDE"
+    assert "uuid" not in printed  # the web-service form: no agent fields
+
+
+def test_recognize_reports_a_bad_file_and_exits_non_zero(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    result = CliRunner().invoke(main, ["recognize", str(bad)])
+    assert result.exit_code == 1
+    assert "bad.jpg" in result.output
+    assert "Traceback" not in result.output

@@ -1,0 +1,46 @@
+"""The OpenALPR adapter: its mapping of recorded OpenALPR output, and the native engine where present."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from schemas import from_json, to_json_dict
+from tests.factories import SHARED
+from tests.test_schemas import seed_json_blocks
+from workers.engine import Options
+from workers.engine.openalpr import image_result
+from workers.results import alpr_results
+
+WEB_SERVICE = SHARED / "seeds" / "000_6fda98222c39bbe7.txt"
+AGENT = SHARED / "seeds" / "004_2802f942be6c874d.txt"
+
+
+@pytest.mark.parametrize("seed", [WEB_SERVICE, AGENT], ids=["web service", "agent"])
+def test_recorded_openalpr_output_maps_field_for_field(seed: Path) -> None:
+    if not seed.exists():
+        pytest.skip(f"recorded OpenALPR output not at {seed}")
+    (recorded,) = seed_json_blocks(seed)
+    mapped = alpr_results(image_result(recorded), epoch_ms=recorded["epoch_time"])
+    expected = to_json_dict(from_json("alpr_results", recorded))
+    got = to_json_dict(mapped)
+    for key in ("img_width", "img_height", "processing_time_ms", "regions_of_interest"):
+        assert got[key] == expected[key]
+    for ours, theirs in zip(got["results"], expected["results"], strict=True):
+        kept = {k: v for k, v in theirs.items() if k != "plate_crop_jpeg"}  # crops are not kept
+        assert ours == kept
+
+
+NATIVE = importlib.util.find_spec("openalpr") is not None
+
+
+@pytest.mark.skipif(not NATIVE, reason="the openalpr binding and native library are not installed here")
+def test_native_openalpr_reads_a_rendered_plate() -> None:  # pragma: no cover - runs where installed
+    from workers.engine import make_engine
+    from workers.synthetic import street_scene
+
+    engine = make_engine("openalpr", country="eu")
+    (result,) = engine.recognize([street_scene("AB12CDE", seed=1, plate_width=280)], Options(country="eu"))
+    assert any(plate.plate == "AB12CDE" for plate in result.plates)
