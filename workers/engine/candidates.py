@@ -74,7 +74,7 @@ def choose(
     *,
     topn: int,
     strict: bool = False,
-    max_template_gap: float = 6.0,
+    max_template_gap: float = 3.0,
 ) -> Choice | None:
     """The reading to report: the best one that fits a region's pattern, unless it is far less
     likely than the best reading (log-score gap over `max_template_gap`). In strict mode a reading
