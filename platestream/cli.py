@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from platestream import __version__
 from platestream.errors import PlatestreamError
 from platestream.log import configure_logging
-from platestream.settings import CONFIG_ENV, EngineSettings, Settings, env_name, load
+from platestream.settings import CONFIG_ENV, EngineSettings, Settings, WorkerSettings, env_name, load
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -235,6 +235,15 @@ def recognize(settings: EngineSettings, images: tuple[Path, ...]) -> None:
         click.echo(to_json(alpr_results(result, epoch_ms=int(path.stat().st_mtime * 1000))))
     if failed:
         sys.exit(1)
+
+
+@main.command("worker")
+@settings_options(WorkerSettings)
+def worker(settings: WorkerSettings) -> None:
+    """Consume frames, recognise plates, produce alpr_results (exactly once, dead-lettering bad input)."""
+    from workers.service import run_worker
+
+    run_worker(settings)
 
 
 @main.group()

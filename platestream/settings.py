@@ -125,3 +125,30 @@ class EngineSettings(Settings):
     openalpr_runtime_data: str = Field(
         "/usr/share/openalpr/runtime_data", description="OpenALPR engine: its runtime_data folder."
     )
+
+
+class WorkerSettings(EngineSettings):
+    """The recognition worker: consume frames, emit alpr_results, transactionally."""
+
+    group_id: str = Field("platestream-workers", description="Consumer group of the workers.")
+    transactional_id: str | None = Field(
+        None,
+        description="Transactional id, stable per replica (a StatefulSet pod name); unset: worker-<hostname>.",
+    )
+    transaction_timeout_ms: int = Field(
+        30000, ge=1000, description="Open transactions of a dead worker end after this."
+    )
+    batch_size: int = Field(8, ge=1, le=1000, description="Frames per engine batch and transaction.")
+    batch_wait_ms: int = Field(200, ge=0, description="Longest wait to fill a batch.")
+    decode_threads: int = Field(2, ge=1, description="Threads that fetch and decode images.")
+    emit_empty: bool = Field(True, description="Emit a result for frames with no plate (False: as OpenALPR agents).")
+    agent_uid: str | None = Field(None, description="Agent uid in results and heartbeats; unset: the hostname.")
+    company_id: str | None = Field(None, description="Company id written into results.")
+    health_port: int = Field(8080, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics; 0: off.")
+    heartbeat_interval_s: float = Field(60.0, gt=0, description="Seconds between heartbeat records.")
+    session_timeout_ms: int = Field(10000, ge=6000, description="Kafka group session timeout.")
+    max_poll_interval_ms: int = Field(300000, ge=10000, description="Longest time between polls before a rebalance.")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, a local server); unset: AWS.")
+    s3_region: str | None = Field(None, description="S3 region.")
+    s3_max_attempts: int = Field(4, ge=1, description="Attempts per S3 request, with backoff, on transient errors.")
+    s3_timeout_s: float = Field(10.0, gt=0, description="Connect and read timeout of one S3 request.")

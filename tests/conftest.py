@@ -17,6 +17,7 @@ from platestream.kafka import create_topics
 from platestream.settings import Settings
 from schemas import TOPICS
 from tests.factories import REPO
+from workers.engine import Engine, make_engine
 
 
 def _docker_engine_present() -> bool:
@@ -72,3 +73,30 @@ def kafka_settings(make_settings: Callable[..., Settings]) -> Settings:
     settings = make_settings()
     create_topics(settings, TOPICS, partitions=2)
     return settings
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A local S3-compatible server spoken to over HTTP (moto's server mode)."""
+    from moto.server import ThreadedMotoServer
+
+    from platestream.broker import free_port
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Engine]:
+    """The default engine, loaded once."""
+    built = make_engine("default")
+    yield built
+    built.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -12,16 +11,9 @@ from click.testing import CliRunner
 
 from platestream.cli import main
 from schemas import Codec
-from workers.engine import Engine, Options, make_engine
+from workers.engine import Engine, Options
 from workers.results import alpr_results
 from workers.synthetic import street_scene
-
-
-@pytest.fixture(scope="session")
-def engine() -> Iterator[Engine]:
-    built = make_engine("default")
-    yield built
-    built.close()
 
 
 CASES = [

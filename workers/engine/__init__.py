@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.engine.base import Box, Candidate, Engine, ImageResult, Options, PlateRead, Point
+from workers.engine.base import Box, Candidate, Engine, Image, ImageResult, Options, PlateRead, Point
 from workers.engine.images import ImageError, ImageTooLargeError, decode_image
 
 ENGINES = ("default", "openalpr")
@@ -26,6 +26,7 @@ __all__ = [
     "Box",
     "Candidate",
     "Engine",
+    "Image",
     "ImageError",
     "ImageResult",
     "ImageTooLargeError",

@@ -1,0 +1,162 @@
+"""The worker on the real broker: results per frame, replies, and a dead letter for each bad input."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from platestream.kafka import read_topic
+from platestream.settings import Settings
+from tests.worker_tools import frame_record, plate_jpeg, running_worker, send_frames, worker_settings
+from workers.engine import Engine
+from workers.engine.images import encode_jpeg
+from workers.synthetic import street_scene
+
+pytestmark = pytest.mark.kafka
+
+
+def test_each_frame_yields_one_result_with_its_plate(kafka_settings: Settings, engine: Engine) -> None:
+    frames = [frame_record("12", n, image=plate_jpeg(text)) for n, text in enumerate(["AB12CDE", "XY98ZZT", "KL35PQR"])]
+    frames.append(frame_record("gate-2", 7, image=plate_jpeg("", seed=3)))  # a car without a plate
+    send_frames(kafka_settings, frames)
+    with running_worker(worker_settings(kafka_settings), engine):
+        results = read_topic(kafka_settings, "alpr_results", "alpr_results", count=4, timeout_s=60)
+    by_frame = {(r["camera_id"], r["frame_number"]): r for _, r in results}
+    assert len(results) == 4
+    assert [by_frame[(12, n)]["results"][0]["plate"] for n in range(3)] == ["AB12CDE", "XY98ZZT", "KL35PQR"]
+    assert by_frame[("gate-2", 7)]["results"] == []
+    first = by_frame[(12, 0)]
+    assert first["uuid"] == f"{first['agent_uid']}-12-{first['epoch_time']}"
+    assert {key for key, _ in results} == {b"12", b"gate-2"}
+
+
+def test_frames_without_plates_are_dropped_when_asked(kafka_settings: Settings, engine: Engine) -> None:
+    send_frames(kafka_settings, [frame_record("1", 1, image=plate_jpeg("", seed=3)),
+                                 frame_record("1", 2, image=plate_jpeg("AB12CDE"))])  # fmt: skip
+    with running_worker(worker_settings(kafka_settings, emit_empty=False), engine):
+        results = read_topic(kafka_settings, "alpr_results", "alpr_results", count=1, timeout_s=60)
+        more = read_topic(kafka_settings, "alpr_results", "alpr_results", timeout_s=3)
+    assert [r["frame_number"] for _, r in more] == [2]
+    assert results[0][1]["results"][0]["plate"] == "AB12CDE"
+
+
+def test_a_request_id_gets_its_result_on_the_reply_topic(kafka_settings: Settings, engine: Engine) -> None:
+    send_frames(kafka_settings, [frame_record("9", 1, image=plate_jpeg("AB12CDE"), request_id="req-42")])
+    with running_worker(worker_settings(kafka_settings), engine):
+        replies = read_topic(kafka_settings, "alpr_replies", "alpr_results", count=1, timeout_s=60)
+    key, reply = replies[0]
+    assert key == b"req-42"
+    assert reply["request_id"] == "req-42"
+    assert reply["results"][0]["plate"] == "AB12CDE"
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str, kafka_settings: Settings) -> str:
+    name = kafka_settings.topic_prefix.strip(".").lower() + "-frames"
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=name)
+    client.put_object(Bucket=name, Key="cam/1.jpg", Body=plate_jpeg("AB12CDE"))
+    return name
+
+
+def test_frames_that_reference_s3_objects_are_fetched(
+    kafka_settings: Settings, engine: Engine, s3_endpoint: str, bucket: str
+) -> None:
+    send_frames(kafka_settings, [frame_record("3", 1, ref={"bucket": bucket, "key": "cam/1.jpg"})])
+    with running_worker(worker_settings(kafka_settings, s3_endpoint_url=s3_endpoint), engine):
+        results = read_topic(kafka_settings, "alpr_results", "alpr_results", count=1, timeout_s=60)
+    assert results[0][1]["results"][0]["plate"] == "AB12CDE"
+
+
+def dead_letters_for(kafka_settings: Settings, engine: Engine, count: int, **overrides: Any) -> list[dict[str, Any]]:
+    with running_worker(worker_settings(kafka_settings, **overrides), engine):
+        letters = read_topic(kafka_settings, "dead_letter", "dead_letter", count=count, timeout_s=60)
+        # The worker went on: a good frame sent after the bad ones is still recognised.
+        send_frames(kafka_settings, [frame_record("ok", 99, image=plate_jpeg("AB12CDE"))])
+        results = read_topic(kafka_settings, "alpr_results", "alpr_results", count=1, timeout_s=60)
+    assert any(r["frame_number"] == 99 for _, r in results)
+    return [letter for _, letter in letters]
+
+
+def test_bad_records_and_images_are_dead_lettered_with_the_original(kafka_settings: Settings, engine: Engine) -> None:
+    jpeg = plate_jpeg("AB12CDE")
+    send_frames(
+        kafka_settings,
+        [
+            frame_record("c", 1, image=b"\xff\xd8 this is no jpeg"),
+            frame_record("c", 2, image=jpeg[: len(jpeg) // 2]),
+            frame_record("c", 3, image=encode_jpeg(street_scene("AB12CDE", 1920, 1080))),  # over the limit below
+        ],
+        raw=[(b"c", b"\x00\x01 not an avro frame")],
+    )
+    letters = dead_letters_for(kafka_settings, engine, 4, max_image_pixels=1280 * 720)
+    reasons = sorted(letter["reason"] for letter in letters)
+    assert reasons == ["image_too_large", "schema_invalid", "undecodable_image", "undecodable_image"]
+    invalid = next(letter for letter in letters if letter["reason"] == "schema_invalid")
+    assert invalid["original_value"] == b"\x00\x01 not an avro frame"
+    assert invalid["source_topic"] == kafka_settings.topic_name("frames")
+    assert invalid["source_offset"] is not None
+    too_large = next(letter for letter in letters if letter["reason"] == "image_too_large")
+    assert "1920x1080" in too_large["error_message"]
+    assert all(letter["service"].startswith("worker/") for letter in letters)
+
+
+def test_missing_and_changed_s3_objects_are_dead_lettered(
+    kafka_settings: Settings, engine: Engine, s3_endpoint: str, bucket: str
+) -> None:
+    send_frames(
+        kafka_settings,
+        [
+            frame_record("s", 1, ref={"bucket": bucket, "key": "cam/nope.jpg"}),
+            frame_record("s", 2, ref={"bucket": bucket + "-absent", "key": "cam/1.jpg"}),
+            frame_record("s", 3, ref={"bucket": bucket, "key": "cam/1.jpg", "etag": '"0000"'}),
+        ],
+    )
+    letters = dead_letters_for(kafka_settings, engine, 3, s3_endpoint_url=s3_endpoint)
+    assert sorted(letter["reason"] for letter in letters) == ["s3_object_changed", "s3_object_missing",
+                                                               "s3_object_missing"]  # fmt: skip
+    assert {letter["original_reference"] for letter in letters} >= {f"s3://{bucket}/cam/nope.jpg"}
+
+
+class _RefusingS3(http.server.BaseHTTPRequestHandler):
+    """An S3 endpoint that refuses (403) or fails (503) every request, as a misconfigured or
+    unavailable store does."""
+
+    status = 403
+
+    def do_GET(self) -> None:
+        code = "AccessDenied" if self.status == 403 else "SlowDown"
+        body = f"<Error><Code>{code}</Code><Message>no</Message></Error>".encode()
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        return
+
+
+@pytest.fixture(params=[403, 503], ids=["forbidden", "unavailable"])
+def refusing_s3(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
+    handler = type("Handler", (_RefusingS3,), {"status": request.param})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", request.param
+    server.shutdown()
+
+
+def test_forbidden_and_unavailable_s3_are_dead_lettered_after_retries(
+    kafka_settings: Settings, engine: Engine, refusing_s3: tuple[str, int]
+) -> None:
+    endpoint, status = refusing_s3
+    send_frames(kafka_settings, [frame_record("r", 1, ref={"bucket": "b", "key": "k.jpg"})])
+    letters = dead_letters_for(kafka_settings, engine, 1, s3_endpoint_url=endpoint, s3_max_attempts=2)
+    assert letters[0]["reason"] == ("s3_access_denied" if status == 403 else "s3_unavailable")
+    assert letters[0]["original_reference"] == "s3://b/k.jpg"

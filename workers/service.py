@@ -1,0 +1,233 @@
+"""`platestream worker`: consume frames, recognise, produce alpr_results, exactly once.
+
+Each batch is one Kafka transaction holding its results, replies, dead letters and the consumed
+offsets; a downstream read_committed consumer sees all of a batch or none of it. A worker killed
+mid-batch leaves an open transaction that its successor (same transactional id) aborts, and the
+batch is consumed again from the committed offsets: no frame lost, none duplicated.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from types import FrameType
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError, ProducerFencedError
+from kafka.structs import OffsetAndMetadata
+
+from platestream import __version__
+from platestream.deadletter import Origin, service_name
+from platestream.health import HealthServer
+from platestream.heartbeat import heartbeat
+from platestream.kafka import codec, make_consumer, make_producer
+from platestream.log import get_logger
+from platestream.settings import WorkerSettings
+from workers.engine import Engine, make_engine
+from workers.fetch import S3Fetcher
+from workers.metrics import worker_metrics
+from workers.pipeline import BatchReport, FrameDefaults, FramePipeline, Output
+
+log = get_logger(__name__)
+
+
+def build_engine(settings: WorkerSettings) -> Engine:
+    if settings.engine == "openalpr":
+        return make_engine(
+            "openalpr", country=settings.country, config=settings.openalpr_config,
+            runtime_data=settings.openalpr_runtime_data, state=settings.state,
+        )  # fmt: skip
+    return make_engine(
+        "default", detector_size=settings.detector_size, threads=settings.engine_threads, gpu=settings.gpu
+    )
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.agent_uid = settings.agent_uid or socket.gethostname()
+        self.transactional_id = settings.transactional_id or f"platestream-worker-{socket.gethostname()}"
+        self.engine = engine or build_engine(settings)
+        self.metrics = worker_metrics()
+        self._stopping = False
+        self._ready = False
+        self._last_heartbeat = 0.0
+        self._codecs = {name: codec(settings, name) for name in ("frame", "alpr_results", "dead_letter", "heartbeat")}
+
+    def stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
+        log.info("worker_stopping", signal=signum)
+        self._stopping = True
+
+    def run(self) -> None:
+        settings = self.settings
+        health = None
+        if settings.health_port:
+            health = HealthServer(settings.health_port, alive=lambda: not self._stopping, ready=lambda: self._ready)
+            health.start()
+        executor = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
+        fetcher = _LazyS3(settings)
+        pipeline = FramePipeline(
+            self.engine,
+            self._codecs["frame"],
+            FrameDefaults(
+                country=settings.country,
+                state=settings.state,
+                topn=settings.topn,
+                emit_empty=settings.emit_empty,
+                agent_uid=self.agent_uid,
+                agent_version=__version__,
+                company_id=settings.company_id,
+                max_image_bytes=settings.max_image_bytes,
+                max_image_pixels=settings.max_image_pixels,
+            ),
+            service_name("worker"),
+            executor,
+            fetcher.get,
+        )
+        consumer = make_consumer(
+            settings, "frames", group_id=settings.group_id, max_poll_records=settings.batch_size,
+            session_timeout_ms=settings.session_timeout_ms, heartbeat_interval_ms=settings.session_timeout_ms // 4,
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+        )  # fmt: skip
+        producer = make_producer(
+            settings, transactional_id=self.transactional_id,
+            transaction_timeout_ms=settings.transaction_timeout_ms,
+        )  # fmt: skip
+        try:
+            producer.init_transactions()
+            self._ready = True
+            log.info("worker_started", transactional_id=self.transactional_id, group_id=settings.group_id)
+            while not self._stopping:
+                self._maybe_heartbeat(producer)
+                messages = self._gather(consumer)
+                if messages:
+                    self._process(messages, pipeline, consumer, producer)
+                    self._record_lag(consumer)
+        finally:
+            self._ready = False
+            executor.shutdown(wait=True)
+            consumer.close()  # leaves the group: its partitions move at once
+            producer.close(timeout=10)
+            if health is not None:
+                health.stop()
+            self.engine.close()
+            log.info("worker_stopped")
+
+    def _gather(self, consumer: KafkaConsumer) -> list[Any]:
+        """Up to batch_size records, waiting at most batch_wait_ms once the first arrived."""
+        wanted = self.settings.batch_size
+        messages: list[Any] = []
+        deadline = None
+        while len(messages) < wanted and not self._stopping:
+            timeout = 500 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            polled = consumer.poll(timeout_ms=timeout, max_records=wanted - len(messages))
+            for records in polled.values():
+                messages.extend(records)
+            if deadline is None:
+                if not messages:
+                    return []
+                deadline = time.monotonic() + self.settings.batch_wait_ms / 1000
+            if time.monotonic() >= deadline:
+                break
+        return messages
+
+    def _process(
+        self, messages: list[Any], pipeline: FramePipeline, consumer: KafkaConsumer, producer: KafkaProducer
+    ) -> None:
+        started = time.perf_counter()
+        origins = [Origin(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
+        report = pipeline.process(origins)
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        first: dict[TopicPartition, int] = {}
+        for message in messages:
+            tp = TopicPartition(message.topic, message.partition)
+            first.setdefault(tp, message.offset)
+            offsets[tp] = OffsetAndMetadata(message.offset + 1, "", -1)
+        try:
+            self._transact(producer, report.outputs, offsets, consumer)
+        except ProducerFencedError:
+            log.error("worker_fenced", transactional_id=self.transactional_id)
+            raise
+        except KafkaError as error:
+            # Nothing of the batch is visible; consume it again.
+            log.warning("batch_aborted", error=str(error), frames=len(messages))
+            for tp, offset in first.items():
+                consumer.seek(tp, offset)
+            self.metrics.aborted.inc()
+            return
+        self.metrics.observe(report, len(messages), time.perf_counter() - started)
+        log.debug("batch_committed", frames=len(messages), plates=report.plates, dead_letters=report.dead_letters)
+
+    def _transact(
+        self,
+        producer: KafkaProducer,
+        outputs: list[Output],
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+        consumer: KafkaConsumer | None = None,
+    ) -> None:
+        producer.begin_transaction()
+        try:
+            for output in outputs:
+                value = self._codecs[output.schema].encode(output.record)
+                producer.send(self.settings.topic_name(output.topic), value=value, key=output.key)
+            if offsets and consumer is not None:
+                producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
+            producer.commit_transaction()
+        except ProducerFencedError:
+            raise
+        except KafkaError:
+            try:
+                producer.abort_transaction()
+            except KafkaError as error:
+                log.error("abort_failed", error=str(error))
+            raise
+
+    def _maybe_heartbeat(self, producer: KafkaProducer) -> None:
+        now = time.monotonic()
+        if now - self._last_heartbeat < self.settings.heartbeat_interval_s:
+            return
+        self._last_heartbeat = now
+        record = heartbeat(
+            self.agent_uid, __version__, "platestream-worker",
+            threads_active=1, threads_configured=self.settings.decode_threads + self.settings.engine_threads,
+        )  # fmt: skip
+        try:
+            self._transact(producer, [Output("heartbeat", "heartbeat", self.agent_uid.encode(), record)], {})
+        except KafkaError as error:
+            log.warning("heartbeat_failed", error=str(error))
+
+    def _record_lag(self, consumer: KafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is not None:
+                self.metrics.lag.labels(partition=str(tp.partition)).set(max(0, high - consumer.position(tp)))
+
+
+class _LazyS3:
+    """Builds the S3 client on the first frame that references an object (boto3 may be absent)."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self._fetcher: S3Fetcher | None = None
+
+    def get(self, ref: Any) -> bytes:
+        if self._fetcher is None:
+            s = self.settings
+            self._fetcher = S3Fetcher(
+                endpoint_url=s.s3_endpoint_url, region=s.s3_region, max_attempts=s.s3_max_attempts,
+                timeout_s=s.s3_timeout_s, max_bytes=s.max_image_bytes,
+            )  # fmt: skip
+        return self._fetcher.get(ref)
+
+
+def run_worker(settings: WorkerSettings) -> None:
+    worker = Worker(settings)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    worker.run()
+
+
+__all__ = ["BatchReport", "Worker", "run_worker"]
