@@ -16,7 +16,15 @@ from pydantic import SecretStr
 from platestream import __version__
 from platestream.errors import PlatestreamError
 from platestream.log import configure_logging
-from platestream.settings import CONFIG_ENV, EngineSettings, Settings, WorkerSettings, env_name, load
+from platestream.settings import (
+    CONFIG_ENV,
+    EngineSettings,
+    ProducerSettings,
+    Settings,
+    WorkerSettings,
+    env_name,
+    load,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -234,6 +242,31 @@ def recognize(settings: EngineSettings, images: tuple[Path, ...]) -> None:
         (result,) = engine.recognize([image], options)
         click.echo(to_json(alpr_results(result, epoch_ms=int(path.stat().st_mtime * 1000))))
     if failed:
+        sys.exit(1)
+
+
+@main.group()
+def produce() -> None:
+    """Push frames to Kafka from local files (cameras, video and S3 backfills to come)."""
+
+
+@produce.command("files")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@settings_options(ProducerSettings)
+def produce_files(settings: ProducerSettings, paths: tuple[Path, ...]) -> None:
+    """Send local images (files or folders, searched recursively) as frames with inline bytes."""
+    from producers import file_frames, find_images, produce_frames
+
+    images = find_images(paths)
+    options: dict[str, Any] | None = None
+    if settings.country or settings.state:
+        options = {"country": settings.country, "state": settings.state, "regions": [], "region_strict": False,
+                   "topn": None, "request_id": None}  # fmt: skip
+    delivery = produce_frames(
+        settings, file_frames(images, camera_id=settings.camera_id, options=options, max_bytes=settings.max_image_bytes)
+    )
+    click.echo(f"{delivery.delivered} of {len(images)} images sent to {settings.topic_name('frames')}")
+    if delivery.failed or delivery.interrupted:
         sys.exit(1)
 
 

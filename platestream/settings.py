@@ -152,3 +152,12 @@ class WorkerSettings(EngineSettings):
     s3_region: str | None = Field(None, description="S3 region.")
     s3_max_attempts: int = Field(4, ge=1, description="Attempts per S3 request, with backoff, on transient errors.")
     s3_timeout_s: float = Field(10.0, gt=0, description="Connect and read timeout of one S3 request.")
+
+
+class ProducerSettings(Settings):
+    """Producers: where frames come from and what they ask of the workers."""
+
+    camera_id: str | None = Field(None, description="Camera id of the frames; unset: the image's folder name.")
+    country: str | None = Field(None, description="Country the workers should read the plates with.")
+    state: str | None = Field(None, description="State or country pattern the workers should prefer.")
+    max_image_bytes: int = Field(25 * 1024 * 1024, ge=1, description="Larger files are skipped with an error.")

@@ -15,7 +15,6 @@ from workers.engine import Engine, Options
 from workers.results import alpr_results
 from workers.synthetic import street_scene
 
-
 CASES = [
     ("AB12CDE", {}),
     ("KL35PQR", {"tilt_degrees": 8.0}),

@@ -55,6 +55,7 @@ class Worker:
         self._stopping = False
         self._ready = False
         self._last_heartbeat = 0.0
+        self.totals = {"frames": 0, "batches": 0, "busy_s": 0.0, "engine_s": 0.0, "fetch_decode_s": 0.0}
         self._codecs = {name: codec(settings, name) for name in ("frame", "alpr_results", "dead_letter", "heartbeat")}
 
     def stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
@@ -114,7 +115,7 @@ class Worker:
             if health is not None:
                 health.stop()
             self.engine.close()
-            log.info("worker_stopped")
+            log.info("worker_stopped", **{key: round(value, 3) for key, value in self.totals.items()})
 
     def _gather(self, consumer: KafkaConsumer) -> list[Any]:
         """Up to batch_size records, waiting at most batch_wait_ms once the first arrived."""
@@ -158,7 +159,13 @@ class Worker:
                 consumer.seek(tp, offset)
             self.metrics.aborted.inc()
             return
-        self.metrics.observe(report, len(messages), time.perf_counter() - started)
+        busy = time.perf_counter() - started
+        self.metrics.observe(report, len(messages), busy)
+        self.totals["frames"] += len(messages)
+        self.totals["batches"] += 1
+        self.totals["busy_s"] += busy
+        self.totals["engine_s"] += report.engine_s
+        self.totals["fetch_decode_s"] += report.fetch_decode_s
         log.debug("batch_committed", frames=len(messages), plates=report.plates, dead_letters=report.dead_letters)
 
     def _transact(

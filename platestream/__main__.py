@@ -1,0 +1,3 @@
+from platestream.cli import main
+
+main()
