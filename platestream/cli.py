@@ -335,6 +335,33 @@ def bench_speed(settings: EngineSettings, repeats: int) -> None:
         )
 
 
+@bench.command("worker")
+@click.option("--frames", default=400, show_default=True, help="Backlog of 720p frames per run.")
+@click.option("--processes", default="1,2", show_default=True, help="Worker process counts to run, in turn.")
+@settings_options(Settings)
+def bench_worker(settings: Settings, frames: int, processes: str) -> None:
+    """Frames/s of N worker processes draining a backlog on Kafka (local broker unless configured)."""
+    from platestream.broker import LocalBroker
+    from workers.bench_worker import bench
+
+    broker = None
+    if not settings.kafka_bootstrap:
+        broker = LocalBroker(settings.broker_dir)
+        settings = settings.model_copy(update={"kafka_bootstrap": broker.start().bootstrap})
+    try:
+        runs = bench(settings, frames, [int(p) for p in processes.split(",")])
+    finally:
+        if broker is not None:
+            broker.stop()
+    base = runs[0].frames_per_second
+    for run in runs:
+        click.echo(
+            f"{run.processes} worker(s): {run.frames} frames, {run.frames_per_second:6.1f} frames/s"
+            f" ({run.frames_per_second / base:4.2f}x), outside the engine {run.overhead:6.1%} of engine time"
+            f" (fetch+decode {run.fetch_decode_s:5.1f} s, engine {run.engine_s:5.1f} s, batches {run.busy_s:5.1f} s)"
+        )
+
+
 @main.command("demo")
 @click.option("--keep-broker/--stop-broker", default=False, help="Leave the local broker running afterwards.")
 @settings_options(Settings)
