@@ -160,3 +160,25 @@ def test_forbidden_and_unavailable_s3_are_dead_lettered_after_retries(
     letters = dead_letters_for(kafka_settings, engine, 1, s3_endpoint_url=endpoint, s3_max_attempts=2)
     assert letters[0]["reason"] == ("s3_access_denied" if status == 403 else "s3_unavailable")
     assert letters[0]["original_reference"] == "s3://b/k.jpg"
+
+
+def test_heartbeats_health_and_metrics(kafka_settings: Settings, engine: Engine) -> None:
+    import urllib.request
+
+    from platestream.broker import free_port
+
+    port = free_port()
+    send_frames(kafka_settings, [frame_record("5", 1, image=plate_jpeg("AB12CDE"))])
+    settings = worker_settings(kafka_settings, heartbeat_interval_s=0.5, health_port=port, agent_uid="pod-7")
+    with running_worker(settings, engine):
+        read_topic(kafka_settings, "alpr_results", "alpr_results", count=1, timeout_s=60)
+        beats = read_topic(kafka_settings, "heartbeat", "heartbeat", count=2, timeout_s=30)
+        ready = urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert len(beats) >= 2
+    key, beat = beats[0]
+    assert key == b"pod-7"
+    assert beat["agent_uid"] == "pod-7"
+    assert beat["cpu_cores"] >= 1
+    assert ready.status == 200
+    assert "platestream_worker_frames_total" in metrics
