@@ -1,3 +1,18 @@
 """Aggregator: group the reads of one vehicle passing a camera into one alpr_group record."""
 
-__all__: list[str] = []
+from aggregator.grouping import Group, Grouper, GroupingConfig, Read, reads_from_results
+from aggregator.records import alpr_group, vote
+from aggregator.similarity import canonical, distance, similar
+
+__all__ = [
+    "Group",
+    "Grouper",
+    "GroupingConfig",
+    "Read",
+    "alpr_group",
+    "canonical",
+    "distance",
+    "reads_from_results",
+    "similar",
+    "vote",
+]

@@ -1,0 +1,140 @@
+"""Grouping reads into vehicle passes: pure logic, no broker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from aggregator import Grouper, GroupingConfig, Read, alpr_group, canonical, distance, reads_from_results, similar
+from aggregator.evaluate import score
+from schemas import Codec
+
+T0 = 1_700_000_000_000
+
+
+def read(plate: str, t: int, x: float = 500, *, camera: int = 1, confidence: float = 90.0,
+         candidates: tuple[str, ...] = (), frame: int | None = None) -> Read:  # fmt: skip
+    record: dict[str, Any] = {
+        "epoch_time": T0 + t, "img_width": 1280, "img_height": 720, "camera_id": camera, "uuid": f"u-{camera}-{t}",
+        "agent_uid": "a", "agent_version": "1", "agent_type": "t", "company_id": None,
+        "frame_number": t // 100 if frame is None else frame,
+        "results": [{
+            "plate": plate, "confidence": confidence, "matches_template": 1, "plate_index": 0, "region": "us-ca",
+            "region_confidence": 80.0, "processing_time_ms": 1.0, "requested_topn": 10,
+            "coordinates": [{"x": int(x), "y": 400}, {"x": int(x) + 120, "y": 400}, {"x": int(x) + 120, "y": 440},
+                            {"x": int(x), "y": 440}],
+            "candidates": [{"plate": c, "confidence": confidence - 5 * i, "matches_template": 1}
+                           for i, c in enumerate((plate, *candidates))],
+            "plate_crop_jpeg": None, "vehicle_region": None,
+        }],
+    }  # fmt: skip
+    (only,) = reads_from_results(record)
+    return only
+
+
+def run(reads: list[Read], config: GroupingConfig = GroupingConfig()) -> list[dict[str, Any]]:
+    grouper = Grouper(config)
+    groups = [group for r in reads for group in grouper.add(r)] + grouper.close_all()
+    return [alpr_group(group, config, country="us") for group in groups]
+
+
+def test_lookalike_distance() -> None:
+    assert distance("ABC123", "ABC123") == 0
+    assert distance("AB0123", "ABO123") == pytest.approx(0.3)
+    assert distance("ABC123", "BC123") == 1
+    assert distance("ABC123", "XYZ789") == 6
+    assert similar(["ABC1234"], ["ABC1X34", "QQQ"]) == 1.0
+    assert similar(["ABC1234"], ["ABC1Z34"]) == pytest.approx(0.3)
+    assert similar(["ABC1234"], ["XYZ9876"]) is None
+    assert canonical("B0SS") == canonical("8OS5")
+
+
+def test_a_vehicle_misread_in_some_frames_gets_its_right_plate() -> None:
+    reads = [read(p, t, 100 + t * 0.5) for t, p in
+             [(0, "ABC1234"), (100, "A8C1234"), (200, "ABC1234"), (300, "BC1234"), (400, "ABC1Z34"), (500, "ABC1234")]]  # fmt: skip
+    (group,) = run(reads)
+    assert group["best_plate_number"] == "ABC1234"
+    assert group["uuids"] == [f"u-1-{t}" for t in range(0, 600, 100)]
+    assert group["plate_indexes"] == [0] * 6
+    assert (group["epoch_start"], group["epoch_end"]) == (T0, T0 + 500)
+    assert (group["frame_start"], group["frame_end"]) == (0, 5)
+    assert group["best_plate"]["plate"] == "ABC1234"
+    assert group["candidates"][0]["plate"] == "ABC1234"
+    assert group["travel_direction"] == 0.0  # left to right
+    assert group["is_parked"] is False
+    assert len(group["plate_path"]) == 6
+    assert Codec("alpr_group").decode(Codec("alpr_group").encode(group)) == group
+
+
+def test_interleaved_vehicles_make_one_group_each() -> None:
+    reads = []
+    for t in range(0, 1000, 100):
+        reads.append(read("ABC1234", t, 100 + t * 0.4))
+        reads.append(read("XYZ9876", t, 1100 - t * 0.4))
+    groups = run(reads)
+    assert sorted(g["best_plate_number"] for g in groups) == ["ABC1234", "XYZ9876"]
+    directions = {g["best_plate_number"]: g["travel_direction"] for g in groups}
+    assert directions == {"ABC1234": 0.0, "XYZ9876": 180.0}
+
+
+def test_the_same_plate_far_away_in_the_image_is_another_vehicle() -> None:
+    reads = [read("ABC1234", 0, 100), read("ABC1234", 100, 140), read("ABC1234", 200, 1100), read("ABC1234", 300, 1060)]
+    assert len(run(reads)) == 2
+
+
+def test_a_plate_seen_again_after_the_time_delta_is_a_new_pass() -> None:
+    first = [read("ABC1234", t, 500) for t in (0, 100, 200)]
+    later = [read("ABC1234", t, 500) for t in (10_000, 10_100)]
+    groups = run([*first, *later])
+    assert [len(g["uuids"]) for g in groups] == [3, 2]
+    assert all(g["is_parked"] is False for g in groups)  # too short to call parked
+
+
+def test_a_vehicle_that_stays_put_is_parked() -> None:
+    (group,) = run([read("ABC1234", t, 500) for t in range(0, 3000, 500)])
+    assert group["is_parked"] is True
+
+
+def test_too_few_reads_and_low_confidence_reads_make_no_group() -> None:
+    assert run([read("ABC1234", 0)]) == []
+    assert run([read("ABC1234", t, confidence=60.0) for t in (0, 100, 200)]) == []
+
+
+def test_a_group_is_sent_when_full() -> None:
+    config = GroupingConfig(max_plates=3)
+    grouper = Grouper(config)
+    sent = [g for t in range(0, 500, 100) for g in grouper.add(read("ABC1234", t, 500))]
+    assert [len(g.reads) for g in sent] == [3]
+
+
+def test_groups_close_in_event_time_not_wall_time() -> None:
+    grouper = Grouper()
+    assert grouper.add(read("ABC1234", 0)) == []
+    assert grouper.add(read("ABC1234", 100)) == []
+    # An hour-old backfill: nothing closes until capture time moves past the delta plus lateness.
+    assert grouper.add(read("XYZ9876", 6000, 900)) == []
+    closed = grouper.add(read("XYZ9876", 6600, 900))
+    assert [g.reads[0].plate for g in closed] == ["ABC1234"]
+
+
+def test_reads_arriving_out_of_order_within_the_lateness_bound_join_their_group() -> None:
+    reads = [read("ABC1234", t, 100 + t * 0.3) for t in (0, 100, 300, 400)]
+    late = read("ABC1234", 200, 160)
+    (group,) = run([*reads[:3], reads[3], late])
+    assert len(group["uuids"]) == 5
+    assert group["uuids"] == sorted(group["uuids"], key=lambda u: int(u.rsplit("-", 1)[1]))
+
+
+def test_groups_span_cameras_only_when_asked() -> None:
+    reads = [read("ABC1234", 0, camera=1), read("ABC1234", 100, camera=2), read("ABC1234", 200, camera=1),
+             read("ABC1234", 300, camera=2)]  # fmt: skip
+    assert len(run(reads)) == 2
+    assert len(run(reads, GroupingConfig(span_cameras=True))) == 1
+
+
+def test_simulated_traffic_groups_precisely() -> None:
+    result = score(300, cameras=2, seed=3)
+    assert result.precision > 0.95
+    assert result.recall > 0.95
+    assert result.group_accuracy > result.read_accuracy
