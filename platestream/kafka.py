@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, ProducerFencedError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
 
 from platestream.errors import BrokerError, ConfigError
 from platestream.log import get_logger
@@ -85,6 +87,42 @@ def make_admin(settings: Settings) -> KafkaAdminClient:
         return KafkaAdminClient(**client_config(settings), request_timeout_ms=15000)
     except KafkaError as error:
         raise BrokerError(f"cannot reach Kafka at {bootstrap_servers(settings)!r}: {error}") from None
+
+
+@dataclass(frozen=True)
+class Send:
+    """One record to write in a transaction."""
+
+    topic: str  # the full topic name
+    value: bytes
+    key: bytes | None
+    partition: int | None = None
+
+
+def transact(
+    producer: KafkaProducer,
+    sends: Iterable[Send],
+    offsets: dict[TopicPartition, OffsetAndMetadata] | None = None,
+    consumer: KafkaConsumer | None = None,
+) -> None:
+    """Write `sends` and commit the consumed `offsets` atomically: all of it becomes visible to
+    read_committed consumers, or none. Aborts and re-raises on failure; a fenced producer (another
+    instance took over its transactional id) raises ProducerFencedError without aborting."""
+    producer.begin_transaction()
+    try:
+        for send in sends:
+            producer.send(send.topic, value=send.value, key=send.key, partition=send.partition)
+        if offsets and consumer is not None:
+            producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
+        producer.commit_transaction()
+    except ProducerFencedError:
+        raise
+    except KafkaError:
+        try:
+            producer.abort_transaction()
+        except KafkaError as error:
+            log.error("abort_failed", error=str(error))
+        raise
 
 
 def topic_manifests(cluster: str = "platestream", replicas: int = 3) -> str:

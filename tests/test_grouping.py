@@ -51,8 +51,8 @@ def test_lookalike_distance() -> None:
 
 
 def test_a_vehicle_misread_in_some_frames_gets_its_right_plate() -> None:
-    reads = [read(p, t, 100 + t * 0.5) for t, p in
-             [(0, "ABC1234"), (100, "A8C1234"), (200, "ABC1234"), (300, "BC1234"), (400, "ABC1Z34"), (500, "ABC1234")]]  # fmt: skip
+    seen = ["ABC1234", "A8C1234", "ABC1234", "BC1234", "ABC1Z34", "ABC1234"]
+    reads = [read(plate, t * 100, 100 + t * 50) for t, plate in enumerate(seen)]
     (group,) = run(reads)
     assert group["best_plate_number"] == "ABC1234"
     assert group["uuids"] == [f"u-1-{t}" for t in range(0, 600, 100)]

@@ -23,7 +23,7 @@ from platestream import __version__
 from platestream.deadletter import Origin, service_name
 from platestream.health import HealthServer
 from platestream.heartbeat import heartbeat
-from platestream.kafka import codec, make_consumer, make_producer
+from platestream.kafka import Send, codec, make_consumer, make_producer, transact
 from platestream.log import get_logger
 from platestream.settings import WorkerSettings
 from workers.engine import Engine, make_engine
@@ -175,22 +175,10 @@ class Worker:
         offsets: dict[TopicPartition, OffsetAndMetadata],
         consumer: KafkaConsumer | None = None,
     ) -> None:
-        producer.begin_transaction()
-        try:
-            for output in outputs:
-                value = self._codecs[output.schema].encode(output.record)
-                producer.send(self.settings.topic_name(output.topic), value=value, key=output.key)
-            if offsets and consumer is not None:
-                producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
-            producer.commit_transaction()
-        except ProducerFencedError:
-            raise
-        except KafkaError:
-            try:
-                producer.abort_transaction()
-            except KafkaError as error:
-                log.error("abort_failed", error=str(error))
-            raise
+        sends = [
+            Send(self.settings.topic_name(o.topic), self._codecs[o.schema].encode(o.record), o.key) for o in outputs
+        ]
+        transact(producer, sends, offsets, consumer)
 
     def _maybe_heartbeat(self, producer: KafkaProducer) -> None:
         now = time.monotonic()
