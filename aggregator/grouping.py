@@ -208,3 +208,33 @@ class Grouper:
         gap_s = abs(read.epoch_ms - group.last_ms) / 1000
         margin = width * self.config.position_margin * (1 + gap_s)
         return math.hypot(cx - px, cy - py) <= margin
+
+
+_READ_FIELDS = ("camera_id", "uuid", "plate_index", "epoch_ms", "frame_number", "plate", "confidence", "candidates",
+                "box", "img_width", "img_height", "result", "agent")  # fmt: skip
+
+
+def snapshot(grouper: Grouper) -> dict[str, Any]:
+    """The open groups and watermarks as plain JSON-able data (the aggregator's changelog)."""
+    return {
+        "watermarks": dict(grouper.watermarks),
+        "groups": [
+            {"key": key, "reads": [{name: getattr(read, name) for name in _READ_FIELDS} for read in group.reads]}
+            for key, groups in grouper.open.items()
+            for group in groups
+        ],
+    }
+
+
+def restore(config: GroupingConfig, data: Mapping[str, Any]) -> Grouper:
+    grouper = Grouper(config)
+    grouper.watermarks = {key: int(value) for key, value in data.get("watermarks", {}).items()}
+    for entry in data.get("groups", []):
+        group = Group(entry["key"])
+        for fields in entry["reads"]:
+            values = dict(fields)
+            values["candidates"] = tuple(tuple(c) for c in values["candidates"])
+            values["box"] = tuple(values["box"])
+            group.add(Read(**values))
+        grouper.open.setdefault(entry["key"], []).append(group)
+    return grouper

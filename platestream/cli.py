@@ -18,6 +18,7 @@ from platestream.errors import PlatestreamError
 from platestream.log import configure_logging
 from platestream.settings import (
     CONFIG_ENV,
+    AggregatorSettings,
     EngineSettings,
     ProducerSettings,
     Settings,
@@ -196,7 +197,9 @@ def topics_manifests(cluster: str, replicas: int) -> None:
 
 
 @main.command("schema")
-@click.argument("name", type=click.Choice(["frame", "alpr_results", "alpr_group", "heartbeat", "dead_letter"]))
+@click.argument(
+    "name", type=click.Choice(["frame", "alpr_results", "alpr_group", "heartbeat", "dead_letter", "aggregator_state"])
+)
 def schema_show(name: str) -> None:
     """Print one topic's Avro schema, self-contained, as a registry would store it."""
     from schemas import schema_json
@@ -293,6 +296,15 @@ def worker(settings: WorkerSettings) -> None:
     from workers.service import run_worker
 
     run_worker(settings)
+
+
+@main.command("aggregate")
+@settings_options(AggregatorSettings)
+def aggregate(settings: AggregatorSettings) -> None:
+    """Group alpr_results into one alpr_group per vehicle pass (exactly once)."""
+    from aggregator.service import run_aggregator
+
+    run_aggregator(settings)
 
 
 @main.group()

@@ -161,3 +161,31 @@ class ProducerSettings(Settings):
     country: str | None = Field(None, description="Country the workers should read the plates with.")
     state: str | None = Field(None, description="State or country pattern the workers should prefer.")
     max_image_bytes: int = Field(25 * 1024 * 1024, ge=1, description="Larger files are skipped with an error.")
+
+
+class AggregatorSettings(Settings):
+    """The aggregator: alpr_results in, one alpr_group per vehicle pass out (reference defaults)."""
+
+    group_id: str = Field("platestream-aggregator", description="Consumer group of the aggregators.")
+    transactional_id: str | None = Field(
+        None, description="Transactional id, stable per replica; unset: aggregator-<hostname>."
+    )
+    transaction_timeout_ms: int = Field(
+        30000, ge=1000, description="Open transactions of a dead instance end after this."
+    )
+    batch_size: int = Field(500, ge=1, description="Results per transaction.")
+    batch_wait_ms: int = Field(200, ge=0, description="Longest wait to fill a batch.")
+    plate_groups_time_delta_ms: int = Field(4500, ge=0, description="How long a group waits for another similar read.")
+    plate_groups_min_plates_to_group: int = Field(2, ge=1, description="Fewer reads than this make no group.")
+    plate_groups_min_confidence: float = Field(80.0, ge=0, le=100, description="Reads below this are not grouped.")
+    plate_groups_max_plates_to_group: int = Field(500, ge=1, description="A group is sent once it has this many reads.")
+    plate_groups_max_delay_to_send: int = Field(7500, ge=0, description="Latest a group is sent after its last read.")
+    plate_groups_span_cameras: bool = Field(False, description="Let reads of different cameras join one group.")
+    group_lateness_ms: int = Field(2000, ge=0, description="How late (capture time) a read may arrive and still join.")
+    idle_flush_ms: int = Field(
+        10000, ge=0, description="Close a partition's open groups after this long (wall time) without reads; 0: never."
+    )
+    country: str | None = Field(None, description="Country written into groups.")
+    topn: int = Field(10, ge=1, description="Candidates per group.")
+    health_port: int = Field(8081, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics; 0: off.")
+    session_timeout_ms: int = Field(10000, ge=6000, description="Kafka group session timeout.")

@@ -1,0 +1,123 @@
+"""The aggregator on the real broker: groups as the pure grouper makes them, exactly once, even
+when an instance is killed mid-stream."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aggregator import Grouper, GroupingConfig, alpr_group, reads_from_results
+from aggregator.service import Aggregator
+from aggregator.simulate import frames_of, passes
+from platestream.kafka import codec, make_producer, read_topic
+from platestream.settings import AggregatorSettings, Settings
+
+pytestmark = pytest.mark.kafka
+
+
+def send_results(settings: Settings, records: list[dict[str, Any]], raw: list[bytes] = ()) -> None:  # type: ignore[assignment]
+    producer = make_producer(settings)
+    encode = codec(settings, "alpr_results").encode
+    for record in records:
+        producer.send(settings.topic_name("alpr_results"), encode(record), key=str(record["camera_id"]).encode())
+    for value in raw:
+        producer.send(settings.topic_name("alpr_results"), value, key=b"0")
+    producer.flush()
+    producer.close()
+
+
+def expected_groups(records: list[dict[str, Any]]) -> Counter[tuple[str, ...]]:
+    groupers: dict[Any, Grouper] = {}
+    groups = []
+    for record in records:
+        grouper = groupers.setdefault(record["camera_id"], Grouper(GroupingConfig()))
+        for read in reads_from_results(record):
+            groups += grouper.add(read)
+    for grouper in groupers.values():
+        groups += grouper.close_all()
+    return Counter(tuple(alpr_group(g, GroupingConfig())["uuids"]) for g in groups)
+
+
+def traffic(vehicles: int, seed: int) -> list[dict[str, Any]]:
+    records, _ = frames_of(passes(vehicles, cameras=2, seed=seed), seed=seed)
+    return records
+
+
+def aggregator_settings(settings: Settings, **overrides: Any) -> AggregatorSettings:
+    values = settings.model_dump() | {
+        "group_id": settings.topic_prefix + "aggregators",
+        "transactional_id": settings.topic_prefix + "aggregator-0",
+        "health_port": 0,
+        "batch_size": 50,
+        "session_timeout_ms": 6000,
+        "idle_flush_ms": 1500,
+        "transaction_timeout_ms": 10000,
+    }
+    return AggregatorSettings(**(values | overrides))
+
+
+def test_groups_match_the_pure_grouper_and_bad_records_are_dead_lettered(kafka_settings: Settings) -> None:
+    records = traffic(20, seed=5)
+    send_results(kafka_settings, records, raw=[b"\x07 not an alpr_results record"])
+    expected = expected_groups(records)
+    aggregator = Aggregator(aggregator_settings(kafka_settings))
+    thread = threading.Thread(target=aggregator.run, daemon=True)
+    thread.start()
+    try:
+        groups = read_topic(kafka_settings, "alpr_group", "alpr_group", count=sum(expected.values()), timeout_s=60)
+        letters = read_topic(kafka_settings, "dead_letter", "dead_letter", count=1, timeout_s=10)
+    finally:
+        aggregator.stop()
+        thread.join(timeout=30)
+    assert Counter(tuple(g["uuids"]) for _, g in groups) == expected
+    assert letters[0][1]["reason"] == "schema_invalid"
+    assert letters[0][1]["service"].startswith("aggregator/")
+    assert all(key == str(g["camera_id"]).encode() for key, g in groups)
+
+
+def start(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = os.environ | {f"PLATESTREAM_{k.upper()}": str(v) for k, v in aggregator_settings(settings).model_dump().items()
+                        if v is not None and k not in ("kafka_sasl_password",)}  # fmt: skip
+    env["PLATESTREAM_LOG_FORMAT"] = "json"
+    out = open(log, "ab")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen([sys.executable, "-m", "platestream", "aggregate"], env=env, stdout=out, stderr=out)
+
+
+@pytest.mark.slow
+def test_an_aggregator_killed_mid_stream_loses_and_duplicates_no_group(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    records = traffic(120, seed=9)
+    expected = expected_groups(records)
+    half = len(records) // 2
+    send_results(kafka_settings, records[:half])
+    first = start(kafka_settings, tmp_path / "a.log")
+    try:
+        early = read_topic(kafka_settings, "alpr_group", "alpr_group", count=3, timeout_s=60)
+        assert len(early) >= 3, (tmp_path / "a.log").read_text()[-3000:]
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        send_results(kafka_settings, records[half:])  # the stream goes on while no aggregator runs
+        second = start(kafka_settings, tmp_path / "b.log")
+        try:
+            groups = read_topic(kafka_settings, "alpr_group", "alpr_group", count=sum(expected.values()), timeout_s=120)
+            time.sleep(3)
+            groups = read_topic(kafka_settings, "alpr_group", "alpr_group", timeout_s=10)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(timeout=60) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+    got = Counter(tuple(g["uuids"]) for _, g in groups)
+    assert got == expected, (tmp_path / "b.log").read_text()[-3000:]
+    assert len(early) < sum(expected.values()), "everything was grouped before the crash: nothing was tested"
