@@ -85,8 +85,8 @@ def test_groups_match_the_pure_grouper_and_bad_records_are_dead_lettered(kafka_s
 
 
 def start(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = os.environ | {f"PLATESTREAM_{k.upper()}": str(v) for k, v in aggregator_settings(settings).model_dump().items()
-                        if v is not None and k not in ("kafka_sasl_password",)}  # fmt: skip
+    values = aggregator_settings(settings).model_dump(exclude={"kafka_sasl_password"})
+    env = os.environ | {f"PLATESTREAM_{k.upper()}": str(v) for k, v in values.items() if v is not None}
     env["PLATESTREAM_LOG_FORMAT"] = "json"
     out = open(log, "ab")  # noqa: SIM115 - closed with the process
     return subprocess.Popen([sys.executable, "-m", "platestream", "aggregate"], env=env, stdout=out, stderr=out)
