@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml scripts/ensure-system.sh
 	touch $@
 
 demo: setup
-	$(BIN)/platestream demo
+	$(BIN)/platestream demo --log-level WARNING
 
 lint: setup
 	$(BIN)/ruff check .

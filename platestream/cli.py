@@ -14,7 +14,7 @@ import click
 from pydantic import SecretStr
 
 from platestream import __version__
-from platestream.errors import PlatestreamError
+from platestream.errors import ConfigError, PlatestreamError
 from platestream.log import configure_logging
 from platestream.settings import (
     CONFIG_ENV,
@@ -22,6 +22,7 @@ from platestream.settings import (
     EngineSettings,
     ProducerSettings,
     Settings,
+    StoreSettings,
     WorkerSettings,
     env_name,
     load,
@@ -305,6 +306,65 @@ def aggregate(settings: AggregatorSettings) -> None:
     from aggregator.service import run_aggregator
 
     run_aggregator(settings)
+
+
+@main.command("store")
+@settings_options(StoreSettings)
+def store(settings: StoreSettings) -> None:
+    """Write alpr_group records to SQLite, JSON-lines files (local or S3) and webhooks."""
+    from aggregator.store_service import run_store
+
+    run_store(settings)
+
+
+@main.command("search")
+@click.argument("plate")
+@click.option("--camera", "camera_id", default=None, help="Only this camera.")
+@click.option(
+    "--since", default=None, help="Only passes since: an ISO date/time, or a span back from now (30m, 12h, 7d)."
+)
+@click.option("--exact", is_flag=True, help="No fuzzy matching (look-alikes O/0, B/8, I/1... and one edit).")
+@click.option("--limit", default=50, show_default=True, help="Most matches to print.")
+@settings_options(StoreSettings)
+def search(settings: StoreSettings, plate: str, camera_id: str | None, since: str | None, exact: bool,
+           limit: int) -> None:  # fmt: skip
+    """Find vehicle passes by plate in the SQLite store: times, cameras, confidences."""
+    from datetime import UTC, datetime
+
+    from aggregator.stores import SqliteStore
+
+    if not settings.database.exists():
+        raise ConfigError(f"no store at {settings.database}: run `platestream store` (or the demo) first")
+    matches = SqliteStore(settings.database).search(
+        plate, camera_id=camera_id, since_ms=_since_ms(since), fuzzy=not exact, limit=limit
+    )
+    if not matches:
+        click.echo(f"no passes of {plate.upper()}")
+        sys.exit(1)
+    for match in matches:
+        start = datetime.fromtimestamp(match.epoch_start / 1000, tz=UTC).isoformat(timespec="seconds")
+        how = "exact" if match.exact else f"fuzzy ({match.matched})"
+        click.echo(f"{start}  camera {match.camera_id:<12} {match.plate:<10} {match.confidence:5.1f}%  {how}")
+
+
+def _since_ms(since: str | None) -> int | None:
+    import re
+    import time
+    from datetime import UTC, datetime
+
+    if since is None:
+        return None
+    span = re.fullmatch(r"(\d+)([smhd])", since.strip())
+    if span:
+        seconds = int(span.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[span.group(2)]
+        return int((time.time() - seconds) * 1000)
+    try:
+        moment = datetime.fromisoformat(since)
+    except ValueError:
+        raise ConfigError(f"--since {since!r} is neither an ISO date/time nor a span like 12h") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
 
 
 @main.group()

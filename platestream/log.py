@@ -18,6 +18,9 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
     )
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(message)s")
+    # kafka-python warns about transient states (a topic's metadata not there yet, a slow poll);
+    # its errors still show, and all of it at DEBUG.
+    logging.getLogger("kafka").setLevel(logging.DEBUG if numeric <= logging.DEBUG else logging.ERROR)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

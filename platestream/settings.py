@@ -189,3 +189,24 @@ class AggregatorSettings(Settings):
     topn: int = Field(10, ge=1, description="Candidates per group.")
     health_port: int = Field(8081, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics; 0: off.")
     session_timeout_ms: int = Field(10000, ge=6000, description="Kafka group session timeout.")
+
+
+class StoreSettings(Settings):
+    """Where alpr_group records are kept for people and data lakes."""
+
+    group_id: str = Field("platestream-store", description="Consumer group of the store writers.")
+    sqlite_path: Path | None = Field(
+        None, description="SQLite file of groups for `platestream search`; unset: <state dir>/platestream.db."
+    )
+    jsonl_target: str | None = Field(
+        None, description="Folder or s3://bucket/prefix for JSON-lines files by date and camera; unset: none."
+    )
+    webhook_urls: str = Field("", description="Comma-separated URLs that each group is POSTed to.")
+    webhook_attempts: int = Field(4, ge=1, description="Attempts per webhook delivery, with backoff.")
+    webhook_include_crop: bool = Field(False, description="Keep the plate crop in webhook payloads.")
+    batch_size: int = Field(200, ge=1, description="Groups per write.")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint for jsonl_target; unset: AWS.")
+
+    @property
+    def database(self) -> Path:
+        return self.sqlite_path or self.state_dir / "platestream.db"

@@ -39,14 +39,17 @@ def street_scene(
     blur: int = 0,
     noise: float = 0.0,
     style: str = "eu",
+    center_x: int | None = None,
 ) -> Image:
     """The back of a car on a road with the plate `text` mounted, optionally tilted, blurred and
-    noised. An empty `text` gives the car without a plate."""
+    noised. An empty `text` gives the car without a plate; `center_x` places the car."""
     rng = np.random.default_rng(seed)
     scene = _road(width, height, rng)
     plate_w = plate_width or width // 6
     plate_h = int(plate_w * 110 / 520)
     cx, cy = width // 2 + int(rng.integers(-width // 8, width // 8 + 1)), int(height * 0.62)
+    if center_x is not None:
+        cx = center_x
     _car_rear(scene, cx, cy, plate_w, plate_h, rng)
     if text:
         _mount(scene, render_plate(text, width=520, height=110, style=style), cx, cy, plate_w, plate_h, tilt_degrees)

@@ -1,0 +1,118 @@
+"""The default store: SQLite, one file, queried by `platestream search`."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aggregator.similarity import canonical, within
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS plate_groups (
+    group_id TEXT PRIMARY KEY,
+    camera_id TEXT NOT NULL,
+    plate TEXT NOT NULL,
+    plate_key TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    epoch_start INTEGER NOT NULL,
+    epoch_end INTEGER NOT NULL,
+    region TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS plate_groups_plate ON plate_groups (plate);
+CREATE INDEX IF NOT EXISTS plate_groups_key ON plate_groups (plate_key);
+CREATE INDEX IF NOT EXISTS plate_groups_time ON plate_groups (epoch_start);
+CREATE TABLE IF NOT EXISTS plate_candidates (
+    group_id TEXT NOT NULL REFERENCES plate_groups (group_id) ON DELETE CASCADE,
+    plate TEXT NOT NULL,
+    plate_key TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    PRIMARY KEY (group_id, plate)
+);
+CREATE INDEX IF NOT EXISTS plate_candidates_key ON plate_candidates (plate_key);
+"""
+
+
+def group_id(record: Mapping[str, Any]) -> str:
+    """A vehicle pass's identity: its first frame's uuid and plate index."""
+    return f"{record['uuids'][0]}/{record['plate_indexes'][0]}"
+
+
+@dataclass(frozen=True)
+class Match:
+    plate: str
+    matched: str  # the reading that matched: the best plate or one of the candidates
+    exact: bool
+    distance: float  # 0 exact; 0.3 per look-alike swap; 1 per other edit
+    camera_id: str
+    epoch_start: int
+    epoch_end: int
+    confidence: float
+    region: str
+
+
+class SqliteStore:
+    name = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    def write(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Upsert: writing a group again (after a crash before the offsets were committed) is a no-op."""
+        with self._db:
+            for record in records:
+                gid = group_id(record)
+                self._db.execute(
+                    "INSERT OR REPLACE INTO plate_groups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (gid, str(record["camera_id"]), record["best_plate_number"], canonical(record["best_plate_number"]),
+                     record["best_confidence"], record["epoch_start"], record["epoch_end"], record["best_region"],
+                     json.dumps(record, default=str)),
+                )  # fmt: skip
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO plate_candidates VALUES (?, ?, ?, ?)",
+                    [(gid, c["plate"], canonical(c["plate"]), c["confidence"]) for c in record["candidates"]],
+                )
+
+    def search(
+        self, plate: str, *, camera_id: str | None = None, since_ms: int | None = None, fuzzy: bool = True,
+        limit: int = 100,
+    ) -> list[Match]:  # fmt: skip
+        """Groups whose plate or a candidate equals `plate`; with `fuzzy`, also those within one
+        edit or look-alike swaps (O/0, B/8, I/1...). Closest first, then newest first."""
+        wanted = plate.upper().replace(" ", "").replace("-", "")
+        query = (
+            "SELECT g.plate, c.plate, g.camera_id, g.epoch_start, g.epoch_end, g.confidence, g.region "
+            "FROM plate_candidates c JOIN plate_groups g USING (group_id) WHERE "
+        )
+        conditions = ["(c.plate = ? OR c.plate_key = ?)" if not fuzzy else "length(c.plate) BETWEEN ? AND ?"]
+        params: list[Any] = [wanted, canonical(wanted)] if not fuzzy else [len(wanted) - 1, len(wanted) + 1]
+        if camera_id is not None:
+            conditions.append("g.camera_id = ?")
+            params.append(camera_id)
+        if since_ms is not None:
+            conditions.append("g.epoch_start >= ?")
+            params.append(since_ms)
+        rows = self._db.execute(query + " AND ".join(conditions), params).fetchall()
+        best: dict[tuple[str, int], Match] = {}
+        for group_plate, reading, camera, start, end, confidence, region in rows:
+            distance = within(wanted, reading, 1.0)
+            if distance is None:
+                continue
+            match = Match(group_plate, reading, distance == 0, distance, camera, start, end, confidence, region)
+            key = (camera, start)
+            if key not in best or distance < best[key].distance:
+                best[key] = match
+        ordered = sorted(best.values(), key=lambda m: (m.distance, -m.epoch_start))
+        return ordered[:limit]
+
+    def close(self) -> None:
+        self._db.close()

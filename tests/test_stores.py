@@ -1,0 +1,154 @@
+"""Stores downstream of alpr_group: SQLite and search, JSON-lines files, webhooks."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import boto3
+import pytest
+from click.testing import CliRunner
+
+from aggregator.stores import JsonLinesStore, SqliteStore, WebhookError, Webhooks, batch_files
+from platestream.cli import main
+from tests.factories import alpr_group
+
+DAY = 1_700_000_000_000  # 2023-11-14
+
+
+def group(plate: str, camera: int | str = 7, start: int = DAY, candidates: tuple[str, ...] = ()) -> dict[str, Any]:
+    record = alpr_group(camera)
+    record.update(best_plate_number=plate, epoch_start=start, epoch_end=start + 900,
+                  uuids=[f"u-{camera}-{start}", f"u-{camera}-{start + 900}"],
+                  candidates=[{"plate": p, "confidence": 90.0 - i, "matches_template": 1}
+                              for i, p in enumerate((plate, *candidates))])  # fmt: skip
+    return record
+
+
+def test_sqlite_search_exact_fuzzy_by_camera_and_time(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    store.write([group("ABC1234", 1, DAY), group("AB01234", 2, DAY + 1000), group("XYZ9876", 1, DAY + 2000),
+                 group("QRS5555", 3, DAY + 3000, candidates=("ABC1234",))])  # fmt: skip
+    store.write([group("ABC1234", 1, DAY)])  # written again after a replay: still one pass
+    exact = store.search("abc-1234", fuzzy=False)
+    assert [(m.plate, m.camera_id) for m in exact] == [("QRS5555", "3"), ("ABC1234", "1")]
+    fuzzy = store.search("ABC1234")
+    assert {m.plate for m in fuzzy} == {"ABC1234", "QRS5555", "AB01234"}  # C/0 is no look-alike: one edit
+    assert store.search("ABO1234", fuzzy=True)[0].plate == "AB01234"  # O/0 look-alike
+    assert [m.plate for m in store.search("ABC1234", camera_id="1")] == ["ABC1234"]
+    assert [m.plate for m in store.search("ABC1234", since_ms=DAY + 500)] == ["QRS5555", "AB01234"]
+    assert store.search("ZZZ0000") == []
+    store.close()
+
+
+def test_search_command(tmp_path: Path) -> None:
+    database = tmp_path / "db.sqlite"
+    SqliteStore(database).write([group("ABC1234", "gate", DAY)])
+    runner = CliRunner()
+    found = runner.invoke(main, ["search", "ABC1234", "--sqlite-path", str(database)])
+    assert found.exit_code == 0, found.output
+    assert "2023-11-14T22:13:20+00:00" in found.output
+    assert "gate" in found.output
+    assert "exact" in found.output
+    missing = runner.invoke(main, ["search", "NOPE999", "--sqlite-path", str(database)])
+    assert missing.exit_code == 1
+    bad_since = runner.invoke(main, ["search", "ABC1234", "--sqlite-path", str(database), "--since", "yesterday"])
+    assert bad_since.exit_code == 2
+    assert "--since 'yesterday'" in bad_since.output
+
+
+def test_json_lines_are_partitioned_by_date_and_camera_and_rewritten_whole(tmp_path: Path) -> None:
+    records = [group("ABC1234", 1, DAY), group("XYZ9876", 2, DAY), group("QRS5555", 1, DAY + 86_400_000)]
+    files = batch_files(records, 3, 42)
+    assert sorted(files) == [
+        "date=2023-11-14/camera=1/part-003-000000000042.jsonl",
+        "date=2023-11-14/camera=2/part-003-000000000042.jsonl",
+        "date=2023-11-15/camera=1/part-003-000000000042.jsonl",
+    ]
+    store = JsonLinesStore(str(tmp_path / "lake"))
+    store.write_batch(records[:1], 3, 42)
+    store.write_batch(records, 3, 42)  # the replayed batch, now longer, replaces the file
+    written = (tmp_path / "lake" / "date=2023-11-14/camera=1/part-003-000000000042.jsonl").read_text().splitlines()
+    assert [json.loads(line)["best_plate_number"] for line in written] == ["ABC1234"]
+
+
+def test_json_lines_on_s3(s3_endpoint: str) -> None:
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket="lake")
+    JsonLinesStore("s3://lake/alpr", s3_endpoint_url=s3_endpoint).write_batch([group("ABC1234", 1, DAY)], 0, 5)
+    body = client.get_object(Bucket="lake", Key="alpr/date=2023-11-14/camera=1/part-000-000000000005.jsonl")["Body"]
+    assert json.loads(body.read())["best_plate_number"] == "ABC1234"
+
+
+class _Target(http.server.BaseHTTPRequestHandler):
+    plan: ClassVar[list[int]] = []
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        status = self.plan.pop(0) if self.plan else 200
+        if status == 200:
+            self.received.append(body)
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def target() -> Iterator[tuple[str, type[_Target]]]:
+    handler = type("Handler", (_Target,), {"plan": [], "received": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", handler
+    server.shutdown()
+
+
+def test_webhooks_retry_until_delivered(target: tuple[str, type[_Target]]) -> None:
+    url, handler = target
+    handler.plan = [503, 500]
+    Webhooks([url], attempts=4, backoff_s=0.01).post(group("ABC1234"))
+    assert [body["best_plate_number"] for body in handler.received] == ["ABC1234"]
+    assert "plate_crop_jpeg" not in handler.received[0]["best_plate"]
+
+
+def test_webhooks_give_up_with_the_reason(target: tuple[str, type[_Target]]) -> None:
+    url, handler = target
+    handler.plan = [400]
+    with pytest.raises(WebhookError, match="HTTP 400"):
+        Webhooks([url], attempts=4, backoff_s=0.01).post(group("ABC1234"))
+    with pytest.raises(WebhookError, match=r"127\.0\.0\.1:9"):
+        Webhooks(["http://127.0.0.1:9/none"], attempts=2, backoff_s=0.01).post(group("ABC1234"))
+
+
+@pytest.mark.kafka
+def test_store_writer_fills_the_stores_from_the_topic(kafka_settings: Any, tmp_path: Path,
+                                                      target: tuple[str, type[_Target]]) -> None:  # fmt: skip
+    from aggregator.store_service import StoreWriter
+    from platestream.kafka import codec, make_producer, read_topic
+    from platestream.settings import StoreSettings
+
+    url, handler = target
+    producer = make_producer(kafka_settings)
+    encode = codec(kafka_settings, "alpr_group").encode
+    for record in (group("ABC1234", 1, DAY), group("XYZ9876", 2, DAY + 5000)):
+        producer.send(kafka_settings.topic_name("alpr_group"), encode(record), key=str(record["camera_id"]).encode())
+    producer.send(kafka_settings.topic_name("alpr_group"), b"\x01 broken", key=b"1")
+    producer.flush()
+    producer.close()
+    settings = StoreSettings(**kafka_settings.model_dump(), sqlite_path=tmp_path / "db.sqlite",
+                             jsonl_target=str(tmp_path / "lake"), webhook_urls=url)  # fmt: skip
+    writer = StoreWriter(settings)
+    writer.run(until_idle_s=3)
+    assert writer.written == 2
+    assert [m.plate for m in SqliteStore(tmp_path / "db.sqlite").search("ABC1234", fuzzy=False)] == ["ABC1234"]
+    assert len(list((tmp_path / "lake").rglob("*.jsonl"))) == 2
+    assert sorted(body["best_plate_number"] for body in handler.received) == ["ABC1234", "XYZ9876"]
+    letters = read_topic(kafka_settings, "dead_letter", "dead_letter", count=1, timeout_s=10)
+    assert letters[0][1]["reason"] == "schema_invalid"
