@@ -450,6 +450,24 @@ def bench_worker(settings: Settings, frames: int, processes: str) -> None:
         )
 
 
+@bench.command("aggregator")
+@click.option("--vehicles", default=2000, show_default=True, help="Vehicles passing the cameras.")
+@click.option("--cameras", default=4, show_default=True, help="Cameras.")
+@click.option("--misread-rate", default=0.2, show_default=True, help="Share of reads with one character wrong.")
+@click.option("--drop-rate", default=0.1, show_default=True, help="Share of frames with no read.")
+@click.option("--seed", default=0, show_default=True)
+def bench_aggregator(vehicles: int, cameras: int, misread_rate: float, drop_rate: float, seed: int) -> None:
+    """Grouping quality and speed on simulated traffic (one core, no Kafka)."""
+    from aggregator.evaluate import score
+
+    result = score(vehicles, cameras=cameras, seed=seed, misread_rate=misread_rate, drop_rate=drop_rate)
+    click.echo(
+        f"vehicles {result.vehicles}  groups {result.groups}  precision {result.precision:.1%}"
+        f"  recall {result.recall:.1%}\nplate accuracy per read {result.read_accuracy:.1%}"
+        f"  per group {result.group_accuracy:.1%}\n{result.results_per_second:,.0f} alpr_results/s on one core"
+    )
+
+
 @main.command("demo")
 @click.option("--keep-broker/--stop-broker", default=False, help="Leave the local broker running afterwards.")
 @settings_options(Settings)
