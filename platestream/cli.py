@@ -19,6 +19,7 @@ from platestream.log import configure_logging
 from platestream.settings import (
     CONFIG_ENV,
     AggregatorSettings,
+    BackfillSettings,
     EngineSettings,
     ProducerSettings,
     Settings,
@@ -27,6 +28,7 @@ from platestream.settings import (
     env_name,
     load,
 )
+from schemas import SCHEMA_NAMES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -198,9 +200,7 @@ def topics_manifests(cluster: str, replicas: int) -> None:
 
 
 @main.command("schema")
-@click.argument(
-    "name", type=click.Choice(["frame", "alpr_results", "alpr_group", "heartbeat", "dead_letter", "aggregator_state"])
-)
+@click.argument("name", type=click.Choice(list(SCHEMA_NAMES)))
 def schema_show(name: str) -> None:
     """Print one topic's Avro schema, self-contained, as a registry would store it."""
     from schemas import schema_json
@@ -288,6 +288,18 @@ def models_fetch() -> None:
     click.echo(str(plate_detector().onnx))
     for name in ("PP-OCRv6_det_small.onnx", "PP-OCRv6_rec_small.onnx"):
         click.echo(str(ocr_model(name)))
+
+
+@produce.command("s3")
+@click.argument("source")
+@click.option("--dry-run", is_flag=True, help="List and count what would be produced; produce nothing.")
+@settings_options(BackfillSettings)
+def produce_s3(settings: BackfillSettings, source: str, dry_run: bool) -> None:
+    """Backfill s3://bucket/prefix: produce references to its images, resumably, exactly once."""
+    from producers.s3 import run_backfill
+
+    count = run_backfill(source, settings, dry_run=dry_run)
+    click.echo(f"{count} objects {'would be produced' if dry_run else 'produced'} from {source}")
 
 
 @main.command("worker")

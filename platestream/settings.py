@@ -210,3 +210,24 @@ class StoreSettings(Settings):
     @property
     def database(self) -> Path:
         return self.sqlite_path or self.state_dir / "platestream.db"
+
+
+class BackfillSettings(ProducerSettings):
+    """An S3 backfill: which objects, how fast, and how to name their cameras and times."""
+
+    suffixes: str = Field(".jpg,.jpeg,.png", description="Comma-separated key suffixes to take (case-insensitive).")
+    modified_after: str | None = Field(None, description="Only objects modified after this ISO date/time.")
+    modified_before: str | None = Field(None, description="Only objects modified before this ISO date/time.")
+    key_pattern: str | None = Field(
+        None,
+        description="Regex over the key with named groups `camera` and `time` (epoch s/ms or ISO), e.g. "
+        "'(?P<camera>[^/]+)/(?P<time>\\d{13})\\.jpg'.",
+    )
+    camera_metadata: str | None = Field(None, description="Object metadata field holding the camera id.")
+    rate: float = Field(0.0, ge=0, description="Most objects per second; 0: as fast as the broker takes them.")
+    batch_size: int = Field(500, ge=1, description="Objects per transaction (and checkpoint).")
+    backfill_id: str | None = Field(
+        None, description="Name of the backfill for resuming; unset: from the source and filters."
+    )
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, a local server); unset: AWS.")
+    s3_region: str | None = Field(None, description="S3 region.")

@@ -24,7 +24,15 @@ from fastavro.validation import ValidationError
 from platestream.errors import SchemaError
 
 NAMESPACE = "io.platestream"
-SCHEMA_NAMES = ("frame", "alpr_results", "alpr_group", "heartbeat", "dead_letter", "aggregator_state")
+SCHEMA_NAMES = (
+    "frame",
+    "alpr_results",
+    "alpr_group",
+    "heartbeat",
+    "dead_letter",
+    "aggregator_state",
+    "producer_checkpoint",
+)
 _CONFLUENT_MAGIC = 0
 _CONFLUENT_HEADER = struct.Struct(">bI")
 
