@@ -66,8 +66,11 @@ def test_a_backfill_produces_references_with_camera_and_time_from_the_key(
 def test_dry_run_and_a_missing_bucket(kafka_settings: Settings, s3_endpoint: str,
                                       bucket_with: Callable[[dict[str, bytes]], str]) -> None:  # fmt: skip
     bucket = bucket_with({f"cam/{i}.jpg": b"x" for i in range(5)})
-    env = {"PLATESTREAM_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap or "",
-           "PLATESTREAM_TOPIC_PREFIX": kafka_settings.topic_prefix, "PLATESTREAM_S3_ENDPOINT_URL": s3_endpoint}  # fmt: skip
+    env = {
+        "PLATESTREAM_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap or "",
+        "PLATESTREAM_TOPIC_PREFIX": kafka_settings.topic_prefix,
+        "PLATESTREAM_S3_ENDPOINT_URL": s3_endpoint,
+    }
     runner = CliRunner()
     dry = runner.invoke(main, ["produce", "s3", f"s3://{bucket}/cam/", "--dry-run"], env=env)
     assert dry.exit_code == 0, dry.output
