@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from kafka.errors import KafkaError
 from pydantic import SecretStr
 
 from platestream import __version__
@@ -24,6 +25,7 @@ from platestream.settings import (
     ProducerSettings,
     Settings,
     StoreSettings,
+    VideoSettings,
     WorkerSettings,
     env_name,
     load,
@@ -104,6 +106,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except PlatestreamError as error:
             click.echo(f"platestream: error: {error}", err=True)
+            sys.exit(2)
+        except KafkaError as error:
+            click.echo(f"platestream: error: Kafka: {type(error).__name__}: {error}", err=True)
             sys.exit(2)
 
 
@@ -288,6 +293,26 @@ def models_fetch() -> None:
     click.echo(str(plate_detector().onnx))
     for name in ("PP-OCRv6_det_small.onnx", "PP-OCRv6_rec_small.onnx"):
         click.echo(str(ocr_model(name)))
+
+
+@produce.command("video")
+@click.argument("source", required=False)
+@settings_options(VideoSettings)
+def produce_video(settings: VideoSettings, source: str | None) -> None:
+    """Send sampled frames of SOURCE (rtsp:// or http:// stream, video file, webcam index), or of
+    every camera of --cameras-file, until the sources end or SIGTERM."""
+    from producers.video import run_video
+
+    delivered, captures = run_video(settings, source)
+    for capture in captures:
+        stats = capture.stats
+        click.echo(
+            f"{capture.camera.camera_id}: {stats.sampled} frames sampled of {stats.read} read, {stats.dropped}"
+            f" dropped, {stats.reconnects} re-opens" + (f", error: {stats.error}" if stats.error else "")
+        )
+    click.echo(f"{delivered} frames sent to {settings.topic_name('frames')}")
+    if any(capture.stats.error for capture in captures):
+        sys.exit(1)
 
 
 @produce.command("s3")

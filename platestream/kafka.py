@@ -41,6 +41,7 @@ def client_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "bootstrap_servers": bootstrap_servers(settings).split(","),
         "security_protocol": settings.kafka_security_protocol,
+        "bootstrap_timeout_ms": settings.kafka_connect_timeout_ms,
     }
     if settings.kafka_sasl_mechanism:
         config["sasl_mechanism"] = settings.kafka_sasl_mechanism

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
         None,
         description="Kafka bootstrap servers (host:port,...). Unset: the local broker of `platestream broker start`.",
     )
+    kafka_connect_timeout_ms: int = Field(
+        30000, ge=100, description="How long to try reaching the cluster before failing with an error."
+    )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Kafka security protocol."
     )
@@ -231,3 +234,22 @@ class BackfillSettings(ProducerSettings):
     )
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, a local server); unset: AWS.")
     s3_region: str | None = Field(None, description="S3 region.")
+
+
+class VideoSettings(ProducerSettings):
+    """Cameras and video files: how often to sample, how to encode, how to ride out a dropped stream."""
+
+    sample_fps: float = Field(10.0, gt=0, description="Frames per second to send per camera (ALPR agents: 5-15).")
+    jpeg_quality: int = Field(90, ge=10, le=100, description="JPEG quality of the frames sent.")
+    live: bool | None = Field(
+        None, description="Treat the source as a live stream (re-open when it drops); unset: not for local files."
+    )
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between attempts to re-open a stream.")
+    max_reconnects: int = Field(-1, ge=-1, description="Give up on a stream after this many re-opens; -1: never.")
+    buffer_frames: int = Field(64, ge=1, description="Frames held per camera while the broker is slow; the oldest go.")
+    motion_threshold: float = Field(
+        0.0, ge=0, description="Skip frames whose mean change from the last sent one is below this (0-255); 0: off."
+    )
+    cameras_file: Path | None = Field(
+        None, description="TOML file of cameras ([[camera]] id, url, and optionally name, sample_fps)."
+    )

@@ -26,7 +26,7 @@ class Delivery:
     interrupted: bool = False
 
 
-def produce_frames(settings: Settings, frames: Iterable[dict[str, Any]]) -> Delivery:
+def produce_frames(settings: Settings, frames: Iterable[dict[str, Any]], *, handle_signals: bool = True) -> Delivery:
     """Send every frame keyed by camera id, flush, and count what the broker acknowledged.
     SIGTERM or SIGINT stop after the frame in hand; what was sent is still flushed."""
     # Encoded images do not compress: spare the CPU on both ends.
@@ -41,7 +41,8 @@ def produce_frames(settings: Settings, frames: Iterable[dict[str, Any]]) -> Deli
         log.info("producer_stopping", signal=signum)
         stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)} if _main() else {}
+    wanted = handle_signals and _main()
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)} if wanted else {}
 
     def delivered(_: Any) -> None:
         with lock:

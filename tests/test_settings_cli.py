@@ -73,3 +73,19 @@ def test_kubernetes_topic_manifests_match_the_declared_topics() -> None:
 
     committed = (REPO / "deploy" / "k8s" / "topics.yaml").read_text()
     assert committed == topic_manifests(), "regenerate: platestream topics manifests > deploy/k8s/topics.yaml"
+
+
+def test_an_unreachable_broker_is_one_clear_error(tmp_path: Path) -> None:
+    import cv2
+
+    from workers.synthetic import street_scene
+
+    image = tmp_path / "car.jpg"
+    cv2.imwrite(str(image), street_scene("AB12CDE"))
+    result = CliRunner().invoke(
+        main, ["produce", "files", str(image), "--kafka-bootstrap", "127.0.0.1:9", "--kafka-connect-timeout-ms", "1500"]
+    )
+    assert result.exit_code == 2
+    assert "platestream: error: Kafka" in result.output
+    assert "127.0.0.1:9" in result.output
+    assert "Traceback" not in result.output
