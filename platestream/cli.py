@@ -487,6 +487,43 @@ def bench_worker(settings: Settings, frames: int, processes: str) -> None:
         )
 
 
+@bench.command("producers")
+@click.option("--frames", default=250, show_default=True, help="Frames of the 1080p file.")
+@click.option("--objects", default=5000, show_default=True, help="Objects in the backfilled bucket.")
+@click.option("--s3-endpoint", default=None, help="S3-compatible endpoint; unset: a local moto server (test extra).")
+@settings_options(Settings)
+def bench_producers(settings: Settings, frames: int, objects: int, s3_endpoint: str | None) -> None:
+    """Frames/s from a 1080p file to Kafka, and objects/s listed and produced by a backfill."""
+    import os
+
+    from platestream.broker import LocalBroker, free_port
+    from producers.bench import backfill_rate, video_rate
+
+    broker = server = None
+    if not settings.kafka_bootstrap:
+        broker = LocalBroker(settings.broker_dir)
+        settings = settings.model_copy(update={"kafka_bootstrap": broker.start().bootstrap})
+    try:
+        if s3_endpoint is None:
+            from moto.server import ThreadedMotoServer
+
+            for name, value in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench")):
+                os.environ.setdefault(name, value)
+            port = free_port()
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+            server.start()
+            s3_endpoint = f"http://127.0.0.1:{port}"
+        sent, rate = video_rate(settings, frames)
+        click.echo(f"video 1080p -> Kafka: {sent} frames, {rate:6.1f} frames/s (decode + JPEG encode + send)")
+        produced, rate = backfill_rate(settings, s3_endpoint, objects)
+        click.echo(f"S3 backfill -> Kafka: {produced} objects, {rate:8.1f} objects/s (list + produce, transactional)")
+    finally:
+        if server is not None:
+            server.stop()
+        if broker is not None:
+            broker.stop()
+
+
 @bench.command("aggregator")
 @click.option("--vehicles", default=2000, show_default=True, help="Vehicles passing the cameras.")
 @click.option("--cameras", default=4, show_default=True, help="Cameras.")
