@@ -9,11 +9,9 @@ and goes on from the committed offsets, so no group is lost or sent twice.
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import time
 from collections.abc import Iterable
-from types import FrameType
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
@@ -24,9 +22,9 @@ from aggregator.grouping import Grouper, GroupingConfig, reads_from_results, res
 from aggregator.records import alpr_group
 from platestream.deadletter import Origin, dead_letter, service_name
 from platestream.errors import SchemaError
-from platestream.health import HealthServer
 from platestream.kafka import Send, codec, make_consumer, make_producer, transact
 from platestream.log import get_logger
+from platestream.service import Service, run_until_signalled
 from platestream.settings import AggregatorSettings
 
 log = get_logger(__name__)
@@ -44,8 +42,11 @@ def grouping_config(settings: AggregatorSettings) -> GroupingConfig:
     )
 
 
-class Aggregator:
+class Aggregator(Service):
+    kind = "aggregator"
+
     def __init__(self, settings: AggregatorSettings) -> None:
+        super().__init__(settings.health_port)
         self.settings = settings
         self.config = grouping_config(settings)
         self.transactional_id = settings.transactional_id or f"platestream-aggregator-{socket.gethostname()}"
@@ -53,23 +54,17 @@ class Aggregator:
         self.last_read: dict[int, float] = {}
         self.positions: dict[int, int] = {}  # next offset to read, per input partition
         self.service = service_name("aggregator")
-        self._stopping = False
-        self._ready = False
         self._codecs = {name: codec(settings, name) for name in ("alpr_results", "alpr_group", "dead_letter",
                                                                  "aggregator_state")}  # fmt: skip
         self.input_topic = settings.topic_name("alpr_results")
         self.state_topic = settings.topic_name("aggregator_state")
 
-    def stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
-        log.info("aggregator_stopping", signal=signum)
-        self._stopping = True
-
     def run(self) -> None:
+        with self.serving_health():
+            self._run()
+
+    def _run(self) -> None:
         settings = self.settings
-        health = None
-        if settings.health_port:
-            health = HealthServer(settings.health_port, alive=lambda: not self._stopping, ready=lambda: self._ready)
-            health.start()
         consumer = make_consumer(
             settings, group_id=settings.group_id, max_poll_records=settings.batch_size,
             session_timeout_ms=settings.session_timeout_ms, heartbeat_interval_ms=settings.session_timeout_ms // 4,
@@ -98,8 +93,6 @@ class Aggregator:
             self._ready = False
             consumer.close()
             producer.close(timeout=10)
-            if health is not None:
-                health.stop()
             log.info("aggregator_stopped")
 
     def _gather(self, consumer: KafkaConsumer) -> list[Any]:
@@ -219,7 +212,4 @@ class _Restorer(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 def run_aggregator(settings: AggregatorSettings) -> None:
-    aggregator = Aggregator(settings)
-    signal.signal(signal.SIGTERM, aggregator.stop)
-    signal.signal(signal.SIGINT, aggregator.stop)
-    aggregator.run()
+    run_until_signalled(Aggregator(settings))

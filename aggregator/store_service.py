@@ -7,9 +7,7 @@ target may receive a group twice and can deduplicate on `uuids[0]`.
 
 from __future__ import annotations
 
-import signal
 import time
-from types import FrameType
 from typing import Any
 
 from kafka import TopicPartition
@@ -20,13 +18,17 @@ from platestream.deadletter import Origin, dead_letter, service_name
 from platestream.errors import SchemaError
 from platestream.kafka import codec, make_consumer, make_producer
 from platestream.log import get_logger
+from platestream.service import Service, run_until_signalled
 from platestream.settings import StoreSettings
 
 log = get_logger(__name__)
 
 
-class StoreWriter:
+class StoreWriter(Service):
+    kind = "store"
+
     def __init__(self, settings: StoreSettings) -> None:
+        super().__init__(health_port=0)
         self.settings = settings
         self.sqlite = SqliteStore(settings.database)
         self.files = (
@@ -41,11 +43,7 @@ class StoreWriter:
             else None
         )
         self.service = service_name("store")
-        self._stopping = False
         self.written = 0
-
-    def stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
-        self._stopping = True
 
     def run(self, *, until_idle_s: float | None = None) -> None:
         """Write until stopped (or, with `until_idle_s`, until no group came for that long)."""
@@ -105,10 +103,7 @@ class StoreWriter:
 
 
 def run_store(settings: StoreSettings) -> None:
-    writer = StoreWriter(settings)
-    signal.signal(signal.SIGTERM, writer.stop)
-    signal.signal(signal.SIGINT, writer.stop)
-    writer.run()
+    run_until_signalled(StoreWriter(settings))
 
 
 __all__ = ["StoreWriter", "run_store"]

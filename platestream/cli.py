@@ -214,16 +214,9 @@ def schema_show(name: str) -> None:
 
 
 def _engine(settings: EngineSettings) -> Any:
-    from workers.engine import make_engine
+    from workers.engine import engine_from_settings
 
-    if settings.engine == "openalpr":
-        return make_engine(
-            "openalpr", country=settings.country, config=settings.openalpr_config,
-            runtime_data=settings.openalpr_runtime_data, state=settings.state,
-        )  # fmt: skip
-    return make_engine(
-        "default", detector_size=settings.detector_size, threads=settings.engine_threads, gpu=settings.gpu
-    )
+    return engine_from_settings(settings)
 
 
 @main.command("recognize")

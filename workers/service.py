@@ -8,11 +8,9 @@ batch is consumed again from the committed offsets: no frame lost, none duplicat
 
 from __future__ import annotations
 
-import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from types import FrameType
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -21,12 +19,12 @@ from kafka.structs import OffsetAndMetadata
 
 from platestream import __version__
 from platestream.deadletter import Origin, service_name
-from platestream.health import HealthServer
 from platestream.heartbeat import heartbeat
 from platestream.kafka import Send, codec, make_consumer, make_producer, transact
 from platestream.log import get_logger
+from platestream.service import Service, run_until_signalled
 from platestream.settings import WorkerSettings
-from workers.engine import Engine, make_engine
+from workers.engine import Engine, engine_from_settings
 from workers.fetch import S3Fetcher
 from workers.metrics import worker_metrics
 from workers.pipeline import BatchReport, FrameDefaults, FramePipeline, Output
@@ -34,40 +32,26 @@ from workers.pipeline import BatchReport, FrameDefaults, FramePipeline, Output
 log = get_logger(__name__)
 
 
-def build_engine(settings: WorkerSettings) -> Engine:
-    if settings.engine == "openalpr":
-        return make_engine(
-            "openalpr", country=settings.country, config=settings.openalpr_config,
-            runtime_data=settings.openalpr_runtime_data, state=settings.state,
-        )  # fmt: skip
-    return make_engine(
-        "default", detector_size=settings.detector_size, threads=settings.engine_threads, gpu=settings.gpu
-    )
+class Worker(Service):
+    kind = "worker"
 
-
-class Worker:
     def __init__(self, settings: WorkerSettings, engine: Engine | None = None) -> None:
+        super().__init__(settings.health_port)
         self.settings = settings
         self.agent_uid = settings.agent_uid or socket.gethostname()
         self.transactional_id = settings.transactional_id or f"platestream-worker-{socket.gethostname()}"
-        self.engine = engine or build_engine(settings)
+        self.engine = engine or engine_from_settings(settings)
         self.metrics = worker_metrics()
-        self._stopping = False
-        self._ready = False
         self._last_heartbeat = 0.0
         self.totals = {"frames": 0, "batches": 0, "busy_s": 0.0, "engine_s": 0.0, "fetch_decode_s": 0.0}
         self._codecs = {name: codec(settings, name) for name in ("frame", "alpr_results", "dead_letter", "heartbeat")}
 
-    def stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
-        log.info("worker_stopping", signal=signum)
-        self._stopping = True
-
     def run(self) -> None:
+        with self.serving_health():
+            self._run()
+
+    def _run(self) -> None:
         settings = self.settings
-        health = None
-        if settings.health_port:
-            health = HealthServer(settings.health_port, alive=lambda: not self._stopping, ready=lambda: self._ready)
-            health.start()
         executor = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
         fetcher = _LazyS3(settings)
         pipeline = FramePipeline(
@@ -112,8 +96,6 @@ class Worker:
             executor.shutdown(wait=True)
             consumer.close()  # leaves the group: its partitions move at once
             producer.close(timeout=10)
-            if health is not None:
-                health.stop()
             self.engine.close()
             log.info("worker_stopped", **{key: round(value, 3) for key, value in self.totals.items()})
 
@@ -219,10 +201,7 @@ class _LazyS3:
 
 
 def run_worker(settings: WorkerSettings) -> None:
-    worker = Worker(settings)
-    signal.signal(signal.SIGTERM, worker.stop)
-    signal.signal(signal.SIGINT, worker.stop)
-    worker.run()
+    run_until_signalled(Worker(settings))
 
 
 __all__ = ["BatchReport", "Worker", "run_worker"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from platestream.settings import EngineSettings
 from workers.engine.base import Box, Candidate, Engine, Image, ImageResult, Options, PlateRead, Point
 from workers.engine.images import ImageError, ImageTooLargeError, decode_image
 
@@ -21,6 +22,18 @@ def make_engine(name: str = "default", **settings: object) -> Engine:
     raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
 
 
+def engine_from_settings(settings: EngineSettings) -> Engine:
+    """The engine the settings name, built with their options."""
+    if settings.engine == "openalpr":
+        return make_engine(
+            "openalpr", country=settings.country, config=settings.openalpr_config,
+            runtime_data=settings.openalpr_runtime_data, state=settings.state,
+        )  # fmt: skip
+    return make_engine(
+        "default", detector_size=settings.detector_size, threads=settings.engine_threads, gpu=settings.gpu
+    )
+
+
 __all__ = [
     "ENGINES",
     "Box",
@@ -34,5 +47,6 @@ __all__ = [
     "PlateRead",
     "Point",
     "decode_image",
+    "engine_from_settings",
     "make_engine",
 ]
