@@ -200,7 +200,10 @@ class Backfill:
         encode_checkpoint = codec(self.settings, "producer_checkpoint").encode
         frames_topic = self.settings.topic_name("frames")
         produced = 0
-        progress = _Progress(self.uri)
+        progress = _Progress(self.uri, initial=total)
+        if progress.bar is not None:  # on a terminal: list once more up front, for the ETA
+            progress.bar.total = total + sum(1 for _ in self.objects(start_after))
+            progress.bar.refresh()
         interval = 1.0 / self.settings.rate if self.settings.rate else 0.0
         next_at = time.monotonic()
         try:
@@ -249,17 +252,17 @@ class Backfill:
 
 
 class _Progress:
-    """A progress bar on a terminal (count, rate, ETA unknown until listed); log lines otherwise."""
+    """A progress bar on a terminal (count, rate, ETA); log lines with count and rate otherwise."""
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, initial: int = 0) -> None:
         self.uri = uri
         self.started = time.monotonic()
-        self.bar = None
+        self.bar: Any = None
         if sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(desc=uri, unit="obj", file=sys.stderr)
-        self.last = 0
+            self.bar = tqdm(desc=uri, unit="obj", file=sys.stderr, initial=initial)
+        self.last = self.first = initial
 
     def update(self, count: int, *, final: bool = False) -> None:
         if self.bar is not None:
@@ -267,7 +270,7 @@ class _Progress:
             if final:
                 self.bar.close()
         else:
-            rate = count / max(1e-9, time.monotonic() - self.started)
+            rate = (count - self.first) / max(1e-9, time.monotonic() - self.started)
             log.info("backfill_progress", source=self.uri, objects=count, per_second=round(rate, 1))
         self.last = count
 
