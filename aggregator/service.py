@@ -191,9 +191,11 @@ class Aggregator(Service):
         first: dict[TopicPartition, int] = {}
         for message in messages:
             first.setdefault(TopicPartition(message.topic, message.partition), message.offset)
+        owned = consumer.assignment()
         for tp, offset in first.items():
-            consumer.seek(tp, offset)
-            self.groupers[tp.partition] = self.load_state(tp.partition)
+            if tp in owned:  # a partition taken away is restored by its new owner
+                consumer.seek(tp, offset)
+                self.groupers[tp.partition] = self.load_state(tp.partition)
 
 
 class _Restorer(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import time
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -182,3 +183,38 @@ def test_heartbeats_health_and_metrics(kafka_settings: Settings, engine: Engine)
     assert beat["cpu_cores"] >= 1
     assert ready.status == 200
     assert "platestream_worker_frames_total" in metrics
+
+
+def test_a_failed_commit_is_aborted_and_the_batch_consumed_again(
+    kafka_settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kafka.errors import KafkaTimeoutError
+
+    import workers.service
+
+    real_make_producer = workers.service.make_producer
+    failures = {"left": 1}
+
+    def flaky_producer(*args: Any, **kwargs: Any) -> Any:
+        producer = real_make_producer(*args, **kwargs)
+        commit = producer.commit_transaction
+
+        def commit_once_failing() -> None:
+            if failures["left"] and kwargs.get("transactional_id"):
+                failures["left"] -= 1
+                raise KafkaTimeoutError("the broker did not answer (test)")
+            commit()
+
+        producer.commit_transaction = commit_once_failing
+        return producer
+
+    monkeypatch.setattr(workers.service, "make_producer", flaky_producer)
+    texts = ["AB12CDE", "XY98ZZT", "KL35PQR", "RK346AL", "GWT2180", "FR45ABC"]
+    send_frames(kafka_settings, [frame_record("8", n, image=plate_jpeg(t)) for n, t in enumerate(texts)])
+    with running_worker(worker_settings(kafka_settings, batch_size=2, heartbeat_interval_s=3600.0), engine) as worker:
+        results = read_topic(kafka_settings, "alpr_results", "alpr_results", count=len(texts), timeout_s=60)
+        time.sleep(2)
+        results = read_topic(kafka_settings, "alpr_results", "alpr_results", timeout_s=5)
+    assert failures["left"] == 0, "the failure was injected"
+    assert sorted(r["frame_number"] for _, r in results) == list(range(len(texts)))
+    assert worker.totals["frames"] == len(texts)

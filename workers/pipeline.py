@@ -60,6 +60,12 @@ class _Work:
     image: Image | None = None
 
 
+@dataclass
+class Prepared:
+    report: BatchReport
+    ready: list[_Work]
+
+
 class FramePipeline:
     def __init__(
         self,
@@ -78,6 +84,11 @@ class FramePipeline:
         self.fetch_object = fetch_object
 
     def process(self, origins: Sequence[Origin]) -> BatchReport:
+        return self.finish(self.prepare(origins))
+
+    def prepare(self, origins: Sequence[Origin]) -> Prepared:
+        """Parse the records, fetch and decode their images: the part that can run while the
+        engine works on the previous batch."""
         report = BatchReport(frames=len(origins))
         works = [w for w in (self._parse(origin, report) for origin in origins) if w is not None]
         started = time.perf_counter()
@@ -89,10 +100,14 @@ class FramePipeline:
                 ready.append(work)
             else:
                 self._reject(report, work.origin, failure, work.frame)
+        return Prepared(report, ready)
+
+    def finish(self, prepared: Prepared) -> BatchReport:
+        """Recognise a prepared batch and add its results to the report."""
         started = time.perf_counter()
-        self._recognize(ready, report)
-        report.engine_s = time.perf_counter() - started
-        return report
+        self._recognize(prepared.ready, prepared.report)
+        prepared.report.engine_s = time.perf_counter() - started
+        return prepared.report
 
     def _parse(self, origin: Origin, report: BatchReport) -> _Work | None:
         try:

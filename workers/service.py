@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -27,7 +28,7 @@ from platestream.settings import WorkerSettings
 from workers.engine import Engine, engine_from_settings
 from workers.fetch import S3Fetcher
 from workers.metrics import worker_metrics
-from workers.pipeline import BatchReport, FrameDefaults, FramePipeline, Output
+from workers.pipeline import BatchReport, FrameDefaults, FramePipeline, Output, Prepared
 
 log = get_logger(__name__)
 
@@ -53,6 +54,7 @@ class Worker(Service):
     def _run(self) -> None:
         settings = self.settings
         executor = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
+        prefetch = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
         fetcher = _LazyS3(settings)
         pipeline = FramePipeline(
             self.engine,
@@ -85,27 +87,38 @@ class Worker(Service):
             producer.init_transactions()
             self._ready = True
             log.info("worker_started", transactional_id=self.transactional_id, group_id=settings.group_id)
+            # One batch is fetched and decoded while the engine works on the one before.
+            pending: _Batch | None = None
             while not self._stopping:
                 self._maybe_heartbeat(producer)
-                messages = self._gather(consumer)
-                if messages:
-                    self._process(messages, pipeline, consumer, producer)
-                    self._record_lag(consumer)
+                messages = self._gather(consumer, wait=pending is None)
+                upcoming = _Batch(messages, prefetch.submit(pipeline.prepare, _origins(messages))) if messages else None
+                if pending is not None and not self._complete(pending, pipeline, consumer, producer):
+                    # Nothing of the failed batch is visible: consume it, and what came after, again.
+                    _rewind(consumer, pending.messages + (upcoming.messages if upcoming else []))
+                    upcoming = None
+                pending = upcoming
+                self._record_lag(consumer)
+            if pending is not None:
+                self._complete(pending, pipeline, consumer, producer)  # finish the batch in hand
         finally:
             self._ready = False
+            prefetch.shutdown(wait=True)
             executor.shutdown(wait=True)
             consumer.close()  # leaves the group: its partitions move at once
             producer.close(timeout=10)
             self.engine.close()
             log.info("worker_stopped", **{key: round(value, 3) for key, value in self.totals.items()})
 
-    def _gather(self, consumer: KafkaConsumer) -> list[Any]:
-        """Up to batch_size records, waiting at most batch_wait_ms once the first arrived."""
+    def _gather(self, consumer: KafkaConsumer, *, wait: bool = True) -> list[Any]:
+        """Up to batch_size records, waiting at most batch_wait_ms once the first arrived (without
+        `wait`, only what has already been fetched: a batch is waiting for the engine)."""
         wanted = self.settings.batch_size
         messages: list[Any] = []
         deadline = None
         while len(messages) < wanted and not self._stopping:
-            timeout = 500 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            remaining = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            timeout = remaining if remaining is not None else (500 if wait else 0)
             polled = consumer.poll(timeout_ms=timeout, max_records=wanted - len(messages))
             for records in polled.values():
                 messages.extend(records)
@@ -117,38 +130,34 @@ class Worker(Service):
                 break
         return messages
 
-    def _process(
-        self, messages: list[Any], pipeline: FramePipeline, consumer: KafkaConsumer, producer: KafkaProducer
-    ) -> None:
+    def _complete(
+        self, batch: _Batch, pipeline: FramePipeline, consumer: KafkaConsumer, producer: KafkaProducer
+    ) -> bool:
+        """Recognise a prepared batch and commit it with its offsets; False when it was aborted
+        and the consumer rewound to it."""
         started = time.perf_counter()
-        origins = [Origin(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
-        report = pipeline.process(origins)
+        report = pipeline.finish(batch.prepared.result())
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        first: dict[TopicPartition, int] = {}
-        for message in messages:
-            tp = TopicPartition(message.topic, message.partition)
-            first.setdefault(tp, message.offset)
-            offsets[tp] = OffsetAndMetadata(message.offset + 1, "", -1)
+        for message in batch.messages:
+            offsets[TopicPartition(message.topic, message.partition)] = OffsetAndMetadata(message.offset + 1, "", -1)
         try:
             self._transact(producer, report.outputs, offsets, consumer)
         except ProducerFencedError:
             log.error("worker_fenced", transactional_id=self.transactional_id)
             raise
         except KafkaError as error:
-            # Nothing of the batch is visible; consume it again.
-            log.warning("batch_aborted", error=str(error), frames=len(messages))
-            for tp, offset in first.items():
-                consumer.seek(tp, offset)
+            log.warning("batch_aborted", error=str(error), frames=len(batch.messages))
             self.metrics.aborted.inc()
-            return
-        busy = time.perf_counter() - started
-        self.metrics.observe(report, len(messages), busy)
-        self.totals["frames"] += len(messages)
+            return False
+        busy = time.perf_counter() - started + report.fetch_decode_s
+        self.metrics.observe(report, len(batch.messages), busy)
+        self.totals["frames"] += len(batch.messages)
         self.totals["batches"] += 1
         self.totals["busy_s"] += busy
         self.totals["engine_s"] += report.engine_s
         self.totals["fetch_decode_s"] += report.fetch_decode_s
-        log.debug("batch_committed", frames=len(messages), plates=report.plates, dead_letters=report.dead_letters)
+        log.debug("batch_committed", frames=len(batch.messages), plates=report.plates, dead_letters=report.dead_letters)
+        return True
 
     def _transact(
         self,
@@ -181,6 +190,29 @@ class Worker(Service):
             high = consumer.highwater(tp)
             if high is not None:
                 self.metrics.lag.labels(partition=str(tp.partition)).set(max(0, high - consumer.position(tp)))
+
+
+@dataclass(frozen=True)
+class _Batch:
+    messages: list[Any]
+    prepared: Future[Prepared]
+
+
+def _rewind(consumer: KafkaConsumer, messages: list[Any]) -> None:
+    """Move each partition back to the first of `messages` it holds (partitions still ours only:
+    one taken away in a rebalance is read again by its new owner from the committed offset)."""
+    first: dict[TopicPartition, int] = {}
+    for message in messages:
+        tp = TopicPartition(message.topic, message.partition)
+        first[tp] = min(first.get(tp, message.offset), message.offset)
+    owned = consumer.assignment()
+    for tp, offset in first.items():
+        if tp in owned:
+            consumer.seek(tp, offset)
+
+
+def _origins(messages: list[Any]) -> list[Origin]:
+    return [Origin(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
 
 
 class _LazyS3:
