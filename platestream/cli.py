@@ -475,8 +475,8 @@ def bench_worker(settings: Settings, frames: int, processes: str) -> None:
     for run in runs:
         click.echo(
             f"{run.processes} worker(s): {run.frames} frames, {run.frames_per_second:6.1f} frames/s"
-            f" ({run.frames_per_second / base:4.2f}x), outside the engine {run.overhead:6.1%} of engine time"
-            f" (fetch+decode {run.fetch_decode_s:5.1f} s, engine {run.engine_s:5.1f} s, batches {run.busy_s:5.1f} s)"
+            f" ({run.frames_per_second / base:4.2f}x), {run.seconds:5.1f} s; outside the engine {run.overhead:6.1%}"
+            f" of engine time (engine {run.engine_s:5.1f} s, decode beside it {run.fetch_decode_s:4.1f} s)"
         )
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import http.server
-import time
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -191,8 +191,8 @@ def test_a_failed_commit_is_aborted_and_the_batch_consumed_again(
     from kafka.errors import KafkaTimeoutError
 
     import workers.service
+    from platestream.kafka import make_producer as real_make_producer
 
-    real_make_producer = workers.service.make_producer
     failures = {"left": 1}
 
     def flaky_producer(*args: Any, **kwargs: Any) -> Any:

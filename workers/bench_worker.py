@@ -35,8 +35,10 @@ class WorkerRun:
 
     @property
     def overhead(self) -> float:
-        """Time outside the engine per unit of engine time, inside the workers' batches."""
-        return (self.busy_s - self.engine_s) / self.engine_s if self.engine_s else 0.0
+        """Wall time each worker spent outside the engine, per unit of its engine time: Kafka,
+        Avro, transactions and waiting; decoding runs beside the engine, off this path."""
+        engine_per_process = self.engine_s / self.processes
+        return (self.seconds - engine_per_process) / engine_per_process if engine_per_process else 0.0
 
 
 def _backlog(settings: Settings, frames: int) -> None:

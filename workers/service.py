@@ -149,7 +149,7 @@ class Worker(Service):
             log.warning("batch_aborted", error=str(error), frames=len(batch.messages))
             self.metrics.aborted.inc()
             return False
-        busy = time.perf_counter() - started + report.fetch_decode_s
+        busy = time.perf_counter() - started  # the main thread's time; decoding ran beside it
         self.metrics.observe(report, len(batch.messages), busy)
         self.totals["frames"] += len(batch.messages)
         self.totals["batches"] += 1
