@@ -1,7 +1,7 @@
-"""`platestream store`: alpr_group records into SQLite, JSON-lines files and webhooks.
+"""`platestream store`: alpr_group records into SQLite or PostgreSQL, JSON-lines files and webhooks.
 
 Offsets are committed only after every store has the batch. A crash in between replays the batch:
-SQLite upserts by group id and files are rewritten whole, so both hold each group once; a webhook
+The database upserts by group id and files are rewritten whole, so both hold each group once; a webhook
 target may receive a group twice and can deduplicate on `uuids[0]`.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from aggregator.stores import JsonLinesStore, SqliteStore, WebhookError, Webhooks
+from aggregator.stores import JsonLinesStore, WebhookError, Webhooks, open_store
 from platestream.deadletter import Origin, dead_letter, service_name
 from platestream.errors import SchemaError
 from platestream.kafka import codec, make_consumer, make_producer
@@ -30,7 +30,7 @@ class StoreWriter(Service):
     def __init__(self, settings: StoreSettings) -> None:
         super().__init__(health_port=0)
         self.settings = settings
-        self.sqlite = SqliteStore(settings.database)
+        self.store = open_store(settings)
         self.files = (
             JsonLinesStore(settings.jsonl_target, s3_endpoint_url=settings.s3_endpoint_url)
             if settings.jsonl_target
@@ -82,12 +82,12 @@ class StoreWriter(Service):
         finally:
             consumer.close()
             letters.close(timeout=10)
-            self.sqlite.close()
+            self.store.close()
             log.info("store_stopped", written=self.written)
 
     def _write(self, records: list[dict[str, Any]], partition: int, first_offset: int, letters: Any,
                encode_letter: Any) -> None:  # fmt: skip
-        self.sqlite.write(records)
+        self.store.write(records)
         if self.files is not None:
             self.files.write_batch(records, partition, first_offset)
         if self.webhooks is not None:

@@ -341,7 +341,7 @@ def aggregate(settings: AggregatorSettings) -> None:
 @main.command("store")
 @settings_options(StoreSettings)
 def store(settings: StoreSettings) -> None:
-    """Write alpr_group records to SQLite, JSON-lines files (local or S3) and webhooks."""
+    """Write alpr_group records to SQLite or PostgreSQL, JSON-lines files (local or S3) and webhooks."""
     from aggregator.store_service import run_store
 
     run_store(settings)
@@ -358,14 +358,14 @@ def store(settings: StoreSettings) -> None:
 @settings_options(StoreSettings)
 def search(settings: StoreSettings, plate: str, camera_id: str | None, since: str | None, exact: bool,
            limit: int) -> None:  # fmt: skip
-    """Find vehicle passes by plate in the SQLite store: times, cameras, confidences."""
+    """Find vehicle passes by plate in the store (SQLite, or PostgreSQL when configured)."""
     from datetime import UTC, datetime
 
-    from aggregator.stores import SqliteStore
+    from aggregator.stores import open_store
 
-    if not settings.database.exists():
+    if settings.postgres_dsn is None and not settings.database.exists():
         raise ConfigError(f"no store at {settings.database}: run `platestream store` (or the demo) first")
-    matches = SqliteStore(settings.database).search(
+    matches = open_store(settings).search(
         plate, camera_id=camera_id, since_ms=_since_ms(since), fuzzy=not exact, limit=limit
     )
     if not matches:

@@ -201,6 +201,9 @@ class StoreSettings(Settings):
     sqlite_path: Path | None = Field(
         None, description="SQLite file of groups for `platestream search`; unset: <state dir>/platestream.db."
     )
+    postgres_dsn: SecretStr | None = Field(
+        None, description="PostgreSQL connection string; when set, groups go there instead of SQLite."
+    )
     jsonl_target: str | None = Field(
         None, description="Folder or s3://bucket/prefix for JSON-lines files by date and camera; unset: none."
     )

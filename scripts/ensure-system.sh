@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to run platestream's tests and demo:
-# Python 3.11+ with venv, a Java runtime (17+) and Maven for the local Kafka broker.
+# Python 3.11+ with venv, a Java runtime (17+) and Maven for the local Kafka broker, and
+# PostgreSQL for the tests of the PostgreSQL store.
 set -euo pipefail
 
 need=()
@@ -9,6 +10,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v java >/dev/null || need+=(default-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
 command -v make >/dev/null || need+=(make)
+# The PostgreSQL store's tests start a throwaway server of the machine's PostgreSQL.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

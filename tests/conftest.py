@@ -100,3 +100,45 @@ def engine() -> Iterator[Engine]:
     built = make_engine("default")
     yield built
     built.close()
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A PostgreSQL server: PLATESTREAM_TEST_POSTGRES_DSN, or a throwaway cluster of the machine's
+    PostgreSQL (scripts/ensure-system.sh installs it)."""
+    import tempfile
+
+    from platestream.broker import free_port
+
+    configured = os.environ.get("PLATESTREAM_TEST_POSTGRES_DSN")
+    if configured:
+        yield configured
+        return
+    binaries = _postgres_bin()
+    if binaries is None:
+        pytest.skip("no PostgreSQL server binaries (apt-get install postgresql) and no PLATESTREAM_TEST_POSTGRES_DSN")
+    folder = Path(tempfile.mkdtemp(prefix="platestream-pg-", dir="/tmp"))
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(folder, "postgres", "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    data, port = folder / "data", free_port()
+
+    def run(*command: str) -> None:
+        done = subprocess.run([*as_postgres, *command], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            pytest.fail(f"{' '.join(command)} failed: {done.stdout}{done.stderr}", pytrace=False)
+
+    run(str(binaries / "initdb"), "-D", str(data), "-U", "platestream", "--auth=trust", "-E", "UTF8")
+    run(str(binaries / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "start",
+        "-o", f"-p {port} -k {folder} -h 127.0.0.1")  # fmt: skip
+    try:
+        yield f"postgresql://platestream@127.0.0.1:{port}/postgres"
+    finally:
+        run(str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)

@@ -152,3 +152,29 @@ def test_store_writer_fills_the_stores_from_the_topic(kafka_settings: Any, tmp_p
     assert sorted(body["best_plate_number"] for body in handler.received) == ["ABC1234", "XYZ9876"]
     letters = read_topic(kafka_settings, "dead_letter", "dead_letter", count=1, timeout_s=10)
     assert letters[0][1]["reason"] == "schema_invalid"
+
+
+def test_postgres_store_upserts_and_searches_like_sqlite(postgres_dsn: str, tmp_path: Path) -> None:
+    import uuid
+
+    import psycopg
+
+    from aggregator.stores import PostgresStore
+
+    schema = f"s{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    dsn = f"{postgres_dsn}?options=-csearch_path%3D{schema}"
+    records = [group("ABC1234", 1, DAY), group("AB01234", 2, DAY + 1000), group("QRS5555", 3, DAY + 3000,
+               candidates=("ABC1234",))]  # fmt: skip
+    postgres = PostgresStore(dsn)
+    postgres.write(records)
+    postgres.write(records[:1])
+    sqlite = SqliteStore(tmp_path / "db.sqlite")
+    sqlite.write(records)
+    for query in ("ABC1234", "ABO1234", "abc-1234"):
+        assert postgres.search(query) == sqlite.search(query)
+    assert [m.plate for m in postgres.search("ABC1234", camera_id="1", fuzzy=False)] == ["ABC1234"]
+    with psycopg.connect(dsn) as check:
+        assert check.execute("SELECT count(*) FROM plate_groups").fetchone() == (3,)
+    postgres.close()

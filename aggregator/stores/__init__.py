@@ -1,7 +1,34 @@
-"""Stores downstream of the alpr_group topic: SQLite (default), JSON-lines files, webhooks."""
+"""Stores downstream of the alpr_group topic: SQLite (default) or PostgreSQL, JSON-lines files,
+webhooks."""
+
+from __future__ import annotations
 
 from aggregator.stores.files import JsonLinesStore, batch_files
-from aggregator.stores.sqlite import Match, SqliteStore, group_id
+from aggregator.stores.matching import Match
+from aggregator.stores.postgres import PostgresStore
+from aggregator.stores.sqlite import SqliteStore, group_id
 from aggregator.stores.webhooks import WebhookError, Webhooks
+from platestream.settings import StoreSettings
 
-__all__ = ["JsonLinesStore", "Match", "SqliteStore", "WebhookError", "Webhooks", "batch_files", "group_id"]
+SearchableStore = SqliteStore | PostgresStore
+
+
+def open_store(settings: StoreSettings) -> SearchableStore:
+    """PostgreSQL when a DSN is configured, else the SQLite file."""
+    if settings.postgres_dsn is not None:
+        return PostgresStore(settings.postgres_dsn.get_secret_value())
+    return SqliteStore(settings.database)
+
+
+__all__ = [
+    "JsonLinesStore",
+    "Match",
+    "PostgresStore",
+    "SearchableStore",
+    "SqliteStore",
+    "WebhookError",
+    "Webhooks",
+    "batch_files",
+    "group_id",
+    "open_store",
+]

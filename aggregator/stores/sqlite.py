@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aggregator.similarity import canonical, within
+from aggregator.similarity import canonical
+from aggregator.stores.matching import Match, normalize_query, rank
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS plate_groups (
@@ -40,19 +40,6 @@ CREATE INDEX IF NOT EXISTS plate_candidates_key ON plate_candidates (plate_key);
 def group_id(record: Mapping[str, Any]) -> str:
     """A vehicle pass's identity: its first frame's uuid and plate index."""
     return f"{record['uuids'][0]}/{record['plate_indexes'][0]}"
-
-
-@dataclass(frozen=True)
-class Match:
-    plate: str
-    matched: str  # the reading that matched: the best plate or one of the candidates
-    exact: bool
-    distance: float  # 0 exact; 0.3 per look-alike swap; 1 per other edit
-    camera_id: str
-    epoch_start: int
-    epoch_end: int
-    confidence: float
-    region: str
 
 
 class SqliteStore:
@@ -88,13 +75,13 @@ class SqliteStore:
     ) -> list[Match]:  # fmt: skip
         """Groups whose plate or a candidate equals `plate`; with `fuzzy`, also those within one
         edit or look-alike swaps (O/0, B/8, I/1...). Closest first, then newest first."""
-        wanted = plate.upper().replace(" ", "").replace("-", "")
+        wanted = normalize_query(plate)
         query = (
             "SELECT g.plate, c.plate, g.camera_id, g.epoch_start, g.epoch_end, g.confidence, g.region "
             "FROM plate_candidates c JOIN plate_groups g USING (group_id) WHERE "
         )
-        conditions = ["(c.plate = ? OR c.plate_key = ?)" if not fuzzy else "length(c.plate) BETWEEN ? AND ?"]
-        params: list[Any] = [wanted, canonical(wanted)] if not fuzzy else [len(wanted) - 1, len(wanted) + 1]
+        conditions = ["length(c.plate) BETWEEN ? AND ?" if fuzzy else "c.plate = ?"]
+        params: list[Any] = [len(wanted) - 1, len(wanted) + 1] if fuzzy else [wanted]
         if camera_id is not None:
             conditions.append("g.camera_id = ?")
             params.append(camera_id)
@@ -102,17 +89,7 @@ class SqliteStore:
             conditions.append("g.epoch_start >= ?")
             params.append(since_ms)
         rows = self._db.execute(query + " AND ".join(conditions), params).fetchall()
-        best: dict[tuple[str, int], Match] = {}
-        for group_plate, reading, camera, start, end, confidence, region in rows:
-            distance = within(wanted, reading, 1.0)
-            if distance is None:
-                continue
-            match = Match(group_plate, reading, distance == 0, distance, camera, start, end, confidence, region)
-            key = (camera, start)
-            if key not in best or distance < best[key].distance:
-                best[key] = match
-        ordered = sorted(best.values(), key=lambda m: (m.distance, -m.epoch_start))
-        return ordered[:limit]
+        return rank(wanted, rows, fuzzy=fuzzy, limit=limit)
 
     def close(self) -> None:
         self._db.close()
