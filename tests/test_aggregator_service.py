@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from platestream.settings import AggregatorSettings, Settings
 pytestmark = pytest.mark.kafka
 
 
-def send_results(settings: Settings, records: list[dict[str, Any]], raw: list[bytes] = ()) -> None:  # type: ignore[assignment]
+def send_results(settings: Settings, records: list[dict[str, Any]], raw: Sequence[bytes] = ()) -> None:
     producer = make_producer(settings)
     encode = codec(settings, "alpr_results").encode
     for record in records:

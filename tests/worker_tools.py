@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -35,7 +35,7 @@ def frame_record(camera: str, number: int, *, image: bytes | None = None, ref: d
     }  # fmt: skip
 
 
-def send_frames(settings: Settings, frames: list[dict[str, Any]], raw: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
+def send_frames(settings: Settings, frames: list[dict[str, Any]], raw: Sequence[tuple[bytes, bytes]] = ()) -> None:
     producer = make_producer(settings)
     encode = codec(settings, "frame").encode
     for frame in frames:

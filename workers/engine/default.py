@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -36,7 +37,7 @@ ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 FloatArray = NDArray[np.float32]
 
 
-def _session(path: str, threads: int, providers: Sequence[str]) -> object:
+def _session(path: str, threads: int, providers: Sequence[str]) -> Any:
     try:
         import onnxruntime as ort
     except ImportError:
@@ -86,7 +87,7 @@ class PlateDetector:
             canvas, ratio = _letterbox(image, self.size)
             batch[index] = canvas[:, :, ::-1].transpose(2, 0, 1) / np.float32(255.0)
             ratios.append(ratio)
-        (raw,) = self.session.run(None, {"images": batch})  # type: ignore[attr-defined]
+        (raw,) = self.session.run(None, {"images": batch})
         return [self._decode(raw[i], ratios[i], images[i].shape) for i in range(len(images))]
 
     def _decode(self, raw: FloatArray, ratio: float, shape: tuple[int, ...]) -> list[Detection]:
@@ -134,7 +135,7 @@ class TextReader:
             thresh=0.3, box_thresh=0.5, max_candidates=50, unclip_ratio=1.6, use_dilation=True, score_mode="fast"
         )
         self.line_width = line_width
-        meta = self.reader.get_modelmeta().custom_metadata_map  # type: ignore[attr-defined]
+        meta = self.reader.get_modelmeta().custom_metadata_map
         characters = ["<blank>", *meta["character"].splitlines(), " "]
         index = {char: i for i, char in enumerate(characters)}
         self.upper = np.array([index[c] for c in ALPHABET])
@@ -147,7 +148,7 @@ class TextReader:
         height = max(32, round(crop.shape[0] * scale / 32) * 32)
         resized = cv2.resize(crop, (self.line_width, height), interpolation=cv2.INTER_LINEAR)
         tensor = ((resized.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
-        (probability,) = self.detector.run(None, {"x": tensor})  # type: ignore[attr-defined]
+        (probability,) = self.detector.run(None, {"x": tensor})
         boxes, _ = self.postprocess(probability, crop.shape[:2])
         if len(boxes) == 0:
             return None
@@ -165,7 +166,7 @@ class TextReader:
         width = max(16, min(640, round(48 * line.shape[1] / max(1, line.shape[0]))))
         resized = cv2.resize(line, (width, 48), interpolation=cv2.INTER_CUBIC)
         tensor = ((resized.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
-        (output,) = self.reader.run(None, {"x": tensor})  # type: ignore[attr-defined]
+        (output,) = self.reader.run(None, {"x": tensor})
         steps = output[0]
         letters = steps[:, self.upper] + steps[:, self.lower] * self.has_lower
         probabilities = np.concatenate([steps[:, :1], letters], axis=1)
