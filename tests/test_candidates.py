@@ -86,3 +86,20 @@ def test_ctc_segments_give_one_position_per_character() -> None:
         steps[t, 0 if symbol == 0 else 1 + ALPHABET.index(str(symbol))] = 0.9
     alternatives = ctc_alternatives(steps)
     assert [a[0][0] for a in alternatives] == ["A", "A", "7"]
+
+
+def test_us_plates_read_the_letter_o_as_zero() -> None:
+    from workers.engine.candidates import merge_unused
+
+    positions = [[("C", 0.9)], [("H", 0.9)], [("O", 0.6), ("0", 0.3)], [("P", 0.9)]]
+    assert merge_unused(positions, "us")[2] == [("0", pytest.approx(0.9))]
+    assert merge_unused(positions, "eu")[2] == [("O", 0.6), ("0", 0.3)]
+
+
+def test_a_fitting_reading_of_the_same_length_beats_one_with_a_character_dropped() -> None:
+    # "R?N464": the doubtful second character read as 0 (fits no pattern) or D (fits @@@###);
+    # dropping it would also fit (@@###), but a reader mistakes characters more than it loses them.
+    reads = readings([[("R", 0.99)], [("0", 0.55), ("D", 0.4)], *positions("N464", 0.99)])
+    choice = choose(reads, regions_for("us"), topn=5)
+    assert choice is not None
+    assert choice.plate == "RDN464"

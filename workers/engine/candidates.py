@@ -22,6 +22,25 @@ _FLOOR = 1e-4
 BEAM_WIDTH = 64
 
 
+# Characters a country's plates do not use, read as the one they are mistaken for. US plates
+# are issued without the letter O (the digit 0 is used), as OpenALPR's US post-processing assumes.
+UNUSED_CHARACTERS: dict[str, dict[str, str]] = {"us": {"O": "0"}}
+
+
+def merge_unused(positions: Sequence[Alternatives], country: str) -> list[list[tuple[str, float]]]:
+    """Per position, the alternatives with the country's unused characters folded into the
+    characters they are mistaken for (probabilities added)."""
+    table = UNUSED_CHARACTERS.get(country.lower(), {})
+    merged_positions = []
+    for alternatives in positions:
+        merged: dict[str, float] = {}
+        for char, probability in alternatives:
+            target = table.get(char, char)
+            merged[target] = min(1.0, merged.get(target, 0.0) + probability)
+        merged_positions.append(sorted(merged.items(), key=lambda item: -item[1]))
+    return merged_positions
+
+
 @dataclass(frozen=True)
 class Scored:
     plate: str
@@ -82,10 +101,16 @@ def choose(
     if not scored:
         return None
     matches = {item.plate: matching_regions(item.plate, templates) for item in scored}
-    fitting = [item for item in scored if matches[item.plate]]
     best = scored[0]
-    if fitting and (strict or fitting[0].log_score >= best.log_score - max_template_gap):
-        best = fitting[0]
+    fitting = [
+        item
+        for item in scored
+        if matches[item.plate] and (strict or item.log_score >= best.log_score - max_template_gap)
+    ]
+    if fitting:
+        # A reader more often mistakes a character than invents or loses one: among the readings
+        # that fit, one as long as the best reading comes first.
+        best = min(fitting, key=lambda item: (len(item.plate) != len(best.plate), -item.log_score))
     elif strict:
         return None
     regions = matches[best.plate]

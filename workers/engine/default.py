@@ -29,7 +29,7 @@ from workers.engine.base import (
     Point,
     per_image_options,
 )
-from workers.engine.candidates import Alternatives, choose, readings
+from workers.engine.candidates import Alternatives, choose, merge_unused, readings
 from workers.engine.images import encode_jpeg
 from workers.engine.templates import regions_for
 
@@ -266,7 +266,7 @@ class DefaultEngine(Engine):
                                dtype=np.float32)  # fmt: skip
         else:
             corners = line
-        positions = self.reader.read(_rectify(crop, corners))
+        positions = merge_unused(self.reader.read(_rectify(crop, corners)), options.country)
         templates = regions_for(options.country, options.state, options.regions)
         choice = choose(readings(positions), templates, topn=options.topn, strict=options.region_strict)
         if choice is None:
