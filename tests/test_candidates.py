@@ -92,7 +92,9 @@ def test_us_plates_read_the_letter_o_as_zero() -> None:
     from workers.engine.candidates import merge_unused
 
     positions = [[("C", 0.9)], [("H", 0.9)], [("O", 0.6), ("0", 0.3)], [("P", 0.9)]]
-    assert merge_unused(positions, "us")[2] == [("0", pytest.approx(0.9))]
+    ((char, probability),) = merge_unused(positions, "us")[2]
+    assert char == "0"
+    assert probability == pytest.approx(0.9)
     assert merge_unused(positions, "eu")[2] == [("O", 0.6), ("0", 0.3)]
 
 

@@ -3,13 +3,10 @@ SQLite, for many writers and readers. Needs `platestream[postgres]`."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from aggregator.similarity import canonical
-from aggregator.stores.matching import Match, normalize_query, rank
-from aggregator.stores.sqlite import group_id
+from aggregator.stores.matching import Match, candidate_rows, group_row, normalize_query, rank, search_query
 from platestream.errors import MissingExtraError
 
 _SCHEMA = """
@@ -53,19 +50,17 @@ class PostgresStore:
         """Upsert in one transaction: a replayed group replaces itself."""
         with self._db.transaction(), self._db.cursor() as cursor:
             for record in records:
-                gid = group_id(record)
+                row = group_row(record)
                 cursor.execute(
                     "INSERT INTO plate_groups VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (group_id) DO "
                     "UPDATE SET plate = EXCLUDED.plate, plate_key = EXCLUDED.plate_key, confidence = "
                     "EXCLUDED.confidence, epoch_end = EXCLUDED.epoch_end, record = EXCLUDED.record",
-                    (gid, str(record["camera_id"]), record["best_plate_number"], canonical(record["best_plate_number"]),
-                     record["best_confidence"], record["epoch_start"], record["epoch_end"], record["best_region"],
-                     json.dumps(record, default=str)),
-                )  # fmt: skip
+                    row,
+                )
                 cursor.executemany(
                     "INSERT INTO plate_candidates VALUES (%s, %s, %s, %s) ON CONFLICT (group_id, plate) DO UPDATE "
                     "SET confidence = EXCLUDED.confidence",
-                    [(gid, c["plate"], canonical(c["plate"]), c["confidence"]) for c in record["candidates"]],
+                    candidate_rows(row[0], record),
                 )
 
     def search(
@@ -73,18 +68,7 @@ class PostgresStore:
         limit: int = 100,
     ) -> list[Match]:  # fmt: skip
         wanted = normalize_query(plate)
-        conditions = ["length(c.plate) BETWEEN %s AND %s" if fuzzy else "c.plate = %s"]
-        params: list[Any] = [len(wanted) - 1, len(wanted) + 1] if fuzzy else [wanted]
-        if camera_id is not None:
-            conditions.append("g.camera_id = %s")
-            params.append(camera_id)
-        if since_ms is not None:
-            conditions.append("g.epoch_start >= %s")
-            params.append(since_ms)
-        query = (
-            "SELECT g.plate, c.plate, g.camera_id, g.epoch_start, g.epoch_end, g.confidence, g.region "
-            "FROM plate_candidates c JOIN plate_groups g USING (group_id) WHERE " + " AND ".join(conditions)
-        )
+        query, params = search_query(wanted, camera_id=camera_id, since_ms=since_ms, fuzzy=fuzzy, mark="%s")
         with self._db.transaction():
             rows = self._db.execute(query, params).fetchall()
         return rank(wanted, rows, fuzzy=fuzzy, limit=limit)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from aggregator.similarity import canonical
-from aggregator.stores.matching import Match, normalize_query, rank
+from aggregator.stores.matching import Match, candidate_rows, group_row, normalize_query, rank, search_query
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS plate_groups (
@@ -39,7 +37,7 @@ CREATE INDEX IF NOT EXISTS plate_candidates_key ON plate_candidates (plate_key);
 
 def group_id(record: Mapping[str, Any]) -> str:
     """A vehicle pass's identity: its first frame's uuid and plate index."""
-    return f"{record['uuids'][0]}/{record['plate_indexes'][0]}"
+    return str(group_row(record)[0])
 
 
 class SqliteStore:
@@ -57,16 +55,10 @@ class SqliteStore:
         """Upsert: writing a group again (after a crash before the offsets were committed) is a no-op."""
         with self._db:
             for record in records:
-                gid = group_id(record)
-                self._db.execute(
-                    "INSERT OR REPLACE INTO plate_groups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (gid, str(record["camera_id"]), record["best_plate_number"], canonical(record["best_plate_number"]),
-                     record["best_confidence"], record["epoch_start"], record["epoch_end"], record["best_region"],
-                     json.dumps(record, default=str)),
-                )  # fmt: skip
+                row = group_row(record)
+                self._db.execute("INSERT OR REPLACE INTO plate_groups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO plate_candidates VALUES (?, ?, ?, ?)",
-                    [(gid, c["plate"], canonical(c["plate"]), c["confidence"]) for c in record["candidates"]],
+                    "INSERT OR REPLACE INTO plate_candidates VALUES (?, ?, ?, ?)", candidate_rows(row[0], record)
                 )
 
     def search(
@@ -76,19 +68,8 @@ class SqliteStore:
         """Groups whose plate or a candidate equals `plate`; with `fuzzy`, also those within one
         edit or look-alike swaps (O/0, B/8, I/1...). Closest first, then newest first."""
         wanted = normalize_query(plate)
-        query = (
-            "SELECT g.plate, c.plate, g.camera_id, g.epoch_start, g.epoch_end, g.confidence, g.region "
-            "FROM plate_candidates c JOIN plate_groups g USING (group_id) WHERE "
-        )
-        conditions = ["length(c.plate) BETWEEN ? AND ?" if fuzzy else "c.plate = ?"]
-        params: list[Any] = [len(wanted) - 1, len(wanted) + 1] if fuzzy else [wanted]
-        if camera_id is not None:
-            conditions.append("g.camera_id = ?")
-            params.append(camera_id)
-        if since_ms is not None:
-            conditions.append("g.epoch_start >= ?")
-            params.append(since_ms)
-        rows = self._db.execute(query + " AND ".join(conditions), params).fetchall()
+        query, params = search_query(wanted, camera_id=camera_id, since_ms=since_ms, fuzzy=fuzzy, mark="?")
+        rows = self._db.execute(query, params).fetchall()
         return rank(wanted, rows, fuzzy=fuzzy, limit=limit)
 
     def close(self) -> None:
