@@ -88,7 +88,7 @@ class Aggregator(Service):
                     transact(producer, sends, offsets, consumer)
                 except KafkaError as error:
                     log.warning("batch_aborted", error=str(error))
-                    self._rewind(consumer, messages)
+                    self._rewind(consumer, messages, touched)
         finally:
             self._ready = False
             consumer.close()
@@ -186,16 +186,21 @@ class Aggregator(Service):
         log.info("aggregator_state_restored", partition=partition, open_groups=sum(map(len, grouper.open.values())))
         return grouper
 
-    def _rewind(self, consumer: KafkaConsumer, messages: list[Any]) -> None:
-        """After an aborted transaction: state and positions back to the last commit."""
+    def _rewind(self, consumer: KafkaConsumer, messages: list[Any], touched: set[int]) -> None:
+        """After an aborted transaction: the state of every partition it touched (reads added,
+        idle groups flushed) and the positions of the records it consumed back to the last commit."""
         first: dict[TopicPartition, int] = {}
         for message in messages:
             first.setdefault(TopicPartition(message.topic, message.partition), message.offset)
-        owned = consumer.assignment()
+        owned = {tp.partition: tp for tp in consumer.assignment()}
         for tp, offset in first.items():
-            if tp in owned:  # a partition taken away is restored by its new owner
+            if tp.partition in owned:  # a partition taken away is restored by its new owner
                 consumer.seek(tp, offset)
-                self.groupers[tp.partition] = self.load_state(tp.partition)
+        for partition in touched:
+            if partition in owned:
+                self.groupers[partition] = self.load_state(partition)
+            else:
+                self.groupers.pop(partition, None)
 
 
 class _Restorer(ConsumerRebalanceListener):  # type: ignore[misc]

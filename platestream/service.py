@@ -24,10 +24,6 @@ class Service:
         self._stopping = False
         self._ready = False
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
-
     def stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
         log.info("service_stopping", service=self.kind, signal=signum)
         self._stopping = True

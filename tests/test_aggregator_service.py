@@ -122,3 +122,41 @@ def test_an_aggregator_killed_mid_stream_loses_and_duplicates_no_group(
     got = Counter(tuple(g["uuids"]) for _, g in groups)
     assert got == expected, (tmp_path / "b.log").read_text()[-3000:]
     assert len(early) < sum(expected.values()), "everything was grouped before the crash: nothing was tested"
+
+
+def test_an_aborted_transaction_loses_and_duplicates_no_group(
+    kafka_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kafka.errors import KafkaTimeoutError
+
+    import aggregator.service
+    from platestream.kafka import transact as real_transact
+
+    failures = {"streaming": 1, "idle flush": 1}
+
+    def flaky_transact(producer: Any, sends: Any, offsets: Any = None, *args: Any, **kwargs: Any) -> None:
+        sends = list(sends)
+        kind = "streaming" if offsets else "idle flush"  # groups closed by new reads, or by quiet
+        if failures[kind] and any(send.topic.endswith("alpr_group") for send in sends):
+            failures[kind] -= 1  # fail a transaction that carries groups: they must come back
+            producer.begin_transaction()
+            producer.abort_transaction()
+            raise KafkaTimeoutError("the broker did not answer (test)")
+        real_transact(producer, sends, offsets, *args, **kwargs)
+
+    monkeypatch.setattr(aggregator.service, "transact", flaky_transact)
+    records = traffic(20, seed=7)
+    send_results(kafka_settings, records)
+    expected = expected_groups(records)
+    service = Aggregator(aggregator_settings(kafka_settings, batch_size=20))
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    try:
+        read_topic(kafka_settings, "alpr_group", "alpr_group", count=sum(expected.values()), timeout_s=60)
+        time.sleep(2)
+        groups = read_topic(kafka_settings, "alpr_group", "alpr_group", timeout_s=10)
+    finally:
+        service.stop()
+        thread.join(timeout=30)
+    assert failures == {"streaming": 0, "idle flush": 0}, "the failures were injected"
+    assert Counter(tuple(g["uuids"]) for _, g in groups) == expected

@@ -125,7 +125,8 @@ class Worker(Service):
             if deadline is None:
                 if not messages:
                     return []
-                deadline = time.monotonic() + self.settings.batch_wait_ms / 1000
+                # With a batch waiting for the engine, take what is here rather than wait for more.
+                deadline = time.monotonic() + (self.settings.batch_wait_ms / 1000 if wait else 0)
             if time.monotonic() >= deadline:
                 break
         return messages
