@@ -150,13 +150,15 @@ class Capture(threading.Thread):
                     attempt += 1
                     continue
                 self.stats.streaming = True
+                read_before = self.stats.read
                 last_ms = self._read_all(capture, sampler, gate, offset_ms)
                 capture.release()
                 self.stats.streaming = False
                 offset_ms = last_ms + sampler.interval_ms
                 if not self.live or not self._wait_to_reconnect(attempt, "stream ended"):
                     return
-                attempt = 0 if self.stats.sampled else attempt + 1
+                # A stream that gave frames starts its backoff afresh; one that ends at once does not.
+                attempt = 0 if self.stats.read > read_before else attempt + 1
         finally:
             self.stats.finished = True
 
