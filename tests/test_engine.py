@@ -48,6 +48,17 @@ def test_a_batch_gives_one_result_per_image_in_order(engine: Engine) -> None:
     assert [r.plates[0].plate for r in results] == ["AB12CDE", "XY98ZZT"]
 
 
+def test_a_batch_of_landscape_and_portrait_frames_is_read_with_boxes_in_place(engine: Engine) -> None:
+    # Frames are scaled to the detector by their longer side, each shape run on its own.
+    wide = street_scene("AB12CDE", 1920, 1080, seed=4, plate_width=420, center_x=1400)
+    tall = street_scene("XY98ZZT", 720, 1280, seed=5, plate_width=300, center_x=360)
+    results = engine.recognize([wide, tall, wide], Options(country="eu"))
+    assert [[p.plate for p in r.plates] for r in results] == [["AB12CDE"], ["XY98ZZT"], ["AB12CDE"]]
+    for result, (low, high) in zip(results, [(1150, 1650), (180, 540), (1150, 1650)], strict=True):
+        xs = [p.x for p in result.plates[0].coordinates]
+        assert low < min(xs) < max(xs) < high
+
+
 def test_results_are_valid_alpr_results_records(engine: Engine) -> None:
     (result,) = engine.recognize([street_scene("AB12CDE", seed=1, plate_width=280)], Options(country="eu", topn=4))
     record = alpr_results(result, epoch_ms=1_700_000_000_000, camera_id=12, agent_uid="agent", frame_number=3)

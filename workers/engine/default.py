@@ -34,6 +34,7 @@ from workers.engine.images import encode_jpeg
 from workers.engine.templates import regions_for
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+MIN_LINE_WIDTH = 160  # pixels at the reader's height of 48: 20 time steps
 FloatArray = NDArray[np.float32]
 
 
@@ -61,7 +62,8 @@ class Detection:
 
 
 class PlateDetector:
-    """YOLOv8 plate boxes, for a batch of images letterboxed to one square size."""
+    """YOLOv8 plate boxes. An image is scaled so its longer side is `size` and padded to multiples
+    of 32 (no square padding wasted on a 16:9 frame); images of one shape run as one batch."""
 
     def __init__(self, files: models.DetectorFiles, *, size: int, threads: int, providers: Sequence[str],
                  min_confidence: float = 0.25) -> None:  # fmt: skip
@@ -69,28 +71,41 @@ class PlateDetector:
         self.size = size
         self.min_confidence = min_confidence
         self.reg_max = files.reg_max
-        anchors, strides = [], []
-        for stride in files.strides:
-            cells = size // stride
-            ys, xs = np.mgrid[0:cells, 0:cells]
-            anchors.append(np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5], 1))
-            strides.append(np.full(cells * cells, stride))
-        self.anchors = np.concatenate(anchors).astype(np.float32)
-        self.strides = np.concatenate(strides).astype(np.float32)
+        self.strides = files.strides
+        self._grids: dict[tuple[int, int], tuple[FloatArray, FloatArray]] = {}
 
     def detect(self, images: Sequence[Image]) -> list[list[Detection]]:
-        if not images:
-            return []
-        batch = np.empty((len(images), 3, self.size, self.size), dtype=np.float32)
-        ratios = []
+        found: list[list[Detection]] = [[] for _ in images]
+        shapes: dict[tuple[int, int], list[int]] = {}
         for index, image in enumerate(images):
-            canvas, ratio = _letterbox(image, self.size)
-            batch[index] = canvas[:, :, ::-1].transpose(2, 0, 1) / np.float32(255.0)
-            ratios.append(ratio)
-        (raw,) = self.session.run(None, {"images": batch})
-        return [self._decode(raw[i], ratios[i], images[i].shape) for i in range(len(images))]
+            shapes.setdefault(_letterbox_shape(image.shape, self.size), []).append(index)
+        for shape, indices in shapes.items():
+            batch = np.empty((len(indices), 3, *shape), dtype=np.float32)
+            ratios = []
+            for row, index in enumerate(indices):
+                canvas, ratio = _letterbox(images[index], shape, self.size)
+                batch[row] = canvas[:, :, ::-1].transpose(2, 0, 1) / np.float32(255.0)
+                ratios.append(ratio)
+            (raw,) = self.session.run(None, {"images": batch})
+            for row, index in enumerate(indices):
+                found[index] = self._decode(raw[row], ratios[row], shape, images[index].shape)
+        return found
 
-    def _decode(self, raw: FloatArray, ratio: float, shape: tuple[int, ...]) -> list[Detection]:
+    def _grid(self, shape: tuple[int, int]) -> tuple[FloatArray, FloatArray]:
+        """Anchor centres and strides of every output cell, for one input shape."""
+        if shape not in self._grids:
+            anchors, strides = [], []
+            for stride in self.strides:
+                ys, xs = np.mgrid[0 : shape[0] // stride, 0 : shape[1] // stride]
+                anchors.append(np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5], 1))
+                strides.append(np.full(xs.size, stride))
+            self._grids[shape] = (np.concatenate(anchors).astype(np.float32),
+                                  np.concatenate(strides).astype(np.float32))  # fmt: skip
+        return self._grids[shape]
+
+    def _decode(
+        self, raw: FloatArray, ratio: float, input_shape: tuple[int, int], shape: tuple[int, ...]
+    ) -> list[Detection]:
         scores = 1.0 / (1.0 + np.exp(-np.clip(raw[4 * self.reg_max], -50, 50)))
         keep = scores > self.min_confidence
         if not keep.any():
@@ -98,7 +113,8 @@ class PlateDetector:
         bins = raw[: 4 * self.reg_max, keep].reshape(4, self.reg_max, -1)
         bins = np.exp(bins - bins.max(1, keepdims=True))
         distances = (bins / bins.sum(1, keepdims=True) * np.arange(self.reg_max)[None, :, None]).sum(1)
-        anchors, strides, scores = self.anchors[keep], self.strides[keep], scores[keep]
+        all_anchors, all_strides = self._grid(input_shape)
+        anchors, strides, scores = all_anchors[keep], all_strides[keep], scores[keep]
         x1 = (anchors[:, 0] - distances[0]) * strides / ratio
         y1 = (anchors[:, 1] - distances[1]) * strides / ratio
         x2 = (anchors[:, 0] + distances[2]) * strides / ratio
@@ -114,12 +130,21 @@ class PlateDetector:
         return sorted((d for d in found if d.x2 - d.x1 >= 4 and d.y2 - d.y1 >= 4), key=lambda d: -d.confidence)
 
 
-def _letterbox(image: Image, size: int) -> tuple[Image, float]:
+def _letterbox_shape(shape: tuple[int, ...], size: int) -> tuple[int, int]:
+    """The detector's input (height, width) for an image: longer side `size`, both sides rounded
+    up to a multiple of 32 (the detector's largest stride)."""
+    height, width = shape[:2]
+    ratio = size / max(height, width)
+    return (-(-max(1, round(height * ratio)) // 32) * 32, -(-max(1, round(width * ratio)) // 32) * 32)
+
+
+def _letterbox(image: Image, shape: tuple[int, int], size: int) -> tuple[Image, float]:
     height, width = image.shape[:2]
-    ratio = min(size / height, size / width)
-    new_w, new_h = max(1, round(width * ratio)), max(1, round(height * ratio))
-    canvas = np.full((size, size, 3), 114, dtype=np.uint8)
-    canvas[:new_h, :new_w] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    ratio = size / max(height, width)
+    new_w, new_h = min(shape[1], max(1, round(width * ratio))), min(shape[0], max(1, round(height * ratio)))
+    canvas = np.full((*shape, 3), 114, dtype=np.uint8)
+    interpolation = cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR
+    canvas[:new_h, :new_w] = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
     return canvas, ratio
 
 
@@ -163,7 +188,9 @@ class TextReader:
 
     def read(self, line: Image) -> list[Alternatives]:
         """For each character position, its likeliest characters with probabilities."""
-        width = max(16, min(640, round(48 * line.shape[1] / max(1, line.shape[0]))))
+        # A plate's line is short and its characters dense: stretched to at least MIN_LINE_WIDTH,
+        # the reader has enough time steps to separate them (and a blank between doubled ones).
+        width = max(MIN_LINE_WIDTH, min(640, round(48 * line.shape[1] / max(1, line.shape[0]))))
         resized = cv2.resize(line, (width, 48), interpolation=cv2.INTER_CUBIC)
         tensor = ((resized.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
         (output,) = self.reader.run(None, {"x": tensor})
@@ -266,7 +293,8 @@ class DefaultEngine(Engine):
                                dtype=np.float32)  # fmt: skip
         else:
             corners = line
-        positions = merge_unused(self.reader.read(_rectify(crop, corners)), options.country)
+        # The line a little wider: a reader tends to lose a first or last character at the edge.
+        positions = merge_unused(self.reader.read(_rectify(crop, _widen(corners, 0.06, 0.0))), options.country)
         templates = regions_for(options.country, options.state, options.regions)
         choice = choose(readings(positions), templates, topn=options.topn, strict=options.region_strict)
         if choice is None:
