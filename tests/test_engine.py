@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 from platestream.cli import main
 from schemas import Codec
 from workers.engine import Engine, Options
+from workers.engine.default import DefaultEngine
 from workers.results import alpr_results
 from workers.synthetic import street_scene
 
@@ -57,6 +59,22 @@ def test_a_batch_of_landscape_and_portrait_frames_is_read_with_boxes_in_place(en
     for result, (low, high) in zip(results, [(1150, 1650), (180, 540), (1150, 1650)], strict=True):
         xs = [p.x for p in result.plates[0].coordinates]
         assert low < min(xs) < max(xs) < high
+
+
+@pytest.mark.parametrize(("text", "confidence", "reported"), [
+    ("AB12CDE", 0.9, True), ("AB12CDE", 0.1, True), ("GWAGEN", 0.9, True), ("GWAGEN", 0.1, False),
+])  # fmt: skip
+def test_a_weak_detection_is_a_plate_only_when_its_reading_fits_a_pattern(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, text: str, confidence: float, reported: bool
+) -> None:
+    # GWAGEN (a vanity plate) fits no European pattern; AB12CDE fits the British one.
+    image = street_scene(text, seed=1, plate_width=280)
+    assert isinstance(engine, DefaultEngine)
+    ((found, *_),) = engine.detector.detect([image])
+    weak = dataclasses.replace(found, confidence=confidence)
+    monkeypatch.setattr(engine.detector, "detect", lambda images: [[weak] for _ in images])
+    (result,) = engine.recognize([image], Options(country="eu"))
+    assert [plate.plate for plate in result.plates] == ([text] if reported else [])
 
 
 def test_results_are_valid_alpr_results_records(engine: Engine) -> None:

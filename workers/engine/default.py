@@ -34,6 +34,10 @@ from workers.engine.images import encode_jpeg
 from workers.engine.templates import regions_for
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# A detection at least this confident is a plate whatever it reads; a weaker one (down to
+# WEAK_DETECTION: small, far or dim plates) only when its reading fits a region's pattern.
+SURE_DETECTION = 0.25
+WEAK_DETECTION = 0.05
 MIN_LINE_WIDTH = 160  # pixels at the reader's height of 48: 20 time steps
 FloatArray = NDArray[np.float32]
 
@@ -253,7 +257,10 @@ class DefaultEngine(Engine):
 
     def __init__(self, *, detector_size: int = 320, threads: int = 1, gpu: bool = False) -> None:
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else ["CPUExecutionProvider"]
-        self.detector = PlateDetector(models.plate_detector(), size=detector_size, threads=threads, providers=providers)
+        self.detector = PlateDetector(
+            models.plate_detector(), size=detector_size, threads=threads, providers=providers,
+            min_confidence=WEAK_DETECTION,
+        )  # fmt: skip
         self.reader = TextReader(threads=threads, providers=providers)
 
     def recognize(self, images: Sequence[Image], options: Options | Sequence[Options] = Options()) -> list[ImageResult]:
@@ -296,7 +303,8 @@ class DefaultEngine(Engine):
         # The line a little wider: a reader tends to lose a first or last character at the edge.
         positions = merge_unused(self.reader.read(_rectify(crop, _widen(corners, 0.06, 0.0))), options.country)
         templates = regions_for(options.country, options.state, options.regions)
-        choice = choose(readings(positions), templates, topn=options.topn, strict=options.region_strict)
+        strict = options.region_strict or detection.confidence < SURE_DETECTION
+        choice = choose(readings(positions), templates, topn=options.topn, strict=strict)
         if choice is None:
             return None
         plate_corners = _plate_corners(corners, left, top, crop.shape, line is not None)
