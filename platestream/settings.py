@@ -119,7 +119,9 @@ class EngineSettings(Settings):
     country: str = Field("us", description="Default country: us, eu or br (OpenALPR's country).")
     state: str | None = Field(None, description="Default state / country pattern, e.g. md or fr.")
     topn: int = Field(10, ge=1, le=1000, description="Candidates per plate.")
-    detector_size: int = Field(320, ge=160, le=1280, multiple_of=32, description="Plate detector input size.")
+    detector_size: int = Field(
+        320, ge=160, le=1280, multiple_of=32, description="Plate detector input: a frame's longer side, in pixels."
+    )
     engine_threads: int = Field(1, ge=1, description="Threads per model inference.")
     gpu: bool = Field(False, description="Use the CUDA execution provider when present.")
     max_image_bytes: int = Field(25 * 1024 * 1024, ge=1, description="Larger encoded images are rejected.")
