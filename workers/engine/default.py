@@ -70,7 +70,7 @@ class PlateDetector:
     of 32 (no square padding wasted on a 16:9 frame); images of one shape run as one batch."""
 
     def __init__(self, files: models.DetectorFiles, *, size: int, threads: int, providers: Sequence[str],
-                 min_confidence: float = 0.25) -> None:  # fmt: skip
+                 min_confidence: float) -> None:  # fmt: skip
         self.session = _session(str(files.onnx), threads, providers)
         self.size = size
         self.min_confidence = min_confidence
