@@ -68,6 +68,18 @@ def fetch_jars(cache: Path | None = None) -> Path:
     return cache
 
 
+def new_cluster_id() -> str:
+    """A random cluster id in Kafka's form: a UUID as URL-safe base64, without padding.
+
+    Like Kafka's own ``Uuid.randomUuid``, ids starting with ``-`` are drawn again: the storage
+    tool's command line would read one as an option and find the id missing (1 draw in 64).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -210,7 +222,7 @@ class LocalBroker:
     def _format(self, jars: Path, properties: Path) -> None:
         if (self.directory / "data" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         java = shutil.which("java") or "java"
         done = subprocess.run(
             [java, "-cp", f"{jars}/*", "-Dlog4j.configuration=file:/dev/null",
