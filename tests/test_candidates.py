@@ -28,6 +28,15 @@ def test_a_doubtful_character_yields_candidates_without_it_and_with_its_alternat
     assert "627WNI" in plates
 
 
+def test_a_character_split_between_look_alikes_is_kept_not_dropped() -> None:
+    # The final I of RK857AI, read as I (0.45) or 1 (0.40): no single character is likelier than
+    # not, but a character is surely there, so the reading keeps it.
+    reads = readings([*positions("RK857A"), [("I", 0.45), ("1", 0.40)]])
+    plates = [r.plate for r in reads]
+    assert plates[0] == "RK857AI"
+    assert plates.index("RK857A1") < plates.index("RK857A")
+
+
 def test_template_picks_the_reading_that_fits_the_region() -> None:
     # An emblem between region code and number, read as a character: Slovak plates are @@###@@.
     reads = readings([*positions("RK"), [("2", 0.6)], *positions("828AG")])

@@ -50,13 +50,14 @@ class Scored:
 
 def readings(positions: Sequence[Alternatives], *, limit: int = 32) -> list[Scored]:
     """The `limit` likeliest readings, best first. Dropping a position costs the chance that it
-    is not a character, taken as 1 minus its best probability."""
+    holds no character: 1 minus its alternatives' probabilities together (a thin I read as I or
+    1 is surely a character even when neither is likelier than not)."""
     beam: dict[str, float] = {"": 0.0}
     for alternatives in positions:
         if not alternatives:
             continue
         grown: dict[str, float] = {}
-        drop = math.log(max(_FLOOR, 1.0 - alternatives[0][1]))
+        drop = math.log(max(_FLOOR, 1.0 - sum(probability for _, probability in alternatives)))
         for text, score in beam.items():
             _keep_best(grown, text, score + drop)
             for char, probability in alternatives:
