@@ -47,6 +47,22 @@ def test_template_picks_the_reading_that_fits_the_region() -> None:
     assert choice.region == "sk"
 
 
+def test_a_form_many_regions_issue_beats_a_rare_one_when_the_characters_barely_decide() -> None:
+    # LM 010BE (Slovak): O or 0 in third place. LMO10BE fits a Polish and a Slovenian form,
+    # LM010BE the form of France and Italy, and one of those of Croatia, Serbia, Slovakia, Poland.
+    reads = readings([*positions("LM"), [("O", 0.5), ("0", 0.45)], *positions("10BE")])
+    assert reads[0].plate == "LMO10BE"
+    choice = choose(reads, regions_for("eu"), topn=5)
+    assert choice is not None
+    assert choice.plate == "LM010BE"
+    assert choice.region == "fr"  # fr and it issue only this form; fr comes first
+    assert choice.region_confidence == pytest.approx(100 / (1 + 1 + 1 / 3 + 1 / 2 + 1 / 3 + 1 / 8), abs=0.1)
+    # Given the region, its own forms decide.
+    polish = choose(reads, regions_for("eu", regions=["pl"]), topn=5)
+    assert polish is not None
+    assert (polish.plate, polish.region, polish.region_confidence) == ("LMO10BE", "pl", 100.0)
+
+
 def test_a_far_likelier_reading_beats_a_template_match() -> None:
     reads = readings(positions("GWAGEN", 0.99))
     choice = choose(reads, regions_for("eu"), topn=5)

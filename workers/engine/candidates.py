@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from workers.engine.base import Candidate
-from workers.engine.templates import matching_regions
+from workers.engine.templates import region_fits
 
 Alternatives = Sequence[tuple[str, float]]  # (character, probability), likeliest first
 
@@ -96,29 +96,38 @@ def choose(
     strict: bool = False,
     max_template_gap: float = 3.0,
 ) -> Choice | None:
-    """The reading to report: the best one that fits a region's pattern, unless it is far less
-    likely than the best reading (log-score gap over `max_template_gap`). In strict mode a reading
-    must fit a pattern. None when nothing qualifies."""
+    """The reading to report: the most plausible one that fits a region's pattern, unless it is
+    far less likely than the best reading (log-score gap over `max_template_gap`). In strict mode
+    a reading must fit a pattern. None when nothing qualifies.
+
+    Plausibility adds to a reading's log-score the log of its prior: the chance that a plate of a
+    region drawn at random from the table has its form (regions equally likely, each region's
+    patterns equally likely). A form many regions issue, like the @@###@@ of five EU countries,
+    beats a rare one when the characters alone barely decide."""
     if not scored:
         return None
-    matches = {item.plate: matching_regions(item.plate, templates) for item in scored}
+    fits = region_fits([item.plate for item in scored], templates)
     best = scored[0]
     fitting = [
-        item
-        for item in scored
-        if matches[item.plate] and (strict or item.log_score >= best.log_score - max_template_gap)
+        item for item in scored if fits[item.plate] and (strict or item.log_score >= best.log_score - max_template_gap)
     ]
     if fitting:
         # A reader more often mistakes a character than invents or loses one: among the readings
         # that fit, one as long as the best reading comes first.
-        best = min(fitting, key=lambda item: (len(item.plate) != len(best.plate), -item.log_score))
+        best = min(
+            fitting,
+            key=lambda item: (
+                len(item.plate) != len(best.plate),
+                -(item.log_score + math.log(sum(fits[item.plate].values()) / len(templates))),
+            ),
+        )
     elif strict:
         return None
-    regions = matches[best.plate]
-    region = regions[0] if regions else ""
-    region_confidence = round(100.0 / len(regions), 1) if regions else 0.0
+    shares = fits[best.plate]
+    region = max(shares, key=shares.__getitem__, default="")
+    region_confidence = round(100.0 * shares[region] / sum(shares.values()), 1) if shares else 0.0
     ordered = [best, *(item for item in scored if item is not best)]
     if strict:
-        ordered = [item for item in ordered if matches[item.plate]]
-    candidates = tuple(Candidate(item.plate, item.confidence, bool(matches[item.plate])) for item in ordered[:topn])
-    return Choice(best.plate, best.confidence, region, region_confidence, bool(regions), candidates)
+        ordered = [item for item in ordered if fits[item.plate]]
+    candidates = tuple(Candidate(item.plate, item.confidence, bool(fits[item.plate])) for item in ordered[:topn])
+    return Choice(best.plate, best.confidence, region, region_confidence, bool(shares), candidates)

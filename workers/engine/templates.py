@@ -129,9 +129,25 @@ def regions_for(country: str, state: str | None = None, regions: Iterable[str] =
     return dict(TEMPLATES.get(country.lower(), {}))
 
 
+def region_fits(texts: Iterable[str], table: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """For each text, the regions whose patterns it fits (in table order), each with the share of
+    the region's patterns that it fits: how likely a plate of that region is to look like it."""
+    distinct = {region: set(patterns) for region, patterns in table.items()}
+    every = set().union(*distinct.values()) if distinct else set()
+    fits: dict[str, dict[str, float]] = {}
+    for text in texts:
+        fitting = {pattern for pattern in every if _compile(pattern).match(text)}
+        fits[text] = {
+            region: len(fitting & patterns) / len(patterns)
+            for region, patterns in distinct.items()
+            if fitting and not fitting.isdisjoint(patterns)
+        }
+    return fits
+
+
 def matching_regions(text: str, table: dict[str, list[str]]) -> list[str]:
     """The regions whose patterns `text` fits, in table order."""
-    return [region for region, patterns in table.items() if any(_compile(p).match(text) for p in patterns)]
+    return list(region_fits([text], table)[text])
 
 
 def shape(text: str) -> str:
