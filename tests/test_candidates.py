@@ -7,7 +7,7 @@ import pytest
 
 from workers.engine.candidates import choose, readings
 from workers.engine.default import ALPHABET, ctc_alternatives
-from workers.engine.templates import matching_regions, regions_for
+from workers.engine.templates import region_fits, regions_for
 
 
 def positions(text: str, probability: float = 0.95) -> list[list[tuple[str, float]]]:
@@ -101,7 +101,7 @@ def test_topn_limits_candidates_and_the_first_candidate_is_the_plate() -> None:
 def test_region_templates(
     country: str, state: str | None, regions: tuple[str, ...], text: str, expected: list[str]
 ) -> None:
-    assert matching_regions(text, regions_for(country, state, regions)) == expected
+    assert list(region_fits([text], regions_for(country, state, regions))[text]) == expected
 
 
 def test_ctc_segments_give_one_position_per_character() -> None:

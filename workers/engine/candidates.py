@@ -102,7 +102,7 @@ def choose(
 
     Plausibility adds to a reading's log-score the log of its prior: the chance that a plate of a
     region drawn at random from the table has its form (regions equally likely, each region's
-    patterns equally likely). A form many regions issue, like the @@###@@ of five EU countries,
+    patterns equally likely). A form many regions issue, like the @@###@@ of six EU countries,
     beats a rare one when the characters alone barely decide."""
     if not scored:
         return None

@@ -1,7 +1,7 @@
 """Plate text patterns per region, as OpenALPR's postprocess templates use them.
 
 A pattern is a string of `@` (letter), `#` (digit), `?` (either) and literal characters. A
-country groups its regions; `matches(text, regions)` says which region, if any, a reading fits.
+country groups its regions; `region_fits(texts, table)` says which regions, if any, each reading fits.
 """
 
 from __future__ import annotations
@@ -143,11 +143,6 @@ def region_fits(texts: Iterable[str], table: dict[str, list[str]]) -> dict[str, 
             if fitting and not fitting.isdisjoint(patterns)
         }
     return fits
-
-
-def matching_regions(text: str, table: dict[str, list[str]]) -> list[str]:
-    """The regions whose patterns `text` fits, in table order."""
-    return list(region_fits([text], table)[text])
 
 
 def shape(text: str) -> str:
