@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from platestream.cli import main
 from schemas import Codec
 from workers.engine import Engine, Options
+from workers.engine.base import Image
 from workers.engine.default import DefaultEngine
 from workers.results import alpr_results
 from workers.synthetic import street_scene
@@ -75,6 +76,40 @@ def test_a_weak_detection_is_a_plate_only_when_its_reading_fits_a_pattern(
     monkeypatch.setattr(engine.detector, "detect", lambda images: [[weak] for _ in images])
     (result,) = engine.recognize([image], Options(country="eu"))
     assert [plate.plate for plate in result.plates] == ([text] if reported else [])
+
+
+def test_a_plate_boxed_twice_is_reported_once(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = street_scene("AB12CDE", seed=1, plate_width=280)
+    assert isinstance(engine, DefaultEngine)
+    ((found, *_),) = engine.detector.detect([image])
+    looser = dataclasses.replace(found, x1=found.x1 - 20, y1=found.y1 - 10, x2=found.x2 + 20, confidence=0.2)
+    monkeypatch.setattr(engine.detector, "detect", lambda images: [[found, looser] for _ in images])
+    (result,) = engine.recognize([image], Options(country="eu"))
+    assert [plate.plate for plate in result.plates] == ["AB12CDE"]
+
+
+def test_only_the_two_strongest_weak_detections_of_an_image_are_read(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = street_scene("AB12CDE", seed=1, plate_width=280)
+    assert isinstance(engine, DefaultEngine)
+    ((found, *_),) = engine.detector.detect([image])
+    elsewhere = [
+        dataclasses.replace(found, x1=x, x2=x + 60, y1=10, y2=40, confidence=0.2 - x / 10000)
+        for x in range(0, 500, 100)
+    ]
+    monkeypatch.setattr(engine.detector, "detect", lambda images: [[found, *elsewhere] for _ in images])
+    read = []
+    main_line = engine.reader.main_line
+
+    def counted(crop: Image) -> object:
+        read.append(crop.shape)
+        return main_line(crop)
+
+    monkeypatch.setattr(engine.reader, "main_line", counted)
+    (result,) = engine.recognize([image], Options(country="eu"))
+    assert [plate.plate for plate in result.plates] == ["AB12CDE"]
+    assert len(read) == 3  # the sure detection and two weak ones of the five
 
 
 def test_results_are_valid_alpr_results_records(engine: Engine) -> None:

@@ -37,7 +37,9 @@ ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # A detection at least this confident is a plate whatever it reads; a weaker one (down to
 # WEAK_DETECTION: small, far or dim plates) only when its reading fits a region's pattern.
 SURE_DETECTION = 0.25
-WEAK_DETECTION = 0.05
+WEAK_DETECTION = 0.01
+MAX_WEAK_READS = 2  # per image: what reading weak detections may cost is bounded
+SAME_PLATE_OVERLAP = 0.5  # share of the smaller box inside the other: the same plate boxed twice
 MIN_LINE_WIDTH = 160  # pixels at the reader's height of 48: 20 time steps
 FloatArray = NDArray[np.float32]
 
@@ -271,7 +273,7 @@ class DefaultEngine(Engine):
         results = []
         for image, found, opts in zip(images, detections, per_image, strict=True):
             image_started = time.perf_counter()
-            plates = [read for read in (self._read_plate(image, d, opts) for d in found) if read is not None]
+            plates = self._read_plates(image, found, opts)
             height, width = image.shape[:2]
             results.append(
                 ImageResult(
@@ -283,6 +285,25 @@ class DefaultEngine(Engine):
                 )
             )
         return results
+
+    def _read_plates(self, image: Image, detections: Sequence[Detection], options: Options) -> list[PlateRead]:
+        """Detections are read from the most confident down; one lying mostly inside a box already
+        read as a plate is the same plate boxed again and is not read (nor reported) twice."""
+        plates: list[PlateRead] = []
+        taken: list[Detection] = []
+        weak_left = MAX_WEAK_READS
+        for detection in detections:
+            if any(_overlap(detection, other) > SAME_PLATE_OVERLAP for other in taken):
+                continue
+            if detection.confidence < SURE_DETECTION:
+                if weak_left == 0:
+                    break  # detections come most confident first: the rest are weaker still
+                weak_left -= 1
+            read = self._read_plate(image, detection, options)
+            if read is not None:
+                plates.append(read)
+                taken.append(detection)
+        return plates
 
     def _read_plate(self, image: Image, detection: Detection, options: Options) -> PlateRead | None:
         started = time.perf_counter()
@@ -322,6 +343,16 @@ class DefaultEngine(Engine):
             vehicle_region=_vehicle_region(detection, box_width, width, height),
             plate_crop_jpeg=encode_jpeg(crop) if options.plate_crop else None,
         )
+
+
+def _overlap(a: Detection, b: Detection) -> float:
+    """The share of the smaller box that lies inside the other."""
+    width = min(a.x2, b.x2) - max(a.x1, b.x1)
+    height = min(a.y2, b.y2) - max(a.y1, b.y1)
+    if width <= 0 or height <= 0:
+        return 0.0
+    smaller = min((a.x2 - a.x1) * (a.y2 - a.y1), (b.x2 - b.x1) * (b.y2 - b.y1))
+    return width * height / smaller
 
 
 def _plate_corners(
