@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from workers.engine.candidates import choose, readings
-from workers.engine.default import ALPHABET, ctc_alternatives
+from workers.engine.default import ALPHABET, ctc_alternatives, main_row
 from workers.engine.templates import region_fits, regions_for
 
 
@@ -130,3 +130,20 @@ def test_a_fitting_reading_of_the_same_length_beats_one_with_a_character_dropped
     choice = choose(reads, regions_for("us"), topn=5)
     assert choice is not None
     assert choice.plate == "RDN464"
+
+
+def _box(left: float, top: float, right: float, bottom: float) -> np.ndarray:
+    return np.array([[left, top], [right, top], [right, bottom], [left, bottom]], dtype=np.float32)
+
+
+def test_the_registration_is_the_row_in_the_plates_middle_not_the_frame_text_above_it() -> None:
+    # A California plate in a dealer frame: "STEVENS CREEK" / "California" above the characters,
+    # as tall as they are; "VOLKSWAGEN" below, smaller.
+    frame, characters, dealer = _box(9, 13, 90, 41), _box(11, 32, 97, 62), _box(9, 54, 99, 68)
+    assert [row.tolist() for row in main_row([dealer, characters, frame], crop_height=91)] == [characters.tolist()]
+
+
+def test_characters_split_at_a_gap_are_one_row() -> None:
+    left, right, strip = _box(10, 20, 50, 50), _box(58, 21, 100, 51), _box(2, 10, 8, 50)
+    assert len(main_row([left, right], crop_height=70)) == 2
+    assert len(main_row([strip, left, right], crop_height=70)) == 3  # side by side, however narrow

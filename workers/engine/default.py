@@ -183,13 +183,10 @@ class TextReader:
         boxes, _ = self.postprocess(probability, crop.shape[:2])
         if len(boxes) == 0:
             return None
-        heights = [float(np.linalg.norm(box[3] - box[0]) + np.linalg.norm(box[2] - box[1])) / 2 for box in boxes]
-        tallest = max(heights)
-        main = [np.asarray(box, dtype=np.float32) for box, h in zip(boxes, heights, strict=True) if h >= 0.6 * tallest]
+        main = main_row([np.asarray(box, dtype=np.float32) for box in boxes], crop.shape[0])
         if len(main) == 1:
             return main[0]
-        points = np.concatenate(main)
-        rect = cv2.minAreaRect(points)
+        rect = cv2.minAreaRect(np.concatenate(main))
         return _order_corners(cv2.boxPoints(rect).astype(np.float32))
 
     def read(self, line: Image) -> list[Alternatives]:
@@ -204,6 +201,28 @@ class TextReader:
         letters = steps[:, self.upper] + steps[:, self.lower] * self.has_lower
         probabilities = np.concatenate([steps[:, :1], letters], axis=1)
         return ctc_alternatives(probabilities)
+
+
+def main_row(boxes: Sequence[NDArray[np.float32]], crop_height: int) -> list[NDArray[np.float32]]:
+    """The text boxes (4x2 corners each) of the registration: of the lines with the tallest
+    characters, the row nearest the crop's middle. Boxes side by side (characters split at a gap)
+    form one row; a frame's dealer name or a state's script above or below, as tall, does not join.
+    """
+    heights = [float(np.linalg.norm(box[3] - box[0]) + np.linalg.norm(box[2] - box[1])) / 2 for box in boxes]
+    tallest = max(heights)
+    rows: list[tuple[float, float, list[NDArray[np.float32]]]] = []  # top, bottom, members
+    for box, _ in sorted(((b, h) for b, h in zip(boxes, heights, strict=True) if h >= 0.6 * tallest),
+                         key=lambda pair: float(pair[0][:, 1].mean())):  # fmt: skip
+        top, bottom = float(box[:, 1].min()), float(box[:, 1].max())
+        for index, (row_top, row_bottom, members) in enumerate(rows):
+            shared = min(bottom, row_bottom) - max(top, row_top)
+            if shared >= 0.5 * min(bottom - top, row_bottom - row_top):
+                rows[index] = (min(top, row_top), max(bottom, row_bottom), [*members, box])
+                break
+        else:
+            rows.append((top, bottom, [box]))
+    middle = crop_height / 2
+    return min(rows, key=lambda row: abs((row[0] + row[1]) / 2 - middle))[2]
 
 
 def ctc_alternatives(probabilities: FloatArray, *, top: int = 3) -> list[Alternatives]:
