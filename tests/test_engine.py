@@ -7,16 +7,18 @@ import json
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from platestream.cli import main
 from schemas import Codec
+from workers.benchmark import iou, plate_box
 from workers.engine import Engine, Options
 from workers.engine.base import Image
 from workers.engine.default import DefaultEngine
 from workers.results import alpr_results
-from workers.synthetic import street_scene
+from workers.synthetic import render_plate, street_scene
 
 CASES = [
     ("AB12CDE", {}),
@@ -76,6 +78,21 @@ def test_a_weak_detection_is_a_plate_only_when_its_reading_fits_a_pattern(
     monkeypatch.setattr(engine.detector, "detect", lambda images: [[weak] for _ in images])
     (result,) = engine.recognize([image], Options(country="eu"))
     assert [plate.plate for plate in result.plates] == ([text] if reported else [])
+
+
+@pytest.mark.parametrize(("style", "text"), [("eu", "AB12CDE"), ("us", "7XYZ123")])
+def test_the_reported_coordinates_box_the_registrations_characters(engine: Engine, style: str, text: str) -> None:
+    # As the OpenALPR benchmark annotates a plate: the box of its characters, not the whole plate.
+    plate_width, plate_left, plate_top = 420, 430, 402  # where street_scene mounts this plate
+    image = street_scene(text, seed=3, plate_width=plate_width, center_x=640, style=style)
+    flat = render_plate(text, style=style)[6:-6, 6:-6]  # without its border
+    ys, xs = np.nonzero(flat.max(2) < 100)
+    scale = plate_width / 520
+    characters = (plate_left + (xs.min() + 6) * scale, plate_top + (ys.min() + 6) * scale,
+                  (xs.max() - xs.min()) * scale, (ys.max() - ys.min()) * scale)  # fmt: skip
+    (result,) = engine.recognize([image], Options(country=style))
+    assert [plate.plate for plate in result.plates] == [text]
+    assert iou(plate_box(result.plates[0]), characters) > 0.5
 
 
 def test_a_plate_boxed_twice_is_reported_once(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -347,7 +347,7 @@ class DefaultEngine(Engine):
         choice = choose(readings(positions), templates, topn=options.topn, strict=strict)
         if choice is None:
             return None
-        plate_corners = _plate_corners(corners, left, top, crop.shape, line is not None)
+        plate_corners = _plate_corners(corners, left, top, crop.shape)
         box_width = detection.x2 - detection.x1
         return PlateRead(
             plate=choice.plate,
@@ -375,11 +375,11 @@ def _overlap(a: Detection, b: Detection) -> float:
 
 
 def _plate_corners(
-    corners: NDArray[np.float32], left: int, top: int, crop_shape: tuple[int, ...], from_text: bool
+    corners: NDArray[np.float32], left: int, top: int, crop_shape: tuple[int, ...]
 ) -> tuple[Point, Point, Point, Point]:
-    """The plate's corners in the image: the characters' box with a margin, as OpenALPR reports."""
-    if from_text:
-        corners = _widen(corners, 0.04, 0.12)
+    """The plate's corners in the image: the box of its registration's characters (the box the
+    OpenALPR benchmark annotates as the plate: as wide as the characters, about as tall), or the
+    detector's box where no text line was found."""
     points = [
         Point(round(float(min(max(0, x), crop_shape[1])) + left), round(float(min(max(0, y), crop_shape[0])) + top))
         for x, y in corners
