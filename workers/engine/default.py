@@ -343,9 +343,8 @@ class DefaultEngine(Engine):
         # The line a little wider: a reader tends to lose a first or last character at the edge.
         positions = merge_unused(self.reader.read(_rectify(crop, _widen(corners, 0.06, 0.0))), options.country)
         templates = regions_for(options.country, options.state, options.regions)
-        strict = options.region_strict or detection.confidence < SURE_DETECTION
-        choice = choose(readings(positions), templates, topn=options.topn, strict=strict)
-        if choice is None:
+        choice = choose(readings(positions), templates, topn=options.topn, strict=options.region_strict)
+        if choice is None or (detection.confidence < SURE_DETECTION and not choice.matches_template):
             return None
         plate_corners = _plate_corners(corners, left, top, crop.shape)
         box_width = detection.x2 - detection.x1
