@@ -127,6 +127,22 @@ def test_only_the_strongest_weak_detection_of_an_image_is_read(engine: Engine, m
     assert len(read) == 2  # the sure detection and the strongest of the five weak ones
 
 
+@pytest.mark.parametrize(("confidence", "reported"), [(0.9, ["AB12CDEF"]), (0.1, [])])
+def test_a_weak_detection_is_not_a_plate_on_the_strength_of_a_far_less_likely_reading(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, confidence: float, reported: list[str]
+) -> None:
+    # The reader is sure of a final F: AB12CDEF fits no pattern; AB12CDE (British) would, but
+    # only by dropping a character read at 0.99.
+    image = street_scene("AB12CDE", seed=1, plate_width=280)
+    assert isinstance(engine, DefaultEngine)
+    ((found, *_),) = engine.detector.detect([image])
+    weak = dataclasses.replace(found, confidence=confidence)
+    monkeypatch.setattr(engine.detector, "detect", lambda images: [[weak] for _ in images])
+    monkeypatch.setattr(engine.reader, "read", lambda line: [[(char, 0.99)] for char in "AB12CDEF"])
+    (result,) = engine.recognize([image], Options(country="eu"))
+    assert [plate.plate for plate in result.plates] == reported
+
+
 def test_results_are_valid_alpr_results_records(engine: Engine) -> None:
     (result,) = engine.recognize([street_scene("AB12CDE", seed=1, plate_width=280)], Options(country="eu", topn=4))
     record = alpr_results(result, epoch_ms=1_700_000_000_000, camera_id=12, agent_uid="agent", frame_number=3)
