@@ -1,4 +1,5 @@
-"""Pure post-processing: candidates from character probabilities, templates, region choice."""
+"""Pure post-processing: the registration's text row, candidates from character probabilities,
+templates, region choice."""
 
 from __future__ import annotations
 

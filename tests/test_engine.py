@@ -109,8 +109,8 @@ def test_only_the_strongest_weak_detection_of_an_image_is_read(engine: Engine, m
     image = street_scene("AB12CDE", seed=1, plate_width=280)
     assert isinstance(engine, DefaultEngine)
     ((found, *_),) = engine.detector.detect([image])
-    elsewhere = [
-        dataclasses.replace(found, x1=x, x2=x + 60, y1=10, y2=40, confidence=0.2 - x / 10000)
+    elsewhere = [  # the weaker, the wider: a crop's width tells which was read
+        dataclasses.replace(found, x1=x, x2=x + 60 + x // 10, y1=10, y2=40, confidence=0.2 - x / 10000)
         for x in range(0, 500, 100)
     ]
     monkeypatch.setattr(engine.detector, "detect", lambda images: [[found, *elsewhere] for _ in images])
@@ -125,6 +125,7 @@ def test_only_the_strongest_weak_detection_of_an_image_is_read(engine: Engine, m
     (result,) = engine.recognize([image], Options(country="eu"))
     assert [plate.plate for plate in result.plates] == ["AB12CDE"]
     assert len(read) == 2  # the sure detection and the strongest of the five weak ones
+    assert read[1][1] < 70  # the 60 px box padded, not one of the wider, weaker ones
 
 
 @pytest.mark.parametrize(("confidence", "reported"), [(0.9, ["AB12CDEF"]), (0.1, [])])
