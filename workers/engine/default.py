@@ -253,13 +253,10 @@ def _order_corners(points: NDArray[np.float32]) -> NDArray[np.float32]:
     )
 
 
-def _widen(corners: NDArray[np.float32], along: float, across: float) -> NDArray[np.float32]:
-    """Corners moved outwards by fractions of the box's width (along) and height (across)."""
+def _widen(corners: NDArray[np.float32], along: float) -> NDArray[np.float32]:
+    """Corners moved outwards along the box by a fraction of its width on each side."""
     dx = (corners[1] - corners[0]) * along
-    dy = (corners[3] - corners[0]) * across
-    return np.array(
-        [corners[0] - dx - dy, corners[1] + dx - dy, corners[2] + dx + dy, corners[3] - dx + dy], dtype=np.float32
-    )
+    return np.array([corners[0] - dx, corners[1] + dx, corners[2] + dx, corners[3] - dx], dtype=np.float32)
 
 
 def _rectify(image: Image, corners: NDArray[np.float32]) -> Image:
@@ -341,7 +338,7 @@ class DefaultEngine(Engine):
         else:
             corners = line
         # The line a little wider: a reader tends to lose a first or last character at the edge.
-        positions = merge_unused(self.reader.read(_rectify(crop, _widen(corners, 0.06, 0.0))), options.country)
+        positions = merge_unused(self.reader.read(_rectify(crop, _widen(corners, 0.06))), options.country)
         templates = regions_for(options.country, options.state, options.regions)
         choice = choose(readings(positions), templates, topn=options.topn, strict=options.region_strict)
         if choice is None or (detection.confidence < SURE_DETECTION and not choice.matches_template):
