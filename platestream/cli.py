@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from platestream import __version__
 from platestream.errors import ConfigError, PlatestreamError
 from platestream.log import configure_logging
+from platestream.schemas import SCHEMA_NAMES
 from platestream.settings import (
     CONFIG_ENV,
     AggregatorSettings,
@@ -30,7 +31,6 @@ from platestream.settings import (
     env_name,
     load,
 )
-from schemas import SCHEMA_NAMES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -188,7 +188,7 @@ def topics_create(settings: Settings, partitions: int | None) -> None:
 @topics.command("list")
 def topics_list() -> None:
     """Print the declared topics: name, schema, partitions, retention, cleanup policy."""
-    from schemas import TOPICS
+    from platestream.schemas import TOPICS
 
     for spec in TOPICS:
         click.echo(f"{spec.name}\t{spec.schema}\t{spec.partitions}\t{spec.retention_ms}\t{spec.cleanup_policy}")
@@ -208,13 +208,13 @@ def topics_manifests(cluster: str, replicas: int) -> None:
 @click.argument("name", type=click.Choice(list(SCHEMA_NAMES)))
 def schema_show(name: str) -> None:
     """Print one topic's Avro schema, self-contained, as a registry would store it."""
-    from schemas import schema_json
+    from platestream.schemas import schema_json
 
     click.echo(json.dumps(json.loads(schema_json(name)), indent=2))
 
 
 def _engine(settings: EngineSettings) -> Any:
-    from workers.engine import engine_from_settings
+    from platestream.workers.engine import engine_from_settings
 
     return engine_from_settings(settings)
 
@@ -224,9 +224,9 @@ def _engine(settings: EngineSettings) -> Any:
 @settings_options(EngineSettings)
 def recognize(settings: EngineSettings, images: tuple[Path, ...]) -> None:
     """Print alpr_results JSON for each image, one per line, like OpenALPR's `alpr -j`."""
-    from schemas import to_json
-    from workers.engine import ImageError, Options, decode_image
-    from workers.results import alpr_results
+    from platestream.schemas import to_json
+    from platestream.workers.engine import ImageError, Options, decode_image
+    from platestream.workers.results import alpr_results
 
     engine = _engine(settings)
     options = Options(country=settings.country, state=settings.state, topn=settings.topn)
@@ -257,7 +257,7 @@ def produce() -> None:
 @settings_options(ProducerSettings)
 def produce_files(settings: ProducerSettings, paths: tuple[Path, ...]) -> None:
     """Send local images (files or folders, searched recursively) as frames with inline bytes."""
-    from producers import file_frames, find_images, produce_frames
+    from platestream.producers import file_frames, find_images, produce_frames
 
     images = find_images(paths)
     options: dict[str, Any] | None = None
@@ -280,7 +280,7 @@ def models() -> None:
 @models.command("fetch")
 def models_fetch() -> None:
     """Fetch and convert the plate detector now (for container images and CI), print its path."""
-    from workers.engine.models import ocr_model, plate_detector
+    from platestream.workers.engine.models import ocr_model, plate_detector
 
     configure_logging()
     click.echo(str(plate_detector().onnx))
@@ -294,7 +294,7 @@ def models_fetch() -> None:
 def produce_video(settings: VideoSettings, source: str | None) -> None:
     """Send sampled frames of SOURCE (rtsp:// or http:// stream, video file, webcam index), or of
     every camera of --cameras-file, until the sources end or SIGTERM."""
-    from producers.video import run_video
+    from platestream.producers.video import run_video
 
     delivered, captures = run_video(settings, source)
     for capture in captures:
@@ -314,7 +314,7 @@ def produce_video(settings: VideoSettings, source: str | None) -> None:
 @settings_options(BackfillSettings)
 def produce_s3(settings: BackfillSettings, source: str, dry_run: bool) -> None:
     """Backfill s3://bucket/prefix: produce references to its images, resumably, exactly once."""
-    from producers.s3 import run_backfill
+    from platestream.producers.s3 import run_backfill
 
     count = run_backfill(source, settings, dry_run=dry_run)
     click.echo(f"{count} objects {'would be produced' if dry_run else 'produced'} from {source}")
@@ -324,7 +324,7 @@ def produce_s3(settings: BackfillSettings, source: str, dry_run: bool) -> None:
 @settings_options(WorkerSettings)
 def worker(settings: WorkerSettings) -> None:
     """Consume frames, recognise plates, produce alpr_results (exactly once, dead-lettering bad input)."""
-    from workers.service import run_worker
+    from platestream.workers.service import run_worker
 
     run_worker(settings)
 
@@ -333,7 +333,7 @@ def worker(settings: WorkerSettings) -> None:
 @settings_options(AggregatorSettings)
 def aggregate(settings: AggregatorSettings) -> None:
     """Group alpr_results into one alpr_group per vehicle pass (exactly once)."""
-    from aggregator.service import run_aggregator
+    from platestream.aggregator.service import run_aggregator
 
     run_aggregator(settings)
 
@@ -342,7 +342,7 @@ def aggregate(settings: AggregatorSettings) -> None:
 @settings_options(StoreSettings)
 def store(settings: StoreSettings) -> None:
     """Write alpr_group records to SQLite or PostgreSQL, JSON-lines files (local or S3) and webhooks."""
-    from aggregator.store_service import run_store
+    from platestream.aggregator.store_service import run_store
 
     run_store(settings)
 
@@ -361,7 +361,7 @@ def search(settings: StoreSettings, plate: str, camera_id: str | None, since: st
     """Find vehicle passes by plate in the store (SQLite, or PostgreSQL when configured)."""
     from datetime import UTC, datetime
 
-    from aggregator.stores import open_store
+    from platestream.aggregator.stores import open_store
 
     if settings.postgres_dsn is None and not settings.database.exists():
         raise ConfigError(f"no store at {settings.database}: run `platestream store` (or the demo) first")
@@ -409,8 +409,8 @@ def bench() -> None:
 @settings_options(EngineSettings)
 def bench_accuracy(settings: EngineSettings, folder: Path, as_json: bool, show_misreads: bool) -> None:
     """Score FOLDER in the OpenALPR benchmark format; each subfolder separately."""
-    from workers.benchmark import as_dict, benchmark_folders, country_of, score_folder
-    from workers.engine import Options
+    from platestream.workers.benchmark import as_dict, benchmark_folders, country_of, score_folder
+    from platestream.workers.engine import Options
 
     engine = _engine(settings)
     if not as_json:
@@ -437,8 +437,8 @@ def bench_speed(settings: EngineSettings, repeats: int) -> None:
     """Images/s of one process at 720p and 1080p, on synthetic street scenes with one plate."""
     import os
 
-    from workers.benchmark import speed
-    from workers.synthetic import street_scene
+    from platestream.workers.benchmark import speed
+    from platestream.workers.synthetic import street_scene
 
     engine = _engine(settings)
     cores = len(os.sched_getaffinity(0))
@@ -460,7 +460,7 @@ def bench_speed(settings: EngineSettings, repeats: int) -> None:
 def bench_worker(settings: Settings, frames: int, processes: str) -> None:
     """Frames/s of N worker processes draining a backlog on Kafka (local broker unless configured)."""
     from platestream.broker import LocalBroker
-    from workers.bench_worker import bench
+    from platestream.workers.bench_worker import bench
 
     broker = None
     if not settings.kafka_bootstrap:
@@ -490,7 +490,7 @@ def bench_producers(settings: Settings, frames: int, objects: int, s3_endpoint: 
     import os
 
     from platestream.broker import LocalBroker, free_port
-    from producers.bench import backfill_rate, video_rate
+    from platestream.producers.bench import backfill_rate, video_rate
 
     broker = server = None
     if not settings.kafka_bootstrap:
@@ -525,7 +525,7 @@ def bench_producers(settings: Settings, frames: int, objects: int, s3_endpoint: 
 @click.option("--seed", default=0, show_default=True)
 def bench_aggregator(vehicles: int, cameras: int, misread_rate: float, drop_rate: float, seed: int) -> None:
     """Grouping quality and speed on simulated traffic (one core, no Kafka)."""
-    from aggregator.evaluate import score
+    from platestream.aggregator.evaluate import score
 
     result = score(vehicles, cameras=cameras, seed=seed, misread_rate=misread_rate, drop_rate=drop_rate)
     click.echo(

@@ -67,7 +67,7 @@ def _vehicles() -> list[tuple[str, str, int]]:
 def _write_images(folder: Path) -> list[Path]:
     import cv2
 
-    from workers.synthetic import street_scene
+    from platestream.workers.synthetic import street_scene
 
     paths = []
     for camera, passes in DEMO_TRAFFIC.items():
@@ -86,20 +86,20 @@ def _write_images(folder: Path) -> list[Path]:
 
 
 def _produce(settings: Settings, images: list[Path]) -> None:
-    from producers import file_frames, produce_frames
+    from platestream.producers import file_frames, produce_frames
 
     delivery = produce_frames(settings, file_frames(images))
     click.echo(f"produced {delivery.delivered} frames to {settings.topic_name('frames')}")
 
 
 def _worker(settings: WorkerSettings) -> Any:
-    from workers.service import Worker
+    from platestream.workers.service import Worker
 
     return Worker(settings)
 
 
 def _aggregator(settings: AggregatorSettings) -> Any:
-    from aggregator.service import Aggregator
+    from platestream.aggregator.service import Aggregator
 
     return Aggregator(settings)
 
@@ -120,13 +120,13 @@ class _running:  # noqa: N801 - used as a context manager
 
 
 def _store(settings: StoreSettings) -> None:
-    from aggregator.store_service import StoreWriter
+    from platestream.aggregator.store_service import StoreWriter
 
     StoreWriter(settings).run(until_idle_s=2.0)
 
 
 def _report(settings: Settings, store: StoreSettings, results: list[Any], groups: list[Any]) -> None:
-    from aggregator.stores import SqliteStore
+    from platestream.aggregator.stores import SqliteStore
 
     stamp: Callable[[int], str] = lambda ms: time.strftime("%H:%M:%S", time.gmtime(ms / 1000))  # noqa: E731
     click.echo(f"\n{len(results)} frames recognised ({settings.topic_name('alpr_results')}):")

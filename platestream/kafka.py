@@ -16,8 +16,8 @@ from kafka.structs import OffsetAndMetadata
 
 from platestream.errors import BrokerError, ConfigError
 from platestream.log import get_logger
+from platestream.schemas import TOPICS, Codec, TopicSpec, WireFormat
 from platestream.settings import Settings
-from schemas import TOPICS, Codec, TopicSpec, WireFormat
 
 log = get_logger(__name__)
 

@@ -14,10 +14,10 @@ import pytest
 from platestream.broker import LocalBroker, broker_answers
 from platestream.errors import BrokerError
 from platestream.kafka import create_topics
+from platestream.schemas import TOPICS
 from platestream.settings import Settings
-from schemas import TOPICS
+from platestream.workers.engine import Engine, make_engine
 from tests.factories import REPO
-from workers.engine import Engine, make_engine
 
 
 def _docker_engine_present() -> bool:

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from aggregator import Grouper, GroupingConfig, alpr_group, reads_from_results
-from aggregator.service import Aggregator
-from aggregator.simulate import frames_of, passes
+from platestream.aggregator import Grouper, GroupingConfig, alpr_group, reads_from_results
+from platestream.aggregator.service import Aggregator
+from platestream.aggregator.simulate import frames_of, passes
 from platestream.kafka import codec, make_producer, read_topic
 from platestream.settings import AggregatorSettings, Settings
 
@@ -129,7 +129,7 @@ def test_an_aborted_transaction_loses_and_duplicates_no_group(
 ) -> None:
     from kafka.errors import KafkaTimeoutError
 
-    import aggregator.service
+    import platestream.aggregator.service
     from platestream.kafka import transact as real_transact
 
     failures = {"streaming": 1, "idle flush": 1}
@@ -144,7 +144,7 @@ def test_an_aborted_transaction_loses_and_duplicates_no_group(
             raise KafkaTimeoutError("the broker did not answer (test)")
         real_transact(producer, sends, offsets, *args, **kwargs)
 
-    monkeypatch.setattr(aggregator.service, "transact", flaky_transact)
+    monkeypatch.setattr(platestream.aggregator.service, "transact", flaky_transact)
     records = traffic(20, seed=7)
     send_results(kafka_settings, records)
     expected = expected_groups(records)

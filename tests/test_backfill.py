@@ -19,8 +19,8 @@ from click.testing import CliRunner
 
 from platestream.cli import main
 from platestream.kafka import read_topic
+from platestream.producers.s3 import Backfill
 from platestream.settings import BackfillSettings, Settings
-from producers.s3 import Backfill
 
 pytestmark = pytest.mark.kafka
 

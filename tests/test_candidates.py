@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workers.engine.candidates import choose, readings
-from workers.engine.default import ALPHABET, ctc_alternatives, main_row
-from workers.engine.templates import region_fits, regions_for
+from platestream.workers.engine.candidates import choose, readings
+from platestream.workers.engine.default import ALPHABET, ctc_alternatives, main_row
+from platestream.workers.engine.templates import region_fits, regions_for
 
 
 def positions(text: str, probability: float = 0.95) -> list[list[tuple[str, float]]]:
@@ -115,7 +115,7 @@ def test_ctc_segments_give_one_position_per_character() -> None:
 
 
 def test_us_plates_read_the_letter_o_as_zero() -> None:
-    from workers.engine.candidates import merge_unused
+    from platestream.workers.engine.candidates import merge_unused
 
     positions = [[("C", 0.9)], [("H", 0.9)], [("O", 0.6), ("0", 0.3)], [("P", 0.9)]]
     ((char, probability),) = merge_unused(positions, "us")[2]

@@ -12,13 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from platestream.cli import main
-from schemas import Codec
-from workers.benchmark import iou, plate_box
-from workers.engine import Engine, Options
-from workers.engine.base import Image
-from workers.engine.default import DefaultEngine
-from workers.results import alpr_results
-from workers.synthetic import render_plate, street_scene
+from platestream.schemas import Codec
+from platestream.workers.benchmark import iou, plate_box
+from platestream.workers.engine import Engine, Options
+from platestream.workers.engine.base import Image
+from platestream.workers.engine.default import DefaultEngine
+from platestream.workers.results import alpr_results
+from platestream.workers.synthetic import render_plate, street_scene
 
 CASES = [
     ("AB12CDE", {}),

@@ -6,9 +6,18 @@ from typing import Any
 
 import pytest
 
-from aggregator import Grouper, GroupingConfig, Read, alpr_group, canonical, distance, reads_from_results, similar
-from aggregator.evaluate import score
-from schemas import Codec
+from platestream.aggregator import (
+    Grouper,
+    GroupingConfig,
+    Read,
+    alpr_group,
+    canonical,
+    distance,
+    reads_from_results,
+    similar,
+)
+from platestream.aggregator.evaluate import score
+from platestream.schemas import Codec
 
 T0 = 1_700_000_000_000
 

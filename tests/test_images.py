@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from workers.engine import ImageError, ImageTooLargeError, decode_image
+from platestream.workers.engine import ImageError, ImageTooLargeError, decode_image
 
 
 def jpeg(width: int = 64, height: int = 48) -> bytes:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from platestream.kafka import codec, create_topics, make_producer, read_topic
+from platestream.schemas import TOPICS
 from platestream.settings import Settings
-from schemas import TOPICS
 from tests.factories import alpr_group, alpr_results, frame
 
 pytestmark = pytest.mark.kafka

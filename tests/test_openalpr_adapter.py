@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from schemas import from_json, to_json_dict
+from platestream.schemas import from_json, to_json_dict
+from platestream.workers.engine import Options
+from platestream.workers.engine.openalpr import image_result
+from platestream.workers.results import alpr_results
 from tests.factories import SHARED
 from tests.test_schemas import seed_json_blocks
-from workers.engine import Options
-from workers.engine.openalpr import image_result
-from workers.results import alpr_results
 
 WEB_SERVICE = SHARED / "seeds" / "000_6fda98222c39bbe7.txt"
 AGENT = SHARED / "seeds" / "004_2802f942be6c874d.txt"
@@ -38,8 +38,8 @@ NATIVE = importlib.util.find_spec("openalpr") is not None
 
 @pytest.mark.skipif(not NATIVE, reason="the openalpr binding and native library are not installed here")
 def test_native_openalpr_reads_a_rendered_plate() -> None:  # pragma: no cover - runs where installed
-    from workers.engine import make_engine
-    from workers.synthetic import street_scene
+    from platestream.workers.engine import make_engine
+    from platestream.workers.synthetic import street_scene
 
     engine = make_engine("openalpr", country="eu")
     (result,) = engine.recognize([street_scene("AB12CDE", seed=1, plate_width=280)], Options(country="eu"))

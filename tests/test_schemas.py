@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from platestream.errors import SchemaError
-from schemas import SCHEMA_NAMES, Codec, WireFormat, from_json, to_json_dict, validate
+from platestream.schemas import SCHEMA_NAMES, Codec, WireFormat, from_json, to_json_dict, validate
 from tests.factories import SHARED, alpr_group, alpr_results, dead_letter, frame, heartbeat
 
 SEEDS = SHARED / "seeds"
@@ -77,7 +77,7 @@ def test_every_schema_round_trips_in_both_wire_formats(name: str, record: dict[s
 
 
 def test_every_schema_field_is_documented() -> None:
-    from schemas.codec import _read_json
+    from platestream.schemas.codec import _read_json
 
     def fields(node: Any) -> list[tuple[str, Any]]:
         found = []

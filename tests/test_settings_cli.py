@@ -78,7 +78,7 @@ def test_kubernetes_topic_manifests_match_the_declared_topics() -> None:
 def test_an_unreachable_broker_is_one_clear_error(tmp_path: Path) -> None:
     import cv2
 
-    from workers.synthetic import street_scene
+    from platestream.workers.synthetic import street_scene
 
     image = tmp_path / "car.jpg"
     cv2.imwrite(str(image), street_scene("AB12CDE"))

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from aggregator.stores import JsonLinesStore, SqliteStore, WebhookError, Webhooks, batch_files
+from platestream.aggregator.stores import JsonLinesStore, SqliteStore, WebhookError, Webhooks, batch_files
 from platestream.cli import main
 from tests.factories import alpr_group
 
@@ -130,7 +130,7 @@ def test_webhooks_give_up_with_the_reason(target: tuple[str, type[_Target]]) -> 
 @pytest.mark.kafka
 def test_store_writer_fills_the_stores_from_the_topic(kafka_settings: Any, tmp_path: Path,
                                                       target: tuple[str, type[_Target]]) -> None:  # fmt: skip
-    from aggregator.store_service import StoreWriter
+    from platestream.aggregator.store_service import StoreWriter
     from platestream.kafka import codec, make_producer, read_topic
     from platestream.settings import StoreSettings
 
@@ -159,7 +159,7 @@ def test_postgres_store_upserts_and_searches_like_sqlite(postgres_dsn: str, tmp_
 
     import psycopg
 
-    from aggregator.stores import PostgresStore
+    from platestream.aggregator.stores import PostgresStore
 
     schema = f"s{uuid.uuid4().hex[:8]}"
     with psycopg.connect(postgres_dsn, autocommit=True) as admin:

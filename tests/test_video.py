@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from platestream.cli import main
 from platestream.kafka import read_topic
+from platestream.producers.video import MotionGate, Sampler, run_video
 from platestream.settings import Settings, VideoSettings
-from producers.video import MotionGate, Sampler, run_video
 
 
 def write_video(path: Path, frames: int, fps: float = 25.0, moving: bool = True) -> Path:

@@ -9,10 +9,10 @@ from typing import Any
 
 from platestream.kafka import codec, make_producer
 from platestream.settings import Settings, WorkerSettings
-from workers.engine import Engine
-from workers.engine.images import encode_jpeg
-from workers.service import Worker
-from workers.synthetic import street_scene
+from platestream.workers.engine import Engine
+from platestream.workers.engine.images import encode_jpeg
+from platestream.workers.service import Worker
+from platestream.workers.synthetic import street_scene
 
 
 def plate_jpeg(text: str, seed: int = 1) -> bytes:

@@ -1,0 +1,222 @@
+"""`platestream aggregate`: alpr_results in, alpr_group out, exactly once.
+
+Each alpr_results partition has its own grouper. Every transaction holds the groups it closed,
+a snapshot of the open groups of each partition it touched (on aggregator_state, same partition
+number), and the consumed offsets; a restarted or newly assigned instance restores the snapshot
+and goes on from the committed offsets, so no group is lost or sent twice.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from platestream.aggregator.grouping import Grouper, GroupingConfig, reads_from_results, restore, snapshot
+from platestream.aggregator.records import alpr_group
+from platestream.deadletter import Origin, dead_letter, service_name
+from platestream.errors import SchemaError
+from platestream.kafka import Send, codec, make_consumer, make_producer, transact
+from platestream.log import get_logger
+from platestream.service import Service, run_until_signalled
+from platestream.settings import AggregatorSettings
+
+log = get_logger(__name__)
+
+
+def grouping_config(settings: AggregatorSettings) -> GroupingConfig:
+    return GroupingConfig(
+        time_delta_ms=settings.plate_groups_time_delta_ms,
+        min_plates=settings.plate_groups_min_plates_to_group,
+        min_confidence=settings.plate_groups_min_confidence,
+        max_plates=settings.plate_groups_max_plates_to_group,
+        max_delay_ms=settings.plate_groups_max_delay_to_send,
+        span_cameras=settings.plate_groups_span_cameras,
+        lateness_ms=settings.group_lateness_ms,
+    )
+
+
+class Aggregator(Service):
+    kind = "aggregator"
+
+    def __init__(self, settings: AggregatorSettings) -> None:
+        super().__init__(settings.health_port)
+        self.settings = settings
+        self.config = grouping_config(settings)
+        self.transactional_id = settings.transactional_id or f"platestream-aggregator-{socket.gethostname()}"
+        self.groupers: dict[int, Grouper] = {}
+        self.last_read: dict[int, float] = {}
+        self.positions: dict[int, int] = {}  # next offset to read, per input partition
+        self.service = service_name("aggregator")
+        self._codecs = {name: codec(settings, name) for name in ("alpr_results", "alpr_group", "dead_letter",
+                                                                 "aggregator_state")}  # fmt: skip
+        self.input_topic = settings.topic_name("alpr_results")
+        self.state_topic = settings.topic_name("aggregator_state")
+
+    def run(self) -> None:
+        with self.serving_health():
+            self._run()
+
+    def _run(self) -> None:
+        settings = self.settings
+        consumer = make_consumer(
+            settings, group_id=settings.group_id, max_poll_records=settings.batch_size,
+            session_timeout_ms=settings.session_timeout_ms, heartbeat_interval_ms=settings.session_timeout_ms // 4,
+        )  # fmt: skip
+        consumer.subscribe([self.input_topic], listener=_Restorer(self))
+        producer = make_producer(
+            settings, transactional_id=self.transactional_id, transaction_timeout_ms=settings.transaction_timeout_ms
+        )
+        try:
+            producer.init_transactions()
+            self._ready = True
+            log.info("aggregator_started", transactional_id=self.transactional_id)
+            while not self._stopping:
+                messages = self._gather(consumer)
+                sends, offsets, touched = self._consume(messages)
+                sends += self._flush_idle(touched)
+                if not sends and not offsets:
+                    continue
+                sends += [self._state_send(partition) for partition in sorted(touched)]
+                try:
+                    transact(producer, sends, offsets, consumer)
+                except KafkaError as error:
+                    log.warning("batch_aborted", error=str(error))
+                    self._rewind(consumer, messages, touched)
+        finally:
+            self._ready = False
+            consumer.close()
+            producer.close(timeout=10)
+            log.info("aggregator_stopped")
+
+    def _gather(self, consumer: KafkaConsumer) -> list[Any]:
+        messages: list[Any] = []
+        deadline = time.monotonic() + self.settings.batch_wait_ms / 1000
+        while len(messages) < self.settings.batch_size and not self._stopping:
+            timeout = max(0, int((deadline - time.monotonic()) * 1000))
+            polled = consumer.poll(timeout_ms=timeout or 100, max_records=self.settings.batch_size - len(messages))
+            for records in polled.values():
+                messages.extend(records)
+            if time.monotonic() >= deadline:
+                break
+        return messages
+
+    def _consume(self, messages: list[Any]) -> tuple[list[Send], dict[TopicPartition, OffsetAndMetadata], set[int]]:
+        sends: list[Send] = []
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        touched: set[int] = set()
+        now = time.monotonic()
+        for message in messages:
+            partition = message.partition
+            touched.add(partition)
+            self.last_read[partition] = now
+            offsets[TopicPartition(message.topic, partition)] = OffsetAndMetadata(message.offset + 1, "", -1)
+            self.positions[partition] = message.offset + 1
+            grouper = self.groupers.setdefault(partition, Grouper(self.config))
+            try:
+                record = self._codecs["alpr_results"].decode(message.value)
+            except SchemaError as error:
+                origin = Origin(message.topic, partition, message.offset, message.key, message.value)
+                letter = dead_letter(origin, "schema_invalid", error, self.service)
+                sends.append(Send(self.settings.topic_name("dead_letter"), self._codecs["dead_letter"].encode(letter),
+                                  message.key))  # fmt: skip
+                continue
+            for read in reads_from_results(record):
+                sends += self._group_sends(grouper.add(read))
+        return sends, offsets, touched
+
+    def _flush_idle(self, touched: set[int]) -> list[Send]:
+        """Groups of partitions that went quiet (in wall time): a backfill's tail, a camera gone dark."""
+        if not self.settings.idle_flush_ms:
+            return []
+        now = time.monotonic()
+        sends = []
+        for partition, grouper in self.groupers.items():
+            idle = now - self.last_read.get(partition, now) >= self.settings.idle_flush_ms / 1000
+            if idle and grouper.open:
+                sends += self._group_sends(grouper.close_all())
+                touched.add(partition)
+        return sends
+
+    def _group_sends(self, groups: Iterable[Any]) -> list[Send]:
+        sends = []
+        for group in groups:
+            record = alpr_group(group, self.config, country=self.settings.country, topn=self.settings.topn)
+            key = str(record["camera_id"]).encode()
+            sends.append(Send(self.settings.topic_name("alpr_group"), self._codecs["alpr_group"].encode(record), key))
+        return sends
+
+    def _state_send(self, partition: int) -> Send:
+        state = {
+            "source_topic": self.input_topic,
+            "source_partition": partition,
+            "next_offset": self.positions.get(partition, -1),
+            "state_json": json.dumps(snapshot(self.groupers[partition]), separators=(",", ":")),
+            "state_version": 1,
+            "time_ms": int(time.time() * 1000),
+        }
+        value = self._codecs["aggregator_state"].encode(state)
+        return Send(self.state_topic, value, str(partition).encode(), partition=partition)
+
+    def load_state(self, partition: int) -> Grouper:
+        """The open groups of `partition` as last committed, from the changelog."""
+        reader = make_consumer(self.settings, group_id=None)
+        tp = TopicPartition(self.state_topic, partition)
+        try:
+            reader.assign([tp])
+            reader.seek_to_beginning(tp)
+            end = reader.end_offsets([tp])[tp]
+            last = None
+            while reader.position(tp) < end:
+                for records in reader.poll(timeout_ms=1000).values():
+                    if records:
+                        last = records[-1]
+        finally:
+            reader.close()
+        if last is None:
+            return Grouper(self.config)
+        state = self._codecs["aggregator_state"].decode(last.value)
+        grouper = restore(self.config, json.loads(state["state_json"]))
+        log.info("aggregator_state_restored", partition=partition, open_groups=sum(map(len, grouper.open.values())))
+        return grouper
+
+    def _rewind(self, consumer: KafkaConsumer, messages: list[Any], touched: set[int]) -> None:
+        """After an aborted transaction: the state of every partition it touched (reads added,
+        idle groups flushed) and the positions of the records it consumed back to the last commit."""
+        first: dict[TopicPartition, int] = {}
+        for message in messages:
+            first.setdefault(TopicPartition(message.topic, message.partition), message.offset)
+        owned = {tp.partition: tp for tp in consumer.assignment()}
+        for tp, offset in first.items():
+            if tp.partition in owned:  # a partition taken away is restored by its new owner
+                consumer.seek(tp, offset)
+        for partition in touched:
+            if partition in owned:
+                self.groupers[partition] = self.load_state(partition)
+            else:
+                self.groupers.pop(partition, None)
+
+
+class _Restorer(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, aggregator: Aggregator) -> None:
+        self.aggregator = aggregator
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        for tp in revoked:
+            self.aggregator.groupers.pop(tp.partition, None)
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        for tp in assigned:
+            self.aggregator.groupers[tp.partition] = self.aggregator.load_state(tp.partition)
+            self.aggregator.positions.pop(tp.partition, None)
+            self.aggregator.last_read[tp.partition] = time.monotonic()  # restored groups may go idle too
+
+
+def run_aggregator(settings: AggregatorSettings) -> None:
+    run_until_signalled(Aggregator(settings))

@@ -1,0 +1,76 @@
+"""Ranking search hits, the same for every store (pure)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from platestream.aggregator.similarity import canonical, within
+
+
+@dataclass(frozen=True)
+class Match:
+    plate: str
+    matched: str  # the reading that matched: the best plate or one of the candidates
+    exact: bool
+    distance: float  # 0 exact; 0.3 per look-alike swap; 1 per other edit
+    camera_id: str
+    epoch_start: int
+    epoch_end: int
+    confidence: float
+    region: str
+
+
+Row = tuple[str, str, str, int, int, float, str]  # plate, reading, camera, start, end, confidence, region
+
+
+def group_row(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The plate_groups row of an alpr_group record (group_id first), for every store."""
+    plate = record["best_plate_number"]
+    return (f"{record['uuids'][0]}/{record['plate_indexes'][0]}", str(record["camera_id"]), plate, canonical(plate),
+            record["best_confidence"], record["epoch_start"], record["epoch_end"], record["best_region"],
+            json.dumps(record, default=str))  # fmt: skip
+
+
+def candidate_rows(group_id: str, record: Mapping[str, Any]) -> list[tuple[str, str, str, float]]:
+    return [(group_id, c["plate"], canonical(c["plate"]), c["confidence"]) for c in record["candidates"]]
+
+
+def search_query(
+    wanted: str, *, camera_id: str | None, since_ms: int | None, fuzzy: bool, mark: str
+) -> tuple[str, list[Any]]:
+    """The SQL (with `mark` as the parameter placeholder) that pre-selects search hits: readings of
+    about the wanted length when fuzzy, the exact reading otherwise."""
+    conditions = [f"length(c.plate) BETWEEN {mark} AND {mark}" if fuzzy else f"c.plate = {mark}"]
+    params: list[Any] = [len(wanted) - 1, len(wanted) + 1] if fuzzy else [wanted]
+    if camera_id is not None:
+        conditions.append(f"g.camera_id = {mark}")
+        params.append(camera_id)
+    if since_ms is not None:
+        conditions.append(f"g.epoch_start >= {mark}")
+        params.append(since_ms)
+    query = (
+        "SELECT g.plate, c.plate, g.camera_id, g.epoch_start, g.epoch_end, g.confidence, g.region "
+        "FROM plate_candidates c JOIN plate_groups g USING (group_id) WHERE " + " AND ".join(conditions)
+    )
+    return query, params
+
+
+def normalize_query(plate: str) -> str:
+    return plate.upper().replace(" ", "").replace("-", "")
+
+
+def rank(wanted: str, rows: Iterable[Row], *, fuzzy: bool, limit: int) -> list[Match]:
+    """One match per pass (its closest reading), closest first, then newest first."""
+    best: dict[tuple[str, int], Match] = {}
+    for group_plate, reading, camera, start, end, confidence, region in rows:
+        distance = within(wanted, reading, 1.0) if fuzzy else (0.0 if reading == wanted else None)
+        if distance is None:
+            continue
+        match = Match(group_plate, reading, distance == 0, distance, str(camera), start, end, confidence, region)
+        key = (match.camera_id, start)
+        if key not in best or distance < best[key].distance:
+            best[key] = match
+    return sorted(best.values(), key=lambda m: (m.distance, -m.epoch_start))[:limit]

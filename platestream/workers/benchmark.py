@@ -1,0 +1,147 @@
+"""Accuracy and speed benchmarks of an engine (`platestream bench accuracy|speed`).
+
+Accuracy reads a folder in the OpenALPR benchmark format: per image a `NAME.txt` holding
+`IMAGE<TAB>X<TAB>Y<TAB>WIDTH<TAB>HEIGHT<TAB>PLATE`. Subfolders are scored separately. A plate is
+detected when a reported box overlaps the annotated one with IoU > 0.4; texts are compared
+upper-cased with everything but A-Z and 0-9 removed.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from platestream.errors import PlatestreamError
+from platestream.workers.engine import Engine, Options, PlateRead, decode_image
+from platestream.workers.engine.templates import TEMPLATES
+
+IOU_THRESHOLD = 0.4
+
+
+@dataclass(frozen=True)
+class Annotation:
+    image: Path
+    box: tuple[int, int, int, int]  # x, y, width, height
+    plate: str
+
+
+@dataclass(frozen=True)
+class FolderScore:
+    folder: str
+    n: int
+    detection_rate: float
+    top1: float
+    topn: float
+    median_ms: float
+    p95_ms: float
+    misreads: tuple[tuple[str, str], ...]  # (truth, what was read) for the first few misses
+
+
+def normalize(text: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "", text.upper())
+
+
+def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Intersection over union of two (x, y, width, height) boxes."""
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def plate_box(read: PlateRead) -> tuple[float, float, float, float]:
+    xs = [p.x for p in read.coordinates]
+    ys = [p.y for p in read.coordinates]
+    return (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+
+
+def read_annotations(folder: Path) -> list[Annotation]:
+    found = []
+    for text_file in sorted(folder.glob("*.txt")):
+        fields = text_file.read_text().strip().split("\t")
+        if len(fields) < 6:
+            raise PlatestreamError(f"{text_file}: expected 6 tab-separated fields, found {len(fields)}")
+        name, x, y, width, height, plate = fields[:6]
+        found.append(Annotation(folder / name, (int(x), int(y), int(width), int(height)), normalize(plate)))
+    return found
+
+
+def benchmark_folders(root: Path) -> Iterator[Path]:
+    """`root` itself when it holds annotations, else each subfolder that does."""
+    if any(root.glob("*.txt")):
+        yield root
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        if any(sub.glob("*.txt")):
+            yield sub
+
+
+def score_folder(
+    engine: Engine, folder: Path, options: Options, *, progress: Callable[[int, int], None] | None = None
+) -> FolderScore:
+    items = read_annotations(folder)
+    detected = top1 = topn = 0
+    times: list[float] = []
+    misreads: list[tuple[str, str]] = []
+    for index, item in enumerate(items):
+        image = decode_image(item.image.read_bytes(), name=str(item.image))
+        started = time.perf_counter()
+        (result,) = engine.recognize([image], options)
+        times.append((time.perf_counter() - started) * 1000)
+        overlapping = [read for read in result.plates if iou(plate_box(read), item.box) > IOU_THRESHOLD]
+        if overlapping:
+            detected += 1
+            read = overlapping[0]
+            if normalize(read.plate) == item.plate:
+                top1 += 1
+            elif len(misreads) < 20:
+                misreads.append((item.plate, read.plate))
+            if any(normalize(c.plate) == item.plate for c in read.candidates):
+                topn += 1
+        elif len(misreads) < 20:
+            misreads.append((item.plate, "(not found: " + ",".join(r.plate for r in result.plates) + ")"))
+        if progress:
+            progress(index + 1, len(items))
+    n = len(items)
+    return FolderScore(
+        folder=folder.name,
+        n=n,
+        detection_rate=detected / n if n else 0.0,
+        top1=top1 / n if n else 0.0,
+        topn=topn / n if n else 0.0,
+        median_ms=statistics.median(times) if times else 0.0,
+        p95_ms=float(np.percentile(times, 95)) if times else 0.0,
+        misreads=tuple(misreads),
+    )
+
+
+def country_of(folder: Path, default: str) -> str:
+    return folder.name if folder.name in TEMPLATES else default
+
+
+def as_dict(score: FolderScore) -> dict[str, object]:
+    return asdict(score)
+
+
+@dataclass(frozen=True)
+class SpeedScore:
+    resolution: str
+    images: int
+    seconds: float
+    images_per_second: float
+    ms_per_image: float
+
+
+def speed(engine: Engine, image: np.ndarray, resolution: str, *, repeats: int) -> SpeedScore:
+    engine.recognize([image])  # warm-up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        engine.recognize([image])
+    seconds = time.perf_counter() - started
+    return SpeedScore(resolution, repeats, seconds, repeats / seconds, seconds * 1000 / repeats)

@@ -1,0 +1,393 @@
+"""The default engine: a YOLOv8 plate detector and PP-OCR text models, all ONNX on ONNX Runtime.
+
+Per image: find plates (detector); per plate: find its text lines (PP-OCR detection), keep the
+line(s) of the tallest characters (the registration, not the state name, slogan or dealer frame),
+rectify them from their corners, read them (PP-OCR recognition, restricted to A-Z and 0-9), then
+turn the per-character probabilities into top-N candidates chosen by region template.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from platestream.errors import MissingExtraError
+from platestream.workers.engine import models
+from platestream.workers.engine.base import (
+    Box,
+    Engine,
+    Image,
+    ImageResult,
+    Options,
+    PlateRead,
+    Point,
+    per_image_options,
+)
+from platestream.workers.engine.candidates import Alternatives, choose, merge_unused, readings
+from platestream.workers.engine.images import encode_jpeg
+from platestream.workers.engine.templates import regions_for
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# A detection at least this confident is a plate whatever it reads; a weaker one (down to
+# WEAK_DETECTION: small, far or dim plates) only when its reading fits a region's pattern.
+SURE_DETECTION = 0.25
+WEAK_DETECTION = 0.01
+MAX_WEAK_READS = 1  # per image: weak detections cost at most one plate read (about 30 ms)
+SAME_PLATE_OVERLAP = 0.5  # share of the smaller box inside the other: the same plate boxed twice
+MIN_LINE_WIDTH = 160  # pixels at the reader's height of 48: 20 time steps
+FloatArray = NDArray[np.float32]
+
+
+def _session(path: str, threads: int, providers: Sequence[str]) -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingExtraError("onnxruntime", "engine") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    available = set(ort.get_available_providers())
+    chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+    return ort.InferenceSession(path, options, providers=chosen)
+
+
+@dataclass(frozen=True)
+class Detection:
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    confidence: float
+
+
+class PlateDetector:
+    """YOLOv8 plate boxes. An image is scaled so its longer side is `size` and padded to multiples
+    of 32 (no square padding wasted on a 16:9 frame); images of one shape run as one batch."""
+
+    def __init__(self, files: models.DetectorFiles, *, size: int, threads: int, providers: Sequence[str],
+                 min_confidence: float) -> None:  # fmt: skip
+        self.session = _session(str(files.onnx), threads, providers)
+        self.size = size
+        self.min_confidence = min_confidence
+        self.reg_max = files.reg_max
+        self.strides = files.strides
+        self._grids: dict[tuple[int, int], tuple[FloatArray, FloatArray]] = {}
+
+    def detect(self, images: Sequence[Image]) -> list[list[Detection]]:
+        found: list[list[Detection]] = [[] for _ in images]
+        shapes: dict[tuple[int, int], list[int]] = {}
+        for index, image in enumerate(images):
+            shapes.setdefault(_letterbox_shape(image.shape, self.size), []).append(index)
+        for shape, indices in shapes.items():
+            batch = np.empty((len(indices), 3, *shape), dtype=np.float32)
+            ratios = []
+            for row, index in enumerate(indices):
+                canvas, ratio = _letterbox(images[index], shape, self.size)
+                batch[row] = canvas[:, :, ::-1].transpose(2, 0, 1) / np.float32(255.0)
+                ratios.append(ratio)
+            (raw,) = self.session.run(None, {"images": batch})
+            for row, index in enumerate(indices):
+                found[index] = self._decode(raw[row], ratios[row], shape, images[index].shape)
+        return found
+
+    def _grid(self, shape: tuple[int, int]) -> tuple[FloatArray, FloatArray]:
+        """Anchor centres and strides of every output cell, for one input shape."""
+        if shape not in self._grids:
+            anchors, strides = [], []
+            for stride in self.strides:
+                ys, xs = np.mgrid[0 : shape[0] // stride, 0 : shape[1] // stride]
+                anchors.append(np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5], 1))
+                strides.append(np.full(xs.size, stride))
+            self._grids[shape] = (np.concatenate(anchors).astype(np.float32),
+                                  np.concatenate(strides).astype(np.float32))  # fmt: skip
+        return self._grids[shape]
+
+    def _decode(
+        self, raw: FloatArray, ratio: float, input_shape: tuple[int, int], shape: tuple[int, ...]
+    ) -> list[Detection]:
+        scores = 1.0 / (1.0 + np.exp(-np.clip(raw[4 * self.reg_max], -50, 50)))
+        keep = scores > self.min_confidence
+        if not keep.any():
+            return []
+        bins = raw[: 4 * self.reg_max, keep].reshape(4, self.reg_max, -1)
+        bins = np.exp(bins - bins.max(1, keepdims=True))
+        distances = (bins / bins.sum(1, keepdims=True) * np.arange(self.reg_max)[None, :, None]).sum(1)
+        all_anchors, all_strides = self._grid(input_shape)
+        anchors, strides, scores = all_anchors[keep], all_strides[keep], scores[keep]
+        x1 = (anchors[:, 0] - distances[0]) * strides / ratio
+        y1 = (anchors[:, 1] - distances[1]) * strides / ratio
+        x2 = (anchors[:, 0] + distances[2]) * strides / ratio
+        y2 = (anchors[:, 1] + distances[3]) * strides / ratio
+        rects = [[float(a), float(b), float(c - a), float(d - b)] for a, b, c, d in zip(x1, y1, x2, y2, strict=True)]
+        chosen = np.asarray(cv2.dnn.NMSBoxes(rects, scores.tolist(), self.min_confidence, 0.45)).ravel()
+        height, width = shape[:2]
+        found = [
+            Detection(max(0.0, float(x1[i])), max(0.0, float(y1[i])), min(float(width), float(x2[i])),
+                      min(float(height), float(y2[i])), float(scores[i]))
+            for i in chosen
+        ]  # fmt: skip
+        return sorted((d for d in found if d.x2 - d.x1 >= 4 and d.y2 - d.y1 >= 4), key=lambda d: -d.confidence)
+
+
+def _letterbox_shape(shape: tuple[int, ...], size: int) -> tuple[int, int]:
+    """The detector's input (height, width) for an image: longer side `size`, both sides rounded
+    up to a multiple of 32 (the detector's largest stride)."""
+    height, width = shape[:2]
+    ratio = size / max(height, width)
+    return (-(-max(1, round(height * ratio)) // 32) * 32, -(-max(1, round(width * ratio)) // 32) * 32)
+
+
+def _letterbox(image: Image, shape: tuple[int, int], size: int) -> tuple[Image, float]:
+    height, width = image.shape[:2]
+    ratio = size / max(height, width)
+    new_w, new_h = min(shape[1], max(1, round(width * ratio))), min(shape[0], max(1, round(height * ratio)))
+    canvas = np.full((*shape, 3), 114, dtype=np.uint8)
+    interpolation = cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR
+    canvas[:new_h, :new_w] = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    return canvas, ratio
+
+
+class TextReader:
+    """PP-OCR text lines inside a plate crop, and their characters' probabilities."""
+
+    def __init__(self, *, threads: int, providers: Sequence[str], line_width: int = 224) -> None:
+        from rapidocr.ch_ppocr_det.utils import DBPostProcess
+
+        self.detector = _session(str(models.ocr_model(models.OCR_DETECTOR)), threads, providers)
+        self.reader = _session(str(models.ocr_model(models.OCR_READER)), threads, providers)
+        self.postprocess = DBPostProcess(
+            thresh=0.3, box_thresh=0.5, max_candidates=50, unclip_ratio=1.6, use_dilation=True, score_mode="fast"
+        )
+        self.line_width = line_width
+        meta = self.reader.get_modelmeta().custom_metadata_map
+        characters = ["<blank>", *meta["character"].splitlines(), " "]
+        index = {char: i for i, char in enumerate(characters)}
+        self.upper = np.array([index[c] for c in ALPHABET])
+        self.lower = np.array([index.get(c.lower(), 0) for c in ALPHABET])
+        self.has_lower = np.array([c.isalpha() for c in ALPHABET])
+
+    def main_line(self, crop: Image) -> NDArray[np.float32] | None:
+        """Corners (4x2, clockwise from top-left) around the tallest characters, or None."""
+        scale = self.line_width / crop.shape[1]
+        height = max(32, round(crop.shape[0] * scale / 32) * 32)
+        resized = cv2.resize(crop, (self.line_width, height), interpolation=cv2.INTER_LINEAR)
+        tensor = ((resized.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
+        (probability,) = self.detector.run(None, {"x": tensor})
+        boxes, _ = self.postprocess(probability, crop.shape[:2])
+        if len(boxes) == 0:
+            return None
+        main = main_row([np.asarray(box, dtype=np.float32) for box in boxes], crop.shape[0])
+        if len(main) == 1:
+            return main[0]
+        rect = cv2.minAreaRect(np.concatenate(main))
+        return _order_corners(cv2.boxPoints(rect).astype(np.float32))
+
+    def read(self, line: Image) -> list[Alternatives]:
+        """For each character position, its likeliest characters with probabilities."""
+        # A plate's line is short and its characters dense: stretched to at least MIN_LINE_WIDTH,
+        # the reader has enough time steps to separate them (and a blank between doubled ones).
+        width = max(MIN_LINE_WIDTH, min(640, round(48 * line.shape[1] / max(1, line.shape[0]))))
+        resized = cv2.resize(line, (width, 48), interpolation=cv2.INTER_CUBIC)
+        tensor = ((resized.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
+        (output,) = self.reader.run(None, {"x": tensor})
+        steps = output[0]
+        letters = steps[:, self.upper] + steps[:, self.lower] * self.has_lower
+        probabilities = np.concatenate([steps[:, :1], letters], axis=1)
+        return ctc_alternatives(probabilities)
+
+
+def main_row(boxes: Sequence[NDArray[np.float32]], crop_height: int) -> list[NDArray[np.float32]]:
+    """The text boxes (4x2 corners each) of the registration: of the lines with the tallest
+    characters, the row nearest the crop's middle. Boxes side by side (characters split at a gap)
+    form one row; a frame's dealer name or a state's script above or below, as tall, does not join.
+    """
+    heights = [float(np.linalg.norm(box[3] - box[0]) + np.linalg.norm(box[2] - box[1])) / 2 for box in boxes]
+    tallest = max(heights)
+    rows: list[tuple[float, float, list[NDArray[np.float32]]]] = []  # top, bottom, members
+    for box, _ in sorted(((b, h) for b, h in zip(boxes, heights, strict=True) if h >= 0.6 * tallest),
+                         key=lambda pair: float(pair[0][:, 1].mean())):  # fmt: skip
+        top, bottom = float(box[:, 1].min()), float(box[:, 1].max())
+        for index, (row_top, row_bottom, members) in enumerate(rows):
+            shared = min(bottom, row_bottom) - max(top, row_top)
+            if shared >= 0.5 * min(bottom - top, row_bottom - row_top):
+                rows[index] = (min(top, row_top), max(bottom, row_bottom), [*members, box])
+                break
+        else:
+            rows.append((top, bottom, [box]))
+    middle = crop_height / 2
+    return min(rows, key=lambda row: abs((row[0] + row[1]) / 2 - middle))[2]
+
+
+def ctc_alternatives(probabilities: FloatArray, *, top: int = 3) -> list[Alternatives]:
+    """Greedy CTC segments (blank at column 0) and, per segment, its `top` characters with the
+    highest probability reached anywhere in the segment."""
+    best = probabilities.argmax(1)
+    positions: list[Alternatives] = []
+    start = None
+    for step in range(len(best) + 1):
+        current = best[step] if step < len(best) else 0
+        previous = best[step - 1] if step > 0 else 0
+        if start is not None and current != previous:
+            peak = probabilities[start:step, 1:].max(0)
+            order = np.argsort(-peak)[:top]
+            positions.append([(ALPHABET[i], float(peak[i])) for i in order])
+            start = None
+        if current not in (0, previous):
+            start = step
+    return positions
+
+
+def _order_corners(points: NDArray[np.float32]) -> NDArray[np.float32]:
+    by_sum = points.sum(1)
+    by_diff = np.diff(points, axis=1).ravel()
+    return np.array(
+        [points[by_sum.argmin()], points[by_diff.argmin()], points[by_sum.argmax()], points[by_diff.argmax()]],
+        dtype=np.float32,
+    )
+
+
+def _widen(corners: NDArray[np.float32], along: float) -> NDArray[np.float32]:
+    """Corners moved outwards along the box by a fraction of its width on each side."""
+    dx = (corners[1] - corners[0]) * along
+    return np.array([corners[0] - dx, corners[1] + dx, corners[2] + dx, corners[3] - dx], dtype=np.float32)
+
+
+def _rectify(image: Image, corners: NDArray[np.float32]) -> Image:
+    width = round(max(np.linalg.norm(corners[1] - corners[0]), np.linalg.norm(corners[2] - corners[3])))
+    height = round(max(np.linalg.norm(corners[3] - corners[0]), np.linalg.norm(corners[2] - corners[1])))
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+    matrix = cv2.getPerspectiveTransform(corners, target)
+    warped: Image = cv2.warpPerspective(
+        image, matrix, (max(1, width), max(1, height)), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+    )
+    return warped
+
+
+class DefaultEngine(Engine):
+    name = "default"
+
+    def __init__(self, *, detector_size: int = 320, threads: int = 1, gpu: bool = False) -> None:
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else ["CPUExecutionProvider"]
+        self.detector = PlateDetector(
+            models.plate_detector(), size=detector_size, threads=threads, providers=providers,
+            min_confidence=WEAK_DETECTION,
+        )  # fmt: skip
+        self.reader = TextReader(threads=threads, providers=providers)
+
+    def recognize(self, images: Sequence[Image], options: Options | Sequence[Options] = Options()) -> list[ImageResult]:
+        started = time.perf_counter()
+        per_image = per_image_options(options, len(images))
+        detections = self.detector.detect(images)
+        detect_ms = (time.perf_counter() - started) * 1000 / max(1, len(images))
+        results = []
+        for image, found, opts in zip(images, detections, per_image, strict=True):
+            image_started = time.perf_counter()
+            plates = self._read_plates(image, found, opts)
+            height, width = image.shape[:2]
+            results.append(
+                ImageResult(
+                    width=width,
+                    height=height,
+                    plates=tuple(plates),
+                    processing_time_ms=round(detect_ms + (time.perf_counter() - image_started) * 1000, 3),
+                    regions_of_interest=(Box(0, 0, width, height),),
+                )
+            )
+        return results
+
+    def _read_plates(self, image: Image, detections: Sequence[Detection], options: Options) -> list[PlateRead]:
+        """Detections are read from the most confident down; one lying mostly inside a box already
+        read as a plate is the same plate boxed again and is not read (nor reported) twice."""
+        plates: list[PlateRead] = []
+        taken: list[Detection] = []
+        weak_left = MAX_WEAK_READS
+        for detection in detections:
+            if any(_overlap(detection, other) > SAME_PLATE_OVERLAP for other in taken):
+                continue
+            if detection.confidence < SURE_DETECTION:
+                if weak_left == 0:
+                    break  # detections come most confident first: the rest are weaker still
+                weak_left -= 1
+            read = self._read_plate(image, detection, options)
+            if read is not None:
+                plates.append(read)
+                taken.append(detection)
+        return plates
+
+    def _read_plate(self, image: Image, detection: Detection, options: Options) -> PlateRead | None:
+        started = time.perf_counter()
+        height, width = image.shape[:2]
+        pad_x = 0.06 * (detection.x2 - detection.x1)
+        pad_y = 0.15 * (detection.y2 - detection.y1)
+        left, top = int(max(0, detection.x1 - pad_x)), int(max(0, detection.y1 - pad_y))
+        right, bottom = int(min(width, detection.x2 + pad_x)), int(min(height, detection.y2 + pad_y))
+        crop = image[top:bottom, left:right]
+        if crop.shape[0] < 4 or crop.shape[1] < 8:
+            return None
+        line = self.reader.main_line(crop)
+        if line is None:
+            corners = np.array([[0, 0], [crop.shape[1], 0], [crop.shape[1], crop.shape[0]], [0, crop.shape[0]]],
+                               dtype=np.float32)  # fmt: skip
+        else:
+            corners = line
+        # The line a little wider: a reader tends to lose a first or last character at the edge.
+        positions = merge_unused(self.reader.read(_rectify(crop, _widen(corners, 0.06))), options.country)
+        templates = regions_for(options.country, options.state, options.regions)
+        choice = choose(readings(positions), templates, topn=options.topn, strict=options.region_strict)
+        if choice is None or (detection.confidence < SURE_DETECTION and not choice.matches_template):
+            return None
+        plate_corners = _plate_corners(corners, left, top, crop.shape)
+        box_width = detection.x2 - detection.x1
+        return PlateRead(
+            plate=choice.plate,
+            confidence=choice.confidence,
+            matches_template=choice.matches_template,
+            region=choice.region,
+            region_confidence=choice.region_confidence,
+            coordinates=plate_corners,
+            candidates=choice.candidates,
+            processing_time_ms=round((time.perf_counter() - started) * 1000, 3),
+            requested_topn=options.topn,
+            vehicle_region=_vehicle_region(detection, box_width, width, height),
+            plate_crop_jpeg=encode_jpeg(crop) if options.plate_crop else None,
+        )
+
+
+def _overlap(a: Detection, b: Detection) -> float:
+    """The share of the smaller box that lies inside the other."""
+    width = min(a.x2, b.x2) - max(a.x1, b.x1)
+    height = min(a.y2, b.y2) - max(a.y1, b.y1)
+    if width <= 0 or height <= 0:
+        return 0.0
+    smaller = min((a.x2 - a.x1) * (a.y2 - a.y1), (b.x2 - b.x1) * (b.y2 - b.y1))
+    return width * height / smaller
+
+
+def _plate_corners(
+    corners: NDArray[np.float32], left: int, top: int, crop_shape: tuple[int, ...]
+) -> tuple[Point, Point, Point, Point]:
+    """The plate's corners in the image: the box of its registration's characters (the box the
+    OpenALPR benchmark annotates as the plate: as wide as the characters, about as tall), or the
+    detector's box where no text line was found."""
+    points = [
+        Point(round(float(min(max(0, x), crop_shape[1])) + left), round(float(min(max(0, y), crop_shape[0])) + top))
+        for x, y in corners
+    ]
+    return points[0], points[1], points[2], points[3]
+
+
+def _vehicle_region(detection: Detection, plate_width: float, width: int, height: int) -> Box:
+    """A square around the plate, three plate widths wide, clamped to the image (an estimate)."""
+    side = int(min(width, height, 3 * plate_width))
+    center_x = (detection.x1 + detection.x2) / 2
+    center_y = (detection.y1 + detection.y2) / 2
+    x = int(min(max(0, center_x - side / 2), width - side))
+    y = int(min(max(0, center_y - side / 2), height - side))
+    return Box(x, y, side, side)

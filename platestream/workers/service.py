@@ -1,0 +1,240 @@
+"""`platestream worker`: consume frames, recognise, produce alpr_results, exactly once.
+
+Each batch is one Kafka transaction holding its results, replies, dead letters and the consumed
+offsets; a downstream read_committed consumer sees all of a batch or none of it. A worker killed
+mid-batch leaves an open transaction that its successor (same transactional id) aborts, and the
+batch is consumed again from the committed offsets: no frame lost, none duplicated.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError, ProducerFencedError
+from kafka.structs import OffsetAndMetadata
+
+from platestream import __version__
+from platestream.deadletter import Origin, service_name
+from platestream.heartbeat import heartbeat
+from platestream.kafka import Send, codec, make_consumer, make_producer, transact
+from platestream.log import get_logger
+from platestream.service import Service, run_until_signalled
+from platestream.settings import WorkerSettings
+from platestream.workers.engine import Engine, engine_from_settings
+from platestream.workers.fetch import S3Fetcher
+from platestream.workers.metrics import worker_metrics
+from platestream.workers.pipeline import BatchReport, FrameDefaults, FramePipeline, Output, Prepared
+
+log = get_logger(__name__)
+
+
+class Worker(Service):
+    kind = "worker"
+
+    def __init__(self, settings: WorkerSettings, engine: Engine | None = None) -> None:
+        super().__init__(settings.health_port)
+        self.settings = settings
+        self.agent_uid = settings.agent_uid or socket.gethostname()
+        self.transactional_id = settings.transactional_id or f"platestream-worker-{socket.gethostname()}"
+        self.engine = engine or engine_from_settings(settings)
+        self.metrics = worker_metrics()
+        self._last_heartbeat = 0.0
+        self.totals = {"frames": 0, "batches": 0, "busy_s": 0.0, "engine_s": 0.0, "fetch_decode_s": 0.0}
+        self._codecs = {name: codec(settings, name) for name in ("frame", "alpr_results", "dead_letter", "heartbeat")}
+
+    def run(self) -> None:
+        with self.serving_health():
+            self._run()
+
+    def _run(self) -> None:
+        settings = self.settings
+        executor = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
+        prefetch = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
+        fetcher = _LazyS3(settings)
+        pipeline = FramePipeline(
+            self.engine,
+            self._codecs["frame"],
+            FrameDefaults(
+                country=settings.country,
+                state=settings.state,
+                topn=settings.topn,
+                emit_empty=settings.emit_empty,
+                agent_uid=self.agent_uid,
+                agent_version=__version__,
+                company_id=settings.company_id,
+                max_image_bytes=settings.max_image_bytes,
+                max_image_pixels=settings.max_image_pixels,
+            ),
+            service_name("worker"),
+            executor,
+            fetcher.get,
+        )
+        consumer = make_consumer(
+            settings, "frames", group_id=settings.group_id, max_poll_records=settings.batch_size,
+            session_timeout_ms=settings.session_timeout_ms, heartbeat_interval_ms=settings.session_timeout_ms // 4,
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+        )  # fmt: skip
+        producer = make_producer(
+            settings, transactional_id=self.transactional_id,
+            transaction_timeout_ms=settings.transaction_timeout_ms,
+        )  # fmt: skip
+        try:
+            producer.init_transactions()
+            self._ready = True
+            log.info("worker_started", transactional_id=self.transactional_id, group_id=settings.group_id)
+            # One batch is fetched and decoded while the engine works on the one before.
+            pending: _Batch | None = None
+            while not self._stopping:
+                self._maybe_heartbeat(producer)
+                messages = self._gather(consumer, wait=pending is None)
+                upcoming = _Batch(messages, prefetch.submit(pipeline.prepare, _origins(messages))) if messages else None
+                if pending is not None and not self._complete(pending, pipeline, consumer, producer):
+                    # Nothing of the failed batch is visible: consume it, and what came after, again.
+                    _rewind(consumer, pending.messages + (upcoming.messages if upcoming else []))
+                    upcoming = None
+                pending = upcoming
+                self._record_lag(consumer)
+            if pending is not None:
+                self._complete(pending, pipeline, consumer, producer)  # finish the batch in hand
+        finally:
+            self._ready = False
+            prefetch.shutdown(wait=True)
+            executor.shutdown(wait=True)
+            consumer.close()  # leaves the group: its partitions move at once
+            producer.close(timeout=10)
+            self.engine.close()
+            log.info("worker_stopped", **{key: round(value, 3) for key, value in self.totals.items()})
+
+    def _gather(self, consumer: KafkaConsumer, *, wait: bool = True) -> list[Any]:
+        """Up to batch_size records, waiting at most batch_wait_ms once the first arrived (without
+        `wait`, only what has already been fetched: a batch is waiting for the engine)."""
+        wanted = self.settings.batch_size
+        messages: list[Any] = []
+        deadline = None
+        while len(messages) < wanted and not self._stopping:
+            remaining = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            timeout = remaining if remaining is not None else (500 if wait else 0)
+            polled = consumer.poll(timeout_ms=timeout, max_records=wanted - len(messages))
+            for records in polled.values():
+                messages.extend(records)
+            if deadline is None:
+                if not messages:
+                    return []
+                # With a batch waiting for the engine, take what is here rather than wait for more.
+                deadline = time.monotonic() + (self.settings.batch_wait_ms / 1000 if wait else 0)
+            if time.monotonic() >= deadline:
+                break
+        return messages
+
+    def _complete(
+        self, batch: _Batch, pipeline: FramePipeline, consumer: KafkaConsumer, producer: KafkaProducer
+    ) -> bool:
+        """Recognise a prepared batch and commit it with its offsets; False when it was aborted
+        and the consumer rewound to it."""
+        started = time.perf_counter()
+        report = pipeline.finish(batch.prepared.result())
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for message in batch.messages:
+            offsets[TopicPartition(message.topic, message.partition)] = OffsetAndMetadata(message.offset + 1, "", -1)
+        try:
+            self._transact(producer, report.outputs, offsets, consumer)
+        except ProducerFencedError:
+            log.error("worker_fenced", transactional_id=self.transactional_id)
+            raise
+        except KafkaError as error:
+            log.warning("batch_aborted", error=str(error), frames=len(batch.messages))
+            self.metrics.aborted.inc()
+            return False
+        busy = time.perf_counter() - started  # the main thread's time; decoding ran beside it
+        self.metrics.observe(report, len(batch.messages), busy)
+        self.totals["frames"] += len(batch.messages)
+        self.totals["batches"] += 1
+        self.totals["busy_s"] += busy
+        self.totals["engine_s"] += report.engine_s
+        self.totals["fetch_decode_s"] += report.fetch_decode_s
+        log.debug("batch_committed", frames=len(batch.messages), plates=report.plates, dead_letters=report.dead_letters)
+        return True
+
+    def _transact(
+        self,
+        producer: KafkaProducer,
+        outputs: list[Output],
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+        consumer: KafkaConsumer | None = None,
+    ) -> None:
+        sends = [
+            Send(self.settings.topic_name(o.topic), self._codecs[o.schema].encode(o.record), o.key) for o in outputs
+        ]
+        transact(producer, sends, offsets, consumer)
+
+    def _maybe_heartbeat(self, producer: KafkaProducer) -> None:
+        now = time.monotonic()
+        if now - self._last_heartbeat < self.settings.heartbeat_interval_s:
+            return
+        self._last_heartbeat = now
+        record = heartbeat(
+            self.agent_uid, __version__, "platestream-worker",
+            threads_active=1, threads_configured=self.settings.decode_threads + self.settings.engine_threads,
+        )  # fmt: skip
+        try:
+            self._transact(producer, [Output("heartbeat", "heartbeat", self.agent_uid.encode(), record)], {})
+        except KafkaError as error:
+            log.warning("heartbeat_failed", error=str(error))
+
+    def _record_lag(self, consumer: KafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is not None:
+                self.metrics.lag.labels(partition=str(tp.partition)).set(max(0, high - consumer.position(tp)))
+
+
+@dataclass(frozen=True)
+class _Batch:
+    messages: list[Any]
+    prepared: Future[Prepared]
+
+
+def _rewind(consumer: KafkaConsumer, messages: list[Any]) -> None:
+    """Move each partition back to the first of `messages` it holds (partitions still ours only:
+    one taken away in a rebalance is read again by its new owner from the committed offset)."""
+    first: dict[TopicPartition, int] = {}
+    for message in messages:
+        tp = TopicPartition(message.topic, message.partition)
+        first[tp] = min(first.get(tp, message.offset), message.offset)
+    owned = consumer.assignment()
+    for tp, offset in first.items():
+        if tp in owned:
+            consumer.seek(tp, offset)
+
+
+def _origins(messages: list[Any]) -> list[Origin]:
+    return [Origin(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
+
+
+class _LazyS3:
+    """Builds the S3 client on the first frame that references an object (boto3 may be absent)."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self._fetcher: S3Fetcher | None = None
+
+    def get(self, ref: Any) -> bytes:
+        if self._fetcher is None:
+            s = self.settings
+            self._fetcher = S3Fetcher(
+                endpoint_url=s.s3_endpoint_url, region=s.s3_region, max_attempts=s.s3_max_attempts,
+                timeout_s=s.s3_timeout_s, max_bytes=s.max_image_bytes,
+            )  # fmt: skip
+        return self._fetcher.get(ref)
+
+
+def run_worker(settings: WorkerSettings) -> None:
+    run_until_signalled(Worker(settings))
+
+
+__all__ = ["BatchReport", "Worker", "run_worker"]
