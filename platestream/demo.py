@@ -49,7 +49,8 @@ def run_demo(settings: Settings, *, keep_broker: bool) -> None:
                                 health_port=0)  # fmt: skip
         aggregator = AggregatorSettings(**base, group_id=prefix + "aggregator", transactional_id=prefix + "a0",
                                         health_port=0, idle_flush_ms=1500, country="eu")  # fmt: skip
-        store = StoreSettings(**base, group_id=prefix + "store", sqlite_path=settings.state_dir / "platestream.db")
+        store = StoreSettings(**base, group_id=prefix + "store", transactional_id=prefix + "s0", health_port=0,
+                              sqlite_path=settings.state_dir / "platestream.db")  # fmt: skip
         with _running(_worker(worker)), _running(_aggregator(aggregator)):
             results = read_topic(settings, "alpr_results", "alpr_results", count=len(images), timeout_s=180)
             groups = read_topic(settings, "alpr_group", "alpr_group", count=len(_vehicles()), timeout_s=60)

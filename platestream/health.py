@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from platestream.log import get_logger
@@ -11,19 +13,30 @@ from platestream.log import get_logger
 log = get_logger(__name__)
 
 
-class HealthServer:
-    """Answers 200 while `alive()` / `ready()` hold, 503 otherwise; serves metrics when the
-    prometheus-client extra is installed."""
+@dataclass(frozen=True)
+class Probe:
+    """A probe's answer: whether it passes, and what the JSON body tells (status, reason)."""
 
-    def __init__(self, port: int, alive: Callable[[], bool], ready: Callable[[], bool], host: str = "0.0.0.0") -> None:
+    ok: bool
+    details: dict[str, object] = field(default_factory=dict)
+
+
+class HealthServer:
+    """Answers 200 while `alive()` / `ready()` pass, 503 otherwise, with the probe's details as a JSON
+    body; serves metrics when the prometheus-client extra is installed."""
+
+    def __init__(
+        self, port: int, alive: Callable[[], Probe], ready: Callable[[], Probe], host: str = "0.0.0.0"
+    ) -> None:
         probes = {"/healthz": alive, "/livez": alive, "/readyz": ready}
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path in probes:
-                    ok = probes[path]()
-                    self._send(200 if ok else 503, b"ok\n" if ok else b"not ok\n", "text/plain")
+                    probe = probes[path]()
+                    body = json.dumps({"ok": probe.ok, **probe.details}).encode() + b"\n"
+                    self._send(200 if probe.ok else 503, body, "application/json")
                 elif path == "/metrics":
                     try:
                         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

@@ -132,7 +132,22 @@ class EngineSettings(Settings):
     )
 
 
-class WorkerSettings(EngineSettings):
+class ServiceSettings(Settings):
+    """What every long-running service that consumes and commits shares: riding out a broker that
+    goes away, and when to tell Kubernetes it is stuck."""
+
+    kafka_retry_backoff_max_ms: int = Field(
+        5000, ge=100, description="Longest wait between attempts to reconnect after a failed transaction."
+    )
+    stall_not_ready_s: float = Field(
+        60.0, gt=0, description="No progress this long with input waiting: /readyz answers 503."
+    )
+    stall_not_alive_s: float = Field(
+        300.0, gt=0, description="No progress this long with input waiting: /healthz answers 503 (a restart)."
+    )
+
+
+class WorkerSettings(EngineSettings, ServiceSettings):
     """The recognition worker: consume frames, emit alpr_results, transactionally."""
 
     group_id: str = Field("platestream-workers", description="Consumer group of the workers.")
@@ -168,7 +183,7 @@ class ProducerSettings(Settings):
     max_image_bytes: int = Field(25 * 1024 * 1024, ge=1, description="Larger files are skipped with an error.")
 
 
-class AggregatorSettings(Settings):
+class AggregatorSettings(ServiceSettings):
     """The aggregator: alpr_results in, one alpr_group per vehicle pass out (reference defaults)."""
 
     group_id: str = Field("platestream-aggregator", description="Consumer group of the aggregators.")
@@ -196,10 +211,19 @@ class AggregatorSettings(Settings):
     session_timeout_ms: int = Field(10000, ge=6000, description="Kafka group session timeout.")
 
 
-class StoreSettings(Settings):
+class StoreSettings(ServiceSettings):
     """Where alpr_group records are kept for people and data lakes."""
 
     group_id: str = Field("platestream-store", description="Consumer group of the store writers.")
+    transactional_id: str | None = Field(
+        None,
+        description="Transactional id of its dead letters and offsets, stable per replica; unset: store-<hostname>.",
+    )
+    transaction_timeout_ms: int = Field(
+        30000, ge=1000, description="Open transactions of a dead instance end after this."
+    )
+    session_timeout_ms: int = Field(10000, ge=6000, description="Kafka group session timeout.")
+    health_port: int = Field(8082, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics; 0: off.")
     sqlite_path: Path | None = Field(
         None, description="SQLite file of groups for `platestream search`; unset: <state dir>/platestream.db."
     )

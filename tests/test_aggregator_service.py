@@ -129,7 +129,7 @@ def test_an_aborted_transaction_loses_and_duplicates_no_group(
 ) -> None:
     from kafka.errors import KafkaTimeoutError
 
-    import platestream.aggregator.service
+    import platestream.transactions
     from platestream.kafka import transact as real_transact
 
     failures = {"streaming": 1, "idle flush": 1}
@@ -144,7 +144,7 @@ def test_an_aborted_transaction_loses_and_duplicates_no_group(
             raise KafkaTimeoutError("the broker did not answer (test)")
         real_transact(producer, sends, offsets, *args, **kwargs)
 
-    monkeypatch.setattr(platestream.aggregator.service, "transact", flaky_transact)
+    monkeypatch.setattr(platestream.transactions, "transact", flaky_transact)
     records = traffic(20, seed=7)
     send_results(kafka_settings, records)
     expected = expected_groups(records)

@@ -142,7 +142,9 @@ def test_store_writer_fills_the_stores_from_the_topic(kafka_settings: Any, tmp_p
     producer.send(kafka_settings.topic_name("alpr_group"), b"\x01 broken", key=b"1")
     producer.flush()
     producer.close()
-    settings = StoreSettings(**kafka_settings.model_dump(), sqlite_path=tmp_path / "db.sqlite",
+    settings = StoreSettings(**kafka_settings.model_dump(), sqlite_path=tmp_path / "db.sqlite", health_port=0,
+                             group_id=kafka_settings.topic_prefix + "store",
+                             transactional_id=kafka_settings.topic_prefix + "store-0",
                              jsonl_target=str(tmp_path / "lake"), webhook_urls=url)  # fmt: skip
     writer = StoreWriter(settings)
     writer.run(until_idle_s=3)

@@ -190,7 +190,7 @@ def test_a_failed_commit_is_aborted_and_the_batch_consumed_again(
 ) -> None:
     from kafka.errors import KafkaTimeoutError
 
-    import platestream.workers.service
+    import platestream.transactions
     from platestream.kafka import make_producer as real_make_producer
 
     failures = {"left": 1}
@@ -208,7 +208,7 @@ def test_a_failed_commit_is_aborted_and_the_batch_consumed_again(
         producer.commit_transaction = commit_once_failing
         return producer
 
-    monkeypatch.setattr(platestream.workers.service, "make_producer", flaky_producer)
+    monkeypatch.setattr(platestream.transactions, "make_producer", flaky_producer)
     texts = ["AB12CDE", "XY98ZZT", "KL35PQR", "RK346AL", "GWT2180", "FR45ABC"]
     send_frames(kafka_settings, [frame_record("8", n, image=plate_jpeg(t)) for n, t in enumerate(texts)])
     with running_worker(worker_settings(kafka_settings, batch_size=2, heartbeat_interval_s=3600.0), engine) as worker:

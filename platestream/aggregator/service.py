@@ -22,10 +22,11 @@ from platestream.aggregator.grouping import Grouper, GroupingConfig, reads_from_
 from platestream.aggregator.records import alpr_group
 from platestream.deadletter import Origin, dead_letter, service_name
 from platestream.errors import SchemaError
-from platestream.kafka import Send, codec, make_consumer, make_producer, transact
+from platestream.kafka import Send, codec, make_consumer
 from platestream.log import get_logger
-from platestream.service import Service, run_until_signalled
+from platestream.service import Service, StallLimits, run_until_signalled
 from platestream.settings import AggregatorSettings
+from platestream.transactions import TransactionalWriter, input_waiting
 
 log = get_logger(__name__)
 
@@ -46,13 +47,14 @@ class Aggregator(Service):
     kind = "aggregator"
 
     def __init__(self, settings: AggregatorSettings) -> None:
-        super().__init__(settings.health_port)
+        super().__init__(settings.health_port, StallLimits(settings.stall_not_ready_s, settings.stall_not_alive_s))
         self.settings = settings
         self.config = grouping_config(settings)
         self.transactional_id = settings.transactional_id or f"platestream-aggregator-{socket.gethostname()}"
         self.groupers: dict[int, Grouper] = {}
         self.last_read: dict[int, float] = {}
         self.positions: dict[int, int] = {}  # next offset to read, per input partition
+        self.to_restore: set[int] = set()  # assigned partitions whose open groups are not loaded yet
         self.service = service_name("aggregator")
         self._codecs = {name: codec(settings, name) for name in ("alpr_results", "alpr_group", "dead_letter",
                                                                  "aggregator_state")}  # fmt: skip
@@ -70,29 +72,40 @@ class Aggregator(Service):
             session_timeout_ms=settings.session_timeout_ms, heartbeat_interval_ms=settings.session_timeout_ms // 4,
         )  # fmt: skip
         consumer.subscribe([self.input_topic], listener=_Restorer(self))
-        producer = make_producer(
-            settings, transactional_id=self.transactional_id, transaction_timeout_ms=settings.transaction_timeout_ms
-        )
+        writer = self.writer = TransactionalWriter(
+            settings, self.transactional_id, transaction_timeout_ms=settings.transaction_timeout_ms,
+            service="aggregator", stopping=lambda: self._stopping,
+        )  # fmt: skip
         try:
-            producer.init_transactions()
+            writer.open()
             self._ready = True
             log.info("aggregator_started", transactional_id=self.transactional_id)
             while not self._stopping:
-                messages = self._gather(consumer)
-                sends, offsets, touched = self._consume(messages)
-                sends += self._flush_idle(touched)
-                if not sends and not offsets:
-                    continue
-                sends += [self._state_send(partition) for partition in sorted(touched)]
                 try:
-                    transact(producer, sends, offsets, consumer)
-                except KafkaError as error:
-                    log.warning("batch_aborted", error=str(error))
-                    self._rewind(consumer, messages, touched)
+                    messages = self._gather(consumer)
+                    self._restore_assigned()
+                    sends, offsets, touched = self._consume(messages)
+                    sends += self._flush_idle(touched)
+                    if not sends and not offsets:
+                        if not input_waiting(consumer):
+                            self.progress.advanced()  # caught up
+                        continue
+                    sends += [self._state_send(partition) for partition in sorted(touched)]
+                    error = writer.commit(sends, offsets, consumer)
+                    if error is None:
+                        self.progress.advanced()
+                        continue
+                    log.warning("batch_aborted", error=str(error), results=len(messages))
+                    self.progress.blocked(f"transaction failed: {error}")
+                except KafkaError as error:  # the broker went away outside a transaction
+                    log.warning("kafka_error", error=str(error), kind=type(error).__name__)
+                    self.progress.blocked(f"Kafka: {error}")
+                # Nothing of the batch is visible: positions and open groups go back to the last commit.
+                writer.recover(consumer, then=lambda: self._reload(consumer))
         finally:
             self._ready = False
             consumer.close()
-            producer.close(timeout=10)
+            writer.close()
             log.info("aggregator_stopped")
 
     def _gather(self, consumer: KafkaConsumer) -> list[Any]:
@@ -186,21 +199,25 @@ class Aggregator(Service):
         log.info("aggregator_state_restored", partition=partition, open_groups=sum(map(len, grouper.open.values())))
         return grouper
 
-    def _rewind(self, consumer: KafkaConsumer, messages: list[Any], touched: set[int]) -> None:
-        """After an aborted transaction: the state of every partition it touched (reads added,
-        idle groups flushed) and the positions of the records it consumed back to the last commit."""
-        first: dict[TopicPartition, int] = {}
-        for message in messages:
-            first.setdefault(TopicPartition(message.topic, message.partition), message.offset)
-        owned = {tp.partition: tp for tp in consumer.assignment()}
-        for tp, offset in first.items():
-            if tp.partition in owned:  # a partition taken away is restored by its new owner
-                consumer.seek(tp, offset)
-        for partition in touched:
-            if partition in owned:
-                self.groupers[partition] = self.load_state(partition)
-            else:
-                self.groupers.pop(partition, None)
+    def _restore_assigned(self) -> None:
+        """Open groups of partitions assigned since the last batch, from their snapshots (before any
+        of their records is grouped)."""
+        while self.to_restore:
+            partition = min(self.to_restore)
+            self.groupers[partition] = self.load_state(partition)
+            self.positions.pop(partition, None)
+            self.last_read[partition] = time.monotonic()  # restored groups may go idle too
+            self.to_restore.discard(partition)
+
+    def _reload(self, consumer: KafkaConsumer) -> None:
+        """After a failed transaction: every owned partition's open groups as last committed (the
+        consumer is back at the matching offsets)."""
+        owned = {tp.partition for tp in consumer.assignment()}
+        for partition in list(self.groupers):
+            if partition not in owned:
+                del self.groupers[partition]
+        self.to_restore = set(owned)
+        self._restore_assigned()
 
 
 class _Restorer(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -210,12 +227,11 @@ class _Restorer(ConsumerRebalanceListener):  # type: ignore[misc]
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         for tp in revoked:
             self.aggregator.groupers.pop(tp.partition, None)
+            self.aggregator.to_restore.discard(tp.partition)
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        for tp in assigned:
-            self.aggregator.groupers[tp.partition] = self.aggregator.load_state(tp.partition)
-            self.aggregator.positions.pop(tp.partition, None)
-            self.aggregator.last_read[tp.partition] = time.monotonic()  # restored groups may go idle too
+        # Restored by the main loop, where a broker that does not answer is retried, not lost.
+        self.aggregator.to_restore.update(tp.partition for tp in assigned)
 
 
 def run_aggregator(settings: AggregatorSettings) -> None:

@@ -1,25 +1,30 @@
 """`platestream store`: alpr_group records into SQLite or PostgreSQL, JSON-lines files and webhooks.
 
-Offsets are committed only after every store has the batch. A crash in between replays the batch:
-The database upserts by group id and files are rewritten whole, so both hold each group once; a webhook
-target may receive a group twice and can deduplicate on `uuids[0]`.
+Each batch is written to every store first; then its dead letters and consumed offsets are committed
+in one Kafka transaction. A crash or a broker outage in between replays the batch: the database
+upserts by group id and files are rewritten whole, so both hold each group once, and the dead
+letters of an uncommitted batch are never seen (read_committed); a webhook target may receive a
+group twice and can deduplicate on `uuids[0]`.
 """
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
 from kafka import TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from platestream.aggregator.stores import JsonLinesStore, WebhookError, Webhooks, open_store
 from platestream.deadletter import Origin, dead_letter, service_name
 from platestream.errors import SchemaError
-from platestream.kafka import codec, make_consumer, make_producer
+from platestream.kafka import Send, codec, make_consumer
 from platestream.log import get_logger
-from platestream.service import Service, run_until_signalled
+from platestream.service import Service, StallLimits, run_until_signalled
 from platestream.settings import StoreSettings
+from platestream.transactions import TransactionalWriter, input_waiting
 
 log = get_logger(__name__)
 
@@ -28,7 +33,10 @@ class StoreWriter(Service):
     kind = "store"
 
     def __init__(self, settings: StoreSettings) -> None:
-        super().__init__(health_port=0)
+        super().__init__(settings.health_port, StallLimits(settings.stall_not_ready_s, settings.stall_not_alive_s))
+        self.transactional_id = settings.transactional_id or f"platestream-store-{socket.gethostname()}"
+        self._decode = codec(settings, "alpr_group").decode
+        self._encode_letter = codec(settings, "dead_letter").encode
         self.settings = settings
         self.store = open_store(settings)
         self.files = (
@@ -47,49 +55,75 @@ class StoreWriter(Service):
 
     def run(self, *, until_idle_s: float | None = None) -> None:
         """Write until stopped (or, with `until_idle_s`, until no group came for that long)."""
-        consumer = make_consumer(self.settings, "alpr_group", group_id=self.settings.group_id,
-                                 max_poll_records=self.settings.batch_size)  # fmt: skip
-        letters = make_producer(self.settings)
-        decode = codec(self.settings, "alpr_group").decode
-        encode_letter = codec(self.settings, "dead_letter").encode
+        with self.serving_health():
+            self._run(until_idle_s)
+
+    def _run(self, until_idle_s: float | None) -> None:
+        settings = self.settings
+        consumer = make_consumer(settings, "alpr_group", group_id=settings.group_id,
+                                 max_poll_records=settings.batch_size, session_timeout_ms=settings.session_timeout_ms,
+                                 heartbeat_interval_ms=settings.session_timeout_ms // 4)  # fmt: skip
+        writer = self.writer = TransactionalWriter(
+            settings, self.transactional_id, transaction_timeout_ms=settings.transaction_timeout_ms,
+            service="store", stopping=lambda: self._stopping,
+        )  # fmt: skip
         idle_since = time.monotonic()
         try:
+            writer.open()
+            self._ready = True
+            log.info("store_started", transactional_id=self.transactional_id, group_id=settings.group_id)
             while not self._stopping:
-                polled = consumer.poll(timeout_ms=500, max_records=self.settings.batch_size)
-                if not polled:
-                    if until_idle_s is not None and time.monotonic() - idle_since > until_idle_s:
-                        break
-                    continue
-                idle_since = time.monotonic()
-                offsets = {}
-                for tp, messages in polled.items():
-                    records = []
-                    for message in messages:
-                        try:
-                            records.append(decode(message.value))
-                        except SchemaError as error:
-                            origin = Origin(
-                                message.topic, message.partition, message.offset, message.key, message.value
-                            )
-                            letter = dead_letter(origin, "schema_invalid", error, self.service)
-                            letters.send(
-                                self.settings.topic_name("dead_letter"), encode_letter(letter), key=message.key
-                            )
-                    self._write(records, tp.partition, messages[0].offset, letters, encode_letter)
-                    offsets[TopicPartition(tp.topic, tp.partition)] = OffsetAndMetadata(messages[-1].offset + 1, "", -1)
-                letters.flush()
-                consumer.commit(offsets)
+                try:
+                    polled = consumer.poll(timeout_ms=500, max_records=settings.batch_size)
+                    if not polled:
+                        if not input_waiting(consumer):
+                            self.progress.advanced()  # caught up
+                        if until_idle_s is not None and time.monotonic() - idle_since > until_idle_s:
+                            break
+                        continue
+                    idle_since = time.monotonic()
+                    error = writer.commit(*self._write_batch(polled), consumer)
+                    if error is None:
+                        self.progress.advanced()
+                        continue
+                    log.warning("batch_aborted", error=str(error), groups=sum(map(len, polled.values())))
+                    self.progress.blocked(f"transaction failed: {error}")
+                except KafkaError as error:  # the broker went away outside a transaction
+                    log.warning("kafka_error", error=str(error), kind=type(error).__name__)
+                    self.progress.blocked(f"Kafka: {error}")
+                writer.recover(consumer)  # the batch is read again and written again (idempotently)
         finally:
+            self._ready = False
             consumer.close()
-            letters.close(timeout=10)
+            writer.close()
             self.store.close()
             log.info("store_stopped", written=self.written)
 
-    def _write(self, records: list[dict[str, Any]], partition: int, first_offset: int, letters: Any,
-               encode_letter: Any) -> None:  # fmt: skip
+    def _write_batch(
+        self, polled: dict[TopicPartition, list[Any]]
+    ) -> tuple[list[Send], dict[TopicPartition, OffsetAndMetadata]]:
+        """Write a poll's groups to every store; return its dead letters and the offsets to commit."""
+        letters: list[Send] = []
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, messages in polled.items():
+            records = []
+            for message in messages:
+                try:
+                    records.append(self._decode(message.value))
+                except SchemaError as error:
+                    origin = Origin(message.topic, message.partition, message.offset, message.key, message.value)
+                    letters.append(
+                        self._letter(dead_letter(origin, "schema_invalid", error, self.service), message.key)
+                    )
+            letters += self._write(records, tp.partition, messages[0].offset)
+            offsets[TopicPartition(tp.topic, tp.partition)] = OffsetAndMetadata(messages[-1].offset + 1, "", -1)
+        return letters, offsets
+
+    def _write(self, records: list[dict[str, Any]], partition: int, first_offset: int) -> list[Send]:
         self.store.write(records)
         if self.files is not None:
             self.files.write_batch(records, partition, first_offset)
+        letters = []
         if self.webhooks is not None:
             for record in records:
                 try:
@@ -98,8 +132,12 @@ class StoreWriter(Service):
                     origin = Origin(self.settings.topic_name("alpr_group"), partition, first_offset, None, None)
                     letter = dead_letter(origin, error.reason, error, self.service,
                                          reference=f"group {record['uuids'][0]}")  # fmt: skip
-                    letters.send(self.settings.topic_name("dead_letter"), encode_letter(letter))
+                    letters.append(self._letter(letter, None))
         self.written += len(records)
+        return letters
+
+    def _letter(self, letter: dict[str, Any], key: bytes | None) -> Send:
+        return Send(self.settings.topic_name("dead_letter"), self._encode_letter(letter), key)
 
 
 def run_store(settings: StoreSettings) -> None:

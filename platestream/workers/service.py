@@ -14,17 +14,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError, ProducerFencedError
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from platestream import __version__
 from platestream.deadletter import Origin, service_name
 from platestream.heartbeat import heartbeat
-from platestream.kafka import Send, codec, make_consumer, make_producer, transact
+from platestream.kafka import Send, codec, make_consumer
 from platestream.log import get_logger
-from platestream.service import Service, run_until_signalled
+from platestream.service import Service, StallLimits, run_until_signalled
 from platestream.settings import WorkerSettings
+from platestream.transactions import TransactionalWriter, input_waiting
 from platestream.workers.engine import Engine, engine_from_settings
 from platestream.workers.fetch import S3Fetcher
 from platestream.workers.metrics import worker_metrics
@@ -37,7 +38,7 @@ class Worker(Service):
     kind = "worker"
 
     def __init__(self, settings: WorkerSettings, engine: Engine | None = None) -> None:
-        super().__init__(settings.health_port)
+        super().__init__(settings.health_port, StallLimits(settings.stall_not_ready_s, settings.stall_not_alive_s))
         self.settings = settings
         self.agent_uid = settings.agent_uid or socket.gethostname()
         self.transactional_id = settings.transactional_id or f"platestream-worker-{socket.gethostname()}"
@@ -79,34 +80,48 @@ class Worker(Service):
             session_timeout_ms=settings.session_timeout_ms, heartbeat_interval_ms=settings.session_timeout_ms // 4,
             max_poll_interval_ms=settings.max_poll_interval_ms,
         )  # fmt: skip
-        producer = make_producer(
-            settings, transactional_id=self.transactional_id,
-            transaction_timeout_ms=settings.transaction_timeout_ms,
+        writer = self.writer = TransactionalWriter(
+            settings, self.transactional_id, transaction_timeout_ms=settings.transaction_timeout_ms,
+            service="worker", stopping=lambda: self._stopping,
         )  # fmt: skip
         try:
-            producer.init_transactions()
+            writer.open()
             self._ready = True
             log.info("worker_started", transactional_id=self.transactional_id, group_id=settings.group_id)
             # One batch is fetched and decoded while the engine works on the one before.
             pending: _Batch | None = None
             while not self._stopping:
-                self._maybe_heartbeat(producer)
-                messages = self._gather(consumer, wait=pending is None)
-                upcoming = _Batch(messages, prefetch.submit(pipeline.prepare, _origins(messages))) if messages else None
-                if pending is not None and not self._complete(pending, pipeline, consumer, producer):
-                    # Nothing of the failed batch is visible: consume it, and what came after, again.
-                    _rewind(consumer, pending.messages + (upcoming.messages if upcoming else []))
-                    upcoming = None
-                pending = upcoming
-                self._record_lag(consumer)
+                try:
+                    if not self._maybe_heartbeat():
+                        pending = None  # read again from the committed offsets
+                        writer.recover(consumer)
+                        continue
+                    messages = self._gather(consumer, wait=pending is None)
+                    upcoming = (
+                        _Batch(messages, prefetch.submit(pipeline.prepare, _origins(messages))) if messages else None
+                    )
+                    if pending is not None and not self._complete(pending, pipeline, consumer):
+                        # Nothing of the failed batch is visible: it, and what came after, are read again.
+                        pending = None
+                        writer.recover(consumer)
+                        continue
+                    pending = upcoming
+                    if pending is None and not input_waiting(consumer):
+                        self.progress.advanced()  # caught up
+                    self._record_lag(consumer)
+                except KafkaError as error:  # the broker went away outside a transaction
+                    log.warning("kafka_error", error=str(error), kind=type(error).__name__)
+                    self.progress.blocked(f"Kafka: {error}")
+                    pending = None
+                    writer.recover(consumer)
             if pending is not None:
-                self._complete(pending, pipeline, consumer, producer)  # finish the batch in hand
+                self._complete(pending, pipeline, consumer)  # finish the batch in hand
         finally:
             self._ready = False
             prefetch.shutdown(wait=True)
             executor.shutdown(wait=True)
             consumer.close()  # leaves the group: its partitions move at once
-            producer.close(timeout=10)
+            writer.close()
             self.engine.close()
             log.info("worker_stopped", **{key: round(value, 3) for key, value in self.totals.items()})
 
@@ -131,25 +146,21 @@ class Worker(Service):
                 break
         return messages
 
-    def _complete(
-        self, batch: _Batch, pipeline: FramePipeline, consumer: KafkaConsumer, producer: KafkaProducer
-    ) -> bool:
-        """Recognise a prepared batch and commit it with its offsets; False when it was aborted
-        and the consumer rewound to it."""
+    def _complete(self, batch: _Batch, pipeline: FramePipeline, consumer: KafkaConsumer) -> bool:
+        """Recognise a prepared batch and commit it with its offsets; False when the transaction
+        failed (nothing of it is visible: the writer must recover before the next)."""
         started = time.perf_counter()
         report = pipeline.finish(batch.prepared.result())
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for message in batch.messages:
             offsets[TopicPartition(message.topic, message.partition)] = OffsetAndMetadata(message.offset + 1, "", -1)
-        try:
-            self._transact(producer, report.outputs, offsets, consumer)
-        except ProducerFencedError:
-            log.error("worker_fenced", transactional_id=self.transactional_id)
-            raise
-        except KafkaError as error:
+        error = self._transact(report.outputs, offsets, consumer)
+        if error is not None:
             log.warning("batch_aborted", error=str(error), frames=len(batch.messages))
             self.metrics.aborted.inc()
+            self.progress.blocked(f"transaction failed: {error}")
             return False
+        self.progress.advanced()
         busy = time.perf_counter() - started  # the main thread's time; decoding ran beside it
         self.metrics.observe(report, len(batch.messages), busy)
         self.totals["frames"] += len(batch.messages)
@@ -162,29 +173,30 @@ class Worker(Service):
 
     def _transact(
         self,
-        producer: KafkaProducer,
         outputs: list[Output],
         offsets: dict[TopicPartition, OffsetAndMetadata],
         consumer: KafkaConsumer | None = None,
-    ) -> None:
+    ) -> KafkaError | None:
         sends = [
             Send(self.settings.topic_name(o.topic), self._codecs[o.schema].encode(o.record), o.key) for o in outputs
         ]
-        transact(producer, sends, offsets, consumer)
+        return self.writer.commit(sends, offsets, consumer)
 
-    def _maybe_heartbeat(self, producer: KafkaProducer) -> None:
+    def _maybe_heartbeat(self) -> bool:
+        """Send a heartbeat record when one is due; False when its transaction failed."""
         now = time.monotonic()
         if now - self._last_heartbeat < self.settings.heartbeat_interval_s:
-            return
+            return True
         self._last_heartbeat = now
         record = heartbeat(
             self.agent_uid, __version__, "platestream-worker",
             threads_active=1, threads_configured=self.settings.decode_threads + self.settings.engine_threads,
         )  # fmt: skip
-        try:
-            self._transact(producer, [Output("heartbeat", "heartbeat", self.agent_uid.encode(), record)], {})
-        except KafkaError as error:
+        error = self._transact([Output("heartbeat", "heartbeat", self.agent_uid.encode(), record)], {})
+        if error is not None:
             log.warning("heartbeat_failed", error=str(error))
+            self.progress.blocked(f"heartbeat transaction failed: {error}")
+        return error is None
 
     def _record_lag(self, consumer: KafkaConsumer) -> None:
         for tp in consumer.assignment():
@@ -197,19 +209,6 @@ class Worker(Service):
 class _Batch:
     messages: list[Any]
     prepared: Future[Prepared]
-
-
-def _rewind(consumer: KafkaConsumer, messages: list[Any]) -> None:
-    """Move each partition back to the first of `messages` it holds (partitions still ours only:
-    one taken away in a rebalance is read again by its new owner from the committed offset)."""
-    first: dict[TopicPartition, int] = {}
-    for message in messages:
-        tp = TopicPartition(message.topic, message.partition)
-        first[tp] = min(first.get(tp, message.offset), message.offset)
-    owned = consumer.assignment()
-    for tp, offset in first.items():
-        if tp in owned:
-            consumer.seek(tp, offset)
 
 
 def _origins(messages: list[Any]) -> list[Origin]:
