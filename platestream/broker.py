@@ -24,6 +24,7 @@ from platestream.log import get_logger
 
 KAFKA_VERSION = "3.9.1"
 _STATE_FILE = "broker.json"
+_PORTS_FILE = "ports.json"
 _LOG_TAIL_LINES = 40
 
 log = get_logger(__name__)
@@ -87,6 +88,16 @@ def free_port() -> int:
         return port
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
@@ -128,7 +139,7 @@ class LocalBroker:
             return running
         jars = fetch_jars()
         self.directory.mkdir(parents=True, exist_ok=True)
-        port, controller_port = free_port(), free_port()
+        port, controller_port = self._ports()
         properties = self._write_config(port, controller_port)
         self._format(jars, properties)
         java = shutil.which("java") or "java"
@@ -150,6 +161,47 @@ class LocalBroker:
             raise
         log.info("broker_started", bootstrap=state.bootstrap, pid=state.pid, directory=str(self.directory))
         return state
+
+    def _ports(self) -> tuple[int, int]:
+        """The ports this data folder was first started on (clients given its address find it again
+        after a restart); free ones on the first start."""
+        recorded = self.directory / _PORTS_FILE
+        try:
+            ports = json.loads(recorded.read_text())
+            port, controller_port = int(ports["port"]), int(ports["controller_port"])
+        except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            port, controller_port = free_port(), free_port()
+            recorded.write_text(json.dumps({"port": port, "controller_port": controller_port}))
+            return port, controller_port
+        for taken in (port, controller_port):
+            if not _port_free(taken):
+                raise BrokerError(
+                    f"port {taken} of the broker in {self.directory} is in use by another process; stop it, or"
+                    f" delete {recorded} to start on new ports (clients must then be given the new address)"
+                )
+        return port, controller_port
+
+    def send_signal(self, signum: int) -> int:
+        """Signal the running broker process (tests of faults: SIGKILL, SIGSTOP, SIGCONT); its pid."""
+        state = self.state()
+        if state is None:
+            raise BrokerError(f"no broker runs from {self.directory}")
+        os.kill(state.pid, signum)
+        return state.pid
+
+    def kill(self, *, timeout_s: float = 30.0) -> None:
+        """SIGKILL the broker, as a crash would, and wait until it is gone; its data folder stays."""
+        pid = self.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + timeout_s
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def freeze(self) -> None:
+        """SIGSTOP: the broker holds its connections but answers nothing (a long GC pause)."""
+        self.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.send_signal(signal.SIGCONT)
 
     def stop(self, *, timeout_s: float = 30.0) -> bool:
         """Stop the broker cleanly (SIGTERM, then SIGKILL); False when none was running."""

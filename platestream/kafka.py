@@ -11,7 +11,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, ProducerFencedError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, KafkaTimeoutError, ProducerFencedError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from platestream.errors import BrokerError, ConfigError
@@ -42,6 +42,7 @@ def client_config(settings: Settings) -> dict[str, Any]:
         "bootstrap_servers": bootstrap_servers(settings).split(","),
         "security_protocol": settings.kafka_security_protocol,
         "bootstrap_timeout_ms": settings.kafka_connect_timeout_ms,
+        "request_timeout_ms": settings.kafka_request_timeout_ms,
     }
     if settings.kafka_sasl_mechanism:
         config["sasl_mechanism"] = settings.kafka_sasl_mechanism
@@ -85,7 +86,7 @@ def make_consumer(settings: Settings, *topics: str, group_id: str | None, **over
 
 def make_admin(settings: Settings) -> KafkaAdminClient:
     try:
-        return KafkaAdminClient(**client_config(settings), request_timeout_ms=15000)
+        return KafkaAdminClient(**client_config(settings) | {"request_timeout_ms": 15000})
     except KafkaError as error:
         raise BrokerError(f"cannot reach Kafka at {bootstrap_servers(settings)!r}: {error}") from None
 
@@ -105,25 +106,48 @@ def transact(
     sends: Iterable[Send],
     offsets: dict[TopicPartition, OffsetAndMetadata] | None = None,
     consumer: KafkaConsumer | None = None,
+    *,
+    timeout_ms: int | None = None,
 ) -> None:
     """Write `sends` and commit the consumed `offsets` atomically: all of it becomes visible to
     read_committed consumers, or none. Aborts and re-raises on failure; a fenced producer (another
-    instance took over its transactional id) raises ProducerFencedError without aborting."""
+    instance took over its transactional id) raises ProducerFencedError without aborting.
+
+    With `timeout_ms`, no step waits longer than that for the broker (KafkaTimeoutError): the
+    client's own commit waits forever on a request lost with a broker that was killed."""
     producer.begin_transaction()
     try:
         for send in sends:
             producer.send(send.topic, value=send.value, key=send.key, partition=send.partition)
+        if timeout_ms is not None:
+            producer.flush(timeout=timeout_ms / 1000)
         if offsets and consumer is not None:
-            producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
-        producer.commit_transaction()
+            _await(producer, "send_offsets", timeout_ms, offsets, consumer.group_metadata())
+        _await(producer, "commit", timeout_ms)
     except ProducerFencedError:
         raise
     except KafkaError:
         try:
-            producer.abort_transaction()
+            _await(producer, "abort", timeout_ms)
         except KafkaError as error:
             log.error("abort_failed", error=str(error))
         raise
+
+
+def _await(producer: KafkaProducer, step: str, timeout_ms: int | None, *args: Any) -> None:
+    """One transactional step, waiting at most `timeout_ms` for the broker's answer."""
+    manager = getattr(producer, "_transaction_manager", None)
+    sender = getattr(producer, "_sender", None)
+    if timeout_ms is None or manager is None or sender is None:  # the client's own, unbounded wait
+        {"send_offsets": producer.send_offsets_to_transaction, "commit": producer.commit_transaction,
+         "abort": producer.abort_transaction}[step](*args)  # fmt: skip
+        return
+    start = {"send_offsets": manager.send_offsets_to_transaction, "commit": manager.begin_commit,
+             "abort": manager.begin_abort}[step]  # fmt: skip
+    result = start(*args)
+    sender.wakeup()
+    if not result.wait(timeout_ms=timeout_ms):
+        raise KafkaTimeoutError(f"no answer from Kafka to the transaction's {step} within {timeout_ms} ms")
 
 
 def topic_manifests(cluster: str = "platestream", replicas: int = 3) -> str:

@@ -31,7 +31,7 @@ class Progress:
         self.limits = limits
         self._clock = clock
         self._last = clock()
-        self._reason = "starting"
+        self._reason = ""
         self._reported: set[float] = set()  # the limits whose crossing was logged, this stall
 
     def advanced(self) -> None:
@@ -39,6 +39,7 @@ class Progress:
             log.info("service_progressing", stalled_s=round(self.stalled_s(), 1), reason=self._reason)
             self._reported.clear()
         self._last = self._clock()
+        self._reason = ""
 
     def blocked(self, reason: str) -> None:
         """Why the service is not moving (kept until it moves again)."""
@@ -51,7 +52,7 @@ class Progress:
         stalled = self.stalled_s()
         if stalled < limit_s:
             return Probe(True, {"status": "ok", "stalled_s": round(stalled, 1)})
-        reason = f"no progress for {stalled:.0f} s with input waiting: {self._reason}"
+        reason = f"no progress for {stalled:.0f} s with input waiting" + (f": {self._reason}" if self._reason else "")
         if limit_s not in self._reported:
             log.error("service_stalled", stalled_s=round(stalled, 1), reason=self._reason, limit_s=limit_s)
             self._reported.add(limit_s)

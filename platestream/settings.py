@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     kafka_connect_timeout_ms: int = Field(
         30000, ge=100, description="How long to try reaching the cluster before failing with an error."
     )
+    kafka_request_timeout_ms: int = Field(
+        30000, ge=1000, description="How long a client waits for the broker to answer one request."
+    )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Kafka security protocol."
     )

@@ -25,6 +25,7 @@ from kafka.structs import OffsetAndMetadata
 
 from platestream.kafka import Send, make_producer, transact
 from platestream.log import get_logger
+from platestream.service import Progress, StallLimits
 from platestream.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -95,14 +96,18 @@ class TransactionalWriter:
         transaction_timeout_ms: int,
         service: str,
         stopping: Callable[[], bool],
+        progress: Progress | None = None,
     ) -> None:
         self.settings = settings
         self.transactional_id = transactional_id
         self.transaction_timeout_ms = transaction_timeout_ms
         self.service = service
         self.stopping = stopping
+        self.progress = progress or Progress(StallLimits())
         self.backoff = Backoff(max_s=settings.kafka_retry_backoff_max_ms / 1000)
         self.recoveries: list[Recovery] = []
+        self.commits = 0  # transactions committed
+        self.last_commit = 0.0  # when the last one was (monotonic)
         self._producer: KafkaProducer | None = None
         self._initialized = False
         self._replace = False
@@ -125,13 +130,18 @@ class TransactionalWriter:
     ) -> KafkaError | None:
         """Write `sends` and `offsets` in one transaction; the error when it failed (then none of it
         is visible, and `recover` must run before the next)."""
+        self.progress.blocked("waiting for Kafka to commit a transaction")
         try:
-            transact(self.producer, sends, offsets, consumer)
+            transact(self.producer, sends, offsets, consumer, timeout_ms=self.transaction_timeout_ms)
         except KafkaError as error:
             self._replace = True
             _Metrics.inc(_metrics().failed, self.service)
             log.warning("transaction_failed", service=self.service, error=str(error), kind=type(error).__name__)
+            self.progress.blocked(f"transaction failed ({type(error).__name__}: {error})")
             return error
+        self.commits += 1
+        self.last_commit = time.monotonic()
+        self.progress.advanced()
         return None
 
     def recover(self, consumer: KafkaConsumer | None = None, then: Callable[[], None] | None = None) -> bool:
@@ -151,6 +161,7 @@ class TransactionalWriter:
                 if then is not None:
                     then()
             except KafkaError as error:
+                self.progress.blocked(f"reconnecting to Kafka, attempt {attempts} ({type(error).__name__}: {error})")
                 _Metrics.inc(_metrics().retries, self.service)
                 log.warning("kafka_recovery_retry", service=self.service, attempt=attempts, error=str(error),
                             kind=type(error).__name__, next_in_s=delay)  # fmt: skip

@@ -74,7 +74,7 @@ class Aggregator(Service):
         consumer.subscribe([self.input_topic], listener=_Restorer(self))
         writer = self.writer = TransactionalWriter(
             settings, self.transactional_id, transaction_timeout_ms=settings.transaction_timeout_ms,
-            service="aggregator", stopping=lambda: self._stopping,
+            service="aggregator", stopping=lambda: self._stopping, progress=self.progress,
         )  # fmt: skip
         try:
             writer.open()
@@ -93,10 +93,8 @@ class Aggregator(Service):
                     sends += [self._state_send(partition) for partition in sorted(touched)]
                     error = writer.commit(sends, offsets, consumer)
                     if error is None:
-                        self.progress.advanced()
                         continue
                     log.warning("batch_aborted", error=str(error), results=len(messages))
-                    self.progress.blocked(f"transaction failed: {error}")
                 except KafkaError as error:  # the broker went away outside a transaction
                     log.warning("kafka_error", error=str(error), kind=type(error).__name__)
                     self.progress.blocked(f"Kafka: {error}")

@@ -65,7 +65,7 @@ class StoreWriter(Service):
                                  heartbeat_interval_ms=settings.session_timeout_ms // 4)  # fmt: skip
         writer = self.writer = TransactionalWriter(
             settings, self.transactional_id, transaction_timeout_ms=settings.transaction_timeout_ms,
-            service="store", stopping=lambda: self._stopping,
+            service="store", stopping=lambda: self._stopping, progress=self.progress,
         )  # fmt: skip
         idle_since = time.monotonic()
         try:
@@ -84,10 +84,8 @@ class StoreWriter(Service):
                     idle_since = time.monotonic()
                     error = writer.commit(*self._write_batch(polled), consumer)
                     if error is None:
-                        self.progress.advanced()
                         continue
                     log.warning("batch_aborted", error=str(error), groups=sum(map(len, polled.values())))
-                    self.progress.blocked(f"transaction failed: {error}")
                 except KafkaError as error:  # the broker went away outside a transaction
                     log.warning("kafka_error", error=str(error), kind=type(error).__name__)
                     self.progress.blocked(f"Kafka: {error}")

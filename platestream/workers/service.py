@@ -82,7 +82,7 @@ class Worker(Service):
         )  # fmt: skip
         writer = self.writer = TransactionalWriter(
             settings, self.transactional_id, transaction_timeout_ms=settings.transaction_timeout_ms,
-            service="worker", stopping=lambda: self._stopping,
+            service="worker", stopping=lambda: self._stopping, progress=self.progress,
         )  # fmt: skip
         try:
             writer.open()
@@ -158,9 +158,7 @@ class Worker(Service):
         if error is not None:
             log.warning("batch_aborted", error=str(error), frames=len(batch.messages))
             self.metrics.aborted.inc()
-            self.progress.blocked(f"transaction failed: {error}")
             return False
-        self.progress.advanced()
         busy = time.perf_counter() - started  # the main thread's time; decoding ran beside it
         self.metrics.observe(report, len(batch.messages), busy)
         self.totals["frames"] += len(batch.messages)
@@ -195,7 +193,6 @@ class Worker(Service):
         error = self._transact([Output("heartbeat", "heartbeat", self.agent_uid.encode(), record)], {})
         if error is not None:
             log.warning("heartbeat_failed", error=str(error))
-            self.progress.blocked(f"heartbeat transaction failed: {error}")
         return error is None
 
     def _record_lag(self, consumer: KafkaConsumer) -> None:
