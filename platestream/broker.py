@@ -166,6 +166,7 @@ class LocalBroker:
         """The ports this data folder was first started on (clients given its address find it again
         after a restart); free ones on the first start."""
         recorded = self.directory / _PORTS_FILE
+        self.directory.mkdir(parents=True, exist_ok=True)
         try:
             ports = json.loads(recorded.read_text())
             port, controller_port = int(ports["port"]), int(ports["controller_port"])

@@ -197,11 +197,14 @@ def topics_list() -> None:
 @topics.command("manifests")
 @click.option("--cluster", default="platestream", show_default=True, help="Strimzi Kafka cluster name.")
 @click.option("--replicas", default=3, show_default=True, help="Replication factor.")
-def topics_manifests(cluster: str, replicas: int) -> None:
-    """Print the declared topics as Strimzi KafkaTopic manifests (deploy/k8s/topics.yaml)."""
+@click.option(
+    "--namespace", default="kafka", show_default=True, help="Namespace of the Kafka cluster (its topic operator's)."
+)
+def topics_manifests(cluster: str, replicas: int, namespace: str) -> None:
+    """Print the declared topics as Strimzi KafkaTopic manifests (deploy/k8s/topics/topics.yaml)."""
     from platestream.kafka import topic_manifests
 
-    click.echo(topic_manifests(cluster, replicas), nl=False)
+    click.echo(topic_manifests(cluster, replicas, namespace), nl=False)
 
 
 @main.command("schema")

@@ -150,18 +150,21 @@ def _await(producer: KafkaProducer, step: str, timeout_ms: int | None, *args: An
         raise KafkaTimeoutError(f"no answer from Kafka to the transaction's {step} within {timeout_ms} ms")
 
 
-def topic_manifests(cluster: str = "platestream", replicas: int = 3) -> str:
-    """The declared topics as Strimzi KafkaTopic resources: topics are declared, not auto-created."""
+def topic_manifests(cluster: str = "platestream", replicas: int = 3, namespace: str = "kafka") -> str:
+    """The declared topics as Strimzi KafkaTopic resources (Strimzi 1.0+, kafka.strimzi.io/v1) in the
+    namespace of the Kafka cluster, which its topic operator watches: topics are declared, not
+    auto-created."""
     documents = []
     for spec in TOPICS:
         documents.append(
             "\n".join(
                 [
-                    f"# {spec.doc} Schema: schemas/{spec.schema}.avsc",
-                    "apiVersion: kafka.strimzi.io/v1beta2",
+                    f"# {spec.doc} Schema: platestream/schemas/{spec.schema}.avsc",
+                    "apiVersion: kafka.strimzi.io/v1",
                     "kind: KafkaTopic",
                     "metadata:",
                     f"  name: {spec.name.replace('_', '-')}",
+                    f"  namespace: {namespace}",
                     "  labels:",
                     f"    strimzi.io/cluster: {cluster}",
                     "spec:",

@@ -43,15 +43,19 @@ FREEZE_S = float(os.environ.get("PLATESTREAM_FAULT_FREEZE_S", "15"))
 DOWN_S = 3.0  # how long a killed broker stays down
 RECOVERY_LIMIT_S = 30.0
 # What every service under test gets: transactions time out well inside a freeze, a stall shows soon.
-FAULT_SETTINGS = {
-    "transaction_timeout_ms": 5000,
+# PLATESTREAM_FAULT_CLIENT_DEFAULTS=1 keeps the services' own timeouts (for the figures of a 60 s freeze).
+FAULT_SETTINGS: dict[str, Any] = {
     "session_timeout_ms": 6000,
-    "kafka_retry_backoff_max_ms": 1000,
-    "kafka_request_timeout_ms": 5000,  # a freeze of FREEZE_S times requests out, as a minute does by default
     "stall_not_ready_s": 3.0,
     "stall_not_alive_s": 600.0,
     "health_port": 0,
 }
+if os.environ.get("PLATESTREAM_FAULT_CLIENT_DEFAULTS") != "1":
+    FAULT_SETTINGS |= {
+        "transaction_timeout_ms": 5000,
+        "kafka_retry_backoff_max_ms": 1000,
+        "kafka_request_timeout_ms": 5000,  # a freeze of FREEZE_S times requests out, as a minute does by default
+    }
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +122,8 @@ def inflict(fault: str, broker: LocalBroker, service: Service, writer: Callable[
     report = os.environ.get("PLATESTREAM_FAULT_REPORT")
     if report:
         with open(report, "a") as out:
-            out.write(json.dumps(outcome.__dict__ | {"freeze_s": FREEZE_S, "down_s": DOWN_S}) + "\n")
+            figures = {"freeze_s": FREEZE_S, "down_s": DOWN_S, "settings": FAULT_SETTINGS}
+            out.write(json.dumps(outcome.__dict__ | figures) + "\n")
     print(f"\n{outcome}")
     assert recovery_s > 0, "the service did not commit again after the broker came back"
     assert recovery_s < RECOVERY_LIMIT_S

