@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +35,7 @@ from platestream.workers.engine import Engine
 from platestream.workers.service import Worker
 from tests.test_aggregator_service import aggregator_settings, expected_groups, send_results, traffic
 from tests.test_stores import DAY, group
-from tests.worker_tools import frame_record, plate_jpeg, send_frames, worker_settings
+from tests.worker_tools import SharedEngine, frame_record, plate_jpeg, send_frames, worker_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -165,17 +165,6 @@ def assert_recovered_in_place(thread: threading.Thread, outcome: Outcome) -> Non
     assert outcome.stalled_reason.startswith("no progress for"), "readiness never showed the stall"
 
 
-class _Slow(Engine):
-    """The session's engine, slowed so that a stream of frames lasts long enough to be hit."""
-
-    def __init__(self, engine: Engine, delay_s: float) -> None:
-        self._engine, self._delay_s = engine, delay_s
-
-    def recognize(self, images: Sequence[Any], options: Any = None) -> Any:
-        time.sleep(self._delay_s)
-        return self._engine.recognize(images, options) if options is not None else self._engine.recognize(images)
-
-
 @pytest.mark.parametrize("fault", ["freeze", "kill"])
 def test_the_worker_rides_out_a_broker_fault(
     fault: str, fault_broker: LocalBroker, fault_settings: Settings, engine: Engine
@@ -184,7 +173,9 @@ def test_the_worker_rides_out_a_broker_fault(
     images = {text: plate_jpeg(text) for text in texts}
     frames = [frame_record(camera, n, image=images[texts[n % 3]]) for n in range(24) for camera in ("31", "32")]
     send_frames(fault_settings, frames)
-    worker = Worker(worker_settings(fault_settings, batch_size=4, **FAULT_SETTINGS), engine=_Slow(engine, 0.4))
+    worker = Worker(
+        worker_settings(fault_settings, batch_size=4, **FAULT_SETTINGS), engine=SharedEngine(engine, delay_s=0.4)
+    )
     with running(worker) as thread:
         outcome = inflict(fault, fault_broker, worker, lambda: worker.writer, "worker")
         results = read_topic(fault_settings, "alpr_results", "alpr_results", count=len(frames), timeout_s=120)

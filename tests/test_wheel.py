@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -244,17 +245,18 @@ def _resolved(installed: Installed, extras: str) -> set[str]:
     return {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
 
 
-@pytest.mark.parametrize(("dockerfile", "runtime", "other"), [
-    ("Dockerfile", "onnxruntime", "onnxruntime-gpu"),
-    ("deploy/docker/gpu.Dockerfile", "onnxruntime-gpu", "onnxruntime"),
+@pytest.mark.parametrize(("dockerfile", "engine", "absent"), [
+    ("Dockerfile", "onnxruntime", {"onnxruntime-gpu"}),
+    ("deploy/docker/gpu.Dockerfile", "onnxruntime-gpu", {"onnxruntime"}),
+    ("deploy/docker/openalpr.Dockerfile", "openalpr", {"onnxruntime", "onnxruntime-gpu"}),
 ])  # fmt: skip
-def test_each_image_installs_one_onnx_runtime(installed: Installed, dockerfile: str, runtime: str, other: str) -> None:
+def test_each_image_installs_one_engine_runtime(installed: Installed, dockerfile: str, engine: str,
+                                                absent: set[str]) -> None:  # fmt: skip
     """The extras each image's build stage installs (read from its Dockerfile) resolve to exactly one
-    ONNX Runtime; the CPU image's install is replayed whole by the fixture, the GPU one resolved."""
-    lines = [line for line in (REPO / dockerfile).read_text().splitlines() if "platestream-install /src" in line]
-    assert len(lines) == 1, f"{dockerfile} must install through deploy/docker/install.sh once"
-    extras = lines[0].split()[-2]
-    packages = _resolved(installed, extras)
-    assert runtime in packages, sorted(packages)
-    assert other not in packages, sorted(packages)
+    engine runtime; the CPU image's install is replayed whole by the fixture, the others resolved."""
+    found = re.findall(r"platestream-install /src /opt/platestream (\S+)", (REPO / dockerfile).read_text())
+    assert len(found) == 1, f"{dockerfile} must install through deploy/docker/install.sh once"
+    packages = _resolved(installed, found[0])
+    assert engine in packages, sorted(packages)
+    assert absent & packages == set(), sorted(packages)
     assert "torch" not in packages

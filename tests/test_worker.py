@@ -191,24 +191,20 @@ def test_a_failed_commit_is_aborted_and_the_batch_consumed_again(
     from kafka.errors import KafkaTimeoutError
 
     import platestream.transactions
-    from platestream.kafka import make_producer as real_make_producer
+    from platestream.kafka import transact as real_transact
 
     failures = {"left": 1}
 
-    def flaky_producer(*args: Any, **kwargs: Any) -> Any:
-        producer = real_make_producer(*args, **kwargs)
-        commit = producer.commit_transaction
+    def flaky_transact(producer: Any, sends: Any, *args: Any, **kwargs: Any) -> None:
+        sends = list(sends)
+        if failures["left"] and any(send.topic.endswith("alpr_results") for send in sends):
+            failures["left"] -= 1  # a transaction with results fails as a broker timeout would
+            producer.begin_transaction()
+            producer.abort_transaction()
+            raise KafkaTimeoutError("the broker did not answer (test)")
+        real_transact(producer, sends, *args, **kwargs)
 
-        def commit_once_failing() -> None:
-            if failures["left"] and kwargs.get("transactional_id"):
-                failures["left"] -= 1
-                raise KafkaTimeoutError("the broker did not answer (test)")
-            commit()
-
-        producer.commit_transaction = commit_once_failing
-        return producer
-
-    monkeypatch.setattr(platestream.transactions, "make_producer", flaky_producer)
+    monkeypatch.setattr(platestream.transactions, "transact", flaky_transact)
     texts = ["AB12CDE", "XY98ZZT", "KL35PQR", "RK346AL", "GWT2180", "FR45ABC"]
     send_frames(kafka_settings, [frame_record("8", n, image=plate_jpeg(t)) for n, t in enumerate(texts)])
     with running_worker(worker_settings(kafka_settings, batch_size=2, heartbeat_interval_s=3600.0), engine) as worker:
@@ -218,3 +214,4 @@ def test_a_failed_commit_is_aborted_and_the_batch_consumed_again(
     assert failures["left"] == 0, "the failure was injected"
     assert sorted(r["frame_number"] for _, r in results) == list(range(len(texts)))
     assert worker.totals["frames"] == len(texts)
+    assert len(worker.writer.recoveries) == 1, "the failed transaction replaced the producer"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -61,7 +62,7 @@ def worker_settings(settings: Settings, **overrides: Any) -> WorkerSettings:
 
 @contextmanager
 def running_worker(settings: WorkerSettings, engine: Engine) -> Iterator[Worker]:
-    worker = Worker(settings, engine=_Unclosable(engine))
+    worker = Worker(settings, engine=SharedEngine(engine))
     thread = threading.Thread(target=worker.run, name="worker", daemon=True)
     thread.start()
     try:
@@ -72,11 +73,14 @@ def running_worker(settings: WorkerSettings, engine: Engine) -> Iterator[Worker]
         assert not thread.is_alive(), "the worker did not stop"
 
 
-class _Unclosable(Engine):
-    """Shares the session's engine with a worker without letting it close it."""
+class SharedEngine(Engine):
+    """Shares the session's engine with a worker without letting it close it; `delay_s` per batch
+    slows a stream of frames enough for a fault to land in its middle."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, delay_s: float = 0.0) -> None:
         self._engine = engine
+        self._delay_s = delay_s
 
     def recognize(self, images: Any, options: Any = None) -> Any:
+        time.sleep(self._delay_s)
         return self._engine.recognize(images, options) if options is not None else self._engine.recognize(images)
