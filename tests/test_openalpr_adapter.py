@@ -44,3 +44,29 @@ def test_native_openalpr_reads_a_rendered_plate() -> None:  # pragma: no cover -
     engine = make_engine("openalpr", country="eu")
     (result,) = engine.recognize([street_scene("AB12CDE", seed=1, plate_width=280)], Options(country="eu"))
     assert any(plate.plate == "AB12CDE" for plate in result.plates)
+
+
+def test_a_binding_that_does_not_match_the_library_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyPI's binding on the open-source library: a function it calls is missing (seen for real with
+    OpenALPR 2.3 built from source and `openalpr` 1.1)."""
+    import sys
+    import types
+
+    import platestream.workers.engine.openalpr as adapter
+
+    class MismatchedAlpr:
+        def __init__(self, *args: object) -> None:
+            raise AttributeError("libopenalpr.so.2: undefined symbol: openalpr_add_encoded_image_to_batch")
+
+    monkeypatch.setitem(sys.modules, "openalpr", types.SimpleNamespace(Alpr=MismatchedAlpr))
+    monkeypatch.setattr(adapter, "_check_native_library", lambda: None)
+    with pytest.raises(adapter.OpenAlprError, match=r"binding does not match the native library .*undefined symbol"):
+        adapter.OpenAlprEngine(country="us")
+
+
+def test_a_missing_native_library_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platestream.workers.engine.openalpr as adapter
+
+    monkeypatch.setattr(adapter, "NATIVE_LIBRARY", "libplatestream-no-such-library.so")
+    with pytest.raises(adapter.OpenAlprError, match="native OpenALPR library cannot be loaded"):
+        adapter._check_native_library()

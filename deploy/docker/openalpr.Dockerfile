@@ -37,7 +37,11 @@ COPY pyproject.toml MANIFEST.in README.md BENCHMARKS.md ./
 COPY platestream platestream
 COPY deploy/docker/install.sh /usr/local/bin/platestream-install
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN sh /usr/local/bin/platestream-install /src /opt/platestream s3,metrics,postgres,openalpr
+RUN sh /usr/local/bin/platestream-install /src /opt/platestream s3,metrics,postgres
+# The binding from OpenALPR's own tree: the `openalpr` on PyPI calls functions of the commercial
+# library that the open-source one lacks.
+COPY --from=openalpr /openalpr/src/bindings/python /tmp/openalpr-binding
+RUN /opt/platestream/bin/python -m pip install --no-deps /tmp/openalpr-binding
 
 FROM ${PYTHON_IMAGE}
 ARG VERSION=0.1.0

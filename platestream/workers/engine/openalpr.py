@@ -6,10 +6,12 @@ image that ships libopenalpr, e.g. the project's Docker image built with OpenALP
 
 from __future__ import annotations
 
+import ctypes
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from platestream.errors import MissingExtraError, PlatestreamError
+from platestream.errors import PlatestreamError
 from platestream.workers.engine.base import (
     Box,
     Candidate,
@@ -21,6 +23,8 @@ from platestream.workers.engine.base import (
     Point,
     per_image_options,
 )
+
+NATIVE_LIBRARY = "libopenalprpy.so"  # what the binding loads on Linux
 
 
 class OpenAlprError(PlatestreamError):
@@ -66,6 +70,20 @@ def image_result(response: Mapping[str, Any]) -> ImageResult:
     )
 
 
+def _check_native_library() -> None:
+    """Load the binding's native library before the binding does: when it is missing, the binding's
+    half-built object prints a traceback of its own at exit, after our error."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(NATIVE_LIBRARY)
+    except OSError as error:
+        raise OpenAlprError(
+            f"the native OpenALPR library cannot be loaded ({error}): install OpenALPR with its Python"
+            " binding's library, or run the OpenALPR image (deploy/docker/openalpr.Dockerfile)"
+        ) from None
+
+
 class OpenAlprEngine(Engine):
     name = "openalpr"
 
@@ -80,7 +98,11 @@ class OpenAlprEngine(Engine):
         try:
             from openalpr import Alpr
         except ImportError:
-            raise MissingExtraError("openalpr", "openalpr") from None
+            raise OpenAlprError(
+                "the OpenALPR Python binding is not installed: install the one in OpenALPR's source tree"
+                " (src/bindings/python) beside the open-source library, or `pip install 'platestream[openalpr]'`"
+                " for the commercial one; the OpenALPR image (deploy/docker/openalpr.Dockerfile) has it"
+            ) from None
         self._factory = Alpr
         self._config = config
         self._runtime_data = runtime_data
@@ -91,10 +113,16 @@ class OpenAlprEngine(Engine):
 
     def _load(self, country: str) -> Any:
         if country not in self._engines:
+            _check_native_library()
             try:
                 alpr = self._factory(country, self._config, self._runtime_data)
             except OSError as error:  # the binding raises this when libopenalpr is missing
                 raise OpenAlprError(f"the native OpenALPR library cannot be loaded: {error}") from None
+            except AttributeError as error:  # a function the binding calls is not in this library
+                raise OpenAlprError(
+                    f"the OpenALPR Python binding does not match the native library ({error}): the open-source"
+                    " library needs the binding from its own source tree, not the one on PyPI"
+                ) from None
             if not alpr.is_loaded():
                 raise OpenAlprError(
                     f"OpenALPR did not load for country {country!r} (config {self._config}, "
