@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from platestream.schemas import from_json, to_json_dict
-from platestream.workers.engine import Options
 from platestream.workers.engine.openalpr import image_result
 from platestream.workers.results import alpr_results
 from tests.factories import SHARED
@@ -33,19 +31,6 @@ def test_recorded_openalpr_output_maps_field_for_field(seed: Path) -> None:
         assert ours == kept
 
 
-NATIVE = importlib.util.find_spec("openalpr") is not None
-
-
-@pytest.mark.skipif(not NATIVE, reason="the openalpr binding and native library are not installed here")
-def test_native_openalpr_reads_a_rendered_plate() -> None:  # pragma: no cover - runs where installed
-    from platestream.workers.engine import make_engine
-    from platestream.workers.synthetic import street_scene
-
-    engine = make_engine("openalpr", country="eu")
-    (result,) = engine.recognize([street_scene("AB12CDE", seed=1, plate_width=280)], Options(country="eu"))
-    assert any(plate.plate == "AB12CDE" for plate in result.plates)
-
-
 def test_a_binding_that_does_not_match_the_library_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """PyPI's binding on the open-source library: a function it calls is missing (seen for real with
     OpenALPR 2.3 built from source and `openalpr` 1.1)."""
@@ -60,6 +45,7 @@ def test_a_binding_that_does_not_match_the_library_is_one_clear_error(monkeypatc
 
     monkeypatch.setitem(sys.modules, "openalpr", types.SimpleNamespace(Alpr=MismatchedAlpr))
     monkeypatch.setattr(adapter, "_check_native_library", lambda: None)
+    monkeypatch.setattr(adapter, "_check_paths", lambda config, runtime_data: None)
     with pytest.raises(adapter.OpenAlprError, match=r"binding does not match the native library .*undefined symbol"):
         adapter.OpenAlprEngine(country="us")
 

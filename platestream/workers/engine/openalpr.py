@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from platestream.errors import PlatestreamError
@@ -70,6 +71,21 @@ def image_result(response: Mapping[str, Any]) -> ImageResult:
     )
 
 
+def _check_paths(config: str, runtime_data: str) -> None:
+    """OpenALPR ignores a config file that does not exist and only warns about runtime data it cannot
+    read: say so once, clearly, before it is loaded."""
+    if not Path(config).is_file():
+        raise OpenAlprError(
+            f"OpenALPR config file {config!r} does not exist (PLATESTREAM_OPENALPR_CONFIG, --openalpr-config)"
+        )
+    missing = [name for name in ("region", "ocr", "config") if not (Path(runtime_data) / name).is_dir()]
+    if missing:
+        raise OpenAlprError(
+            f"OpenALPR runtime data folder {runtime_data!r} lacks {', '.join(missing)}"
+            " (PLATESTREAM_OPENALPR_RUNTIME_DATA, --openalpr-runtime-data): point it at OpenALPR's runtime_data"
+        )
+
+
 def _check_native_library() -> None:
     """Load the binding's native library before the binding does: when it is missing, the binding's
     half-built object prints a traceback of its own at exit, after our error."""
@@ -95,6 +111,7 @@ class OpenAlprEngine(Engine):
         runtime_data: str = "/usr/share/openalpr/runtime_data",
         state: str | None = None,
     ) -> None:
+        _check_paths(config, runtime_data)
         try:
             from openalpr import Alpr
         except ImportError:
