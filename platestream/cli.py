@@ -21,6 +21,7 @@ from platestream.schemas import SCHEMA_NAMES
 from platestream.settings import (
     CONFIG_ENV,
     AggregatorSettings,
+    ApiSettings,
     BackfillSettings,
     EngineSettings,
     ProducerSettings,
@@ -339,6 +340,18 @@ def aggregate(settings: AggregatorSettings) -> None:
     from platestream.aggregator.service import run_aggregator
 
     run_aggregator(settings)
+
+
+@main.command("serve")
+@settings_options(ApiSettings)
+def serve(settings: ApiSettings) -> None:
+    """Answer HTTP recognition requests as the OpenALPR web service (POST /alpr), the OpenALPR Cloud
+    API (POST /v1/recognize) and Plate Recognizer's Snapshot API / SDK (POST /v1/plate-reader/)."""
+    from platestream.api.app import serve as run
+    from platestream.api.guard import load_tokens
+
+    load_tokens(settings)  # no tokens and no explicit opt-out: one clear error before any engine loads
+    run(settings, lambda: _engine(settings))
 
 
 @main.command("store")

@@ -177,6 +177,35 @@ class WorkerSettings(EngineSettings, ServiceSettings):
     s3_timeout_s: float = Field(10.0, gt=0, description="Connect and read timeout of one S3 request.")
 
 
+class ApiSettings(EngineSettings):
+    """`platestream serve`: the HTTP recognition API (OpenALPR web service and Cloud, Plate Recognizer)."""
+
+    api_host: str = Field("0.0.0.0", description="Address the API listens on.")
+    api_port: int = Field(8080, ge=0, le=65535, description="Port of the API (and its /healthz, /readyz, /metrics).")
+    api_tokens: SecretStr | None = Field(
+        None, description="Comma-separated tokens / secret keys a request must carry (never printed)."
+    )
+    api_tokens_file: Path | None = Field(None, description="File of tokens, one per line (a mounted Secret).")
+    api_no_auth: bool = Field(False, description="Serve without tokens: only for a lab machine.")
+    api_engines: int = Field(1, ge=1, description="Engines recognising in parallel (one core each).")
+    api_queue_size: int = Field(32, ge=1, description="Requests waiting for an engine; beyond: 429 with Retry-After.")
+    api_max_batch: int = Field(8, ge=1, description="Images recognised together when requests arrive together.")
+    api_timeout_s: float = Field(30.0, gt=0, description="Longest a request waits for its result; then 504.")
+    api_rate_limit_per_minute: int = Field(
+        600, ge=0, description="Requests per token per minute (X-RateLimit-* headers); 0: no limit."
+    )
+    api_monthly_calls: int = Field(
+        0, ge=0, description="Calls (credits) per token per month; 0: no limit (usage counts from the start)."
+    )
+    api_image_url_hosts: str = Field(
+        "", description="Hosts `image_url` may fetch from, comma-separated; empty: image_url is refused."
+    )
+    api_image_url_private: bool = Field(
+        False, description="Let image_url reach loopback, private and link-local addresses."
+    )
+    api_image_url_timeout_s: float = Field(10.0, gt=0, description="Timeout of an image_url fetch.")
+
+
 class ProducerSettings(Settings):
     """Producers: where frames come from and what they ask of the workers."""
 

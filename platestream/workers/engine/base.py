@@ -61,6 +61,7 @@ class PlateRead:
     requested_topn: int
     vehicle_region: Box | None = None
     plate_crop_jpeg: bytes | None = None
+    detection_confidence: float | None = None  # 0-1, the detector's (Plate Recognizer's dscore)
 
 
 @dataclass(frozen=True)

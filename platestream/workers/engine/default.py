@@ -357,6 +357,7 @@ class DefaultEngine(Engine):
             requested_topn=options.topn,
             vehicle_region=_vehicle_region(detection, box_width, width, height),
             plate_crop_jpeg=encode_jpeg(crop) if options.plate_crop else None,
+            detection_confidence=round(detection.confidence, 4),
         )
 
 
