@@ -28,6 +28,7 @@ SETTINGS_OF: dict[str, type[settings_module.Settings]] = {
     "store": settings_module.StoreSettings,
     "topics": settings_module.Settings,
     "produce": settings_module.BackfillSettings,
+    "serve": settings_module.ApiSettings,
 }
 OUTSIDE_SETTINGS = {"PLATESTREAM_CONFIG", "PLATESTREAM_MODEL_DIR", "PLATESTREAM_JAR_CACHE"}
 CRDS = {
@@ -114,10 +115,11 @@ def test_every_workload_is_pinned_probed_bounded_and_non_root(overlay: str) -> N
             for bound in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(container["resources"][bound]), f"{name}: {bound}"
             env = {item["name"]: item for item in container.get("env", [])}
-            assert env["PLATESTREAM_TRANSACTIONAL_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+            if container["command"][1] != "serve":  # the Kafka services: one transactional id per pod
+                assert env["PLATESTREAM_TRANSACTIONAL_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
         labels = workload["spec"]["selector"]["matchLabels"]
         assert any(b["spec"]["selector"]["matchLabels"] == labels for b in budgets), f"{name} has no PDB"
-    assert len(workloads) == 3
+    assert len(workloads) == 4
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -179,7 +181,7 @@ def test_no_secret_is_committed_and_every_one_used_is_documented() -> None:
             for item in container.get("env", [])
             if "secretKeyRef" in item.get("valueFrom", {})
         }
-        assert used == {"platestream-postgres", "platestream-s3"}
+        assert used == {"platestream-postgres", "platestream-s3", "platestream-api"}
         for name in used:
             assert f"create secret generic {name}" in readme, f"the README does not say how to create {name}"
 

@@ -140,7 +140,7 @@ def test_installed_command_line_runs_from_site_packages(installed: Installed) ->
     assert version.stdout.strip() == f"platestream, version {VERSION}"
     helped = installed.run("--help")
     assert helped.returncode == 0
-    for command in ("recognize", "worker", "aggregate", "store", "search", "models", "demo"):
+    for command in ("recognize", "worker", "aggregate", "store", "search", "models", "demo", "serve"):
         assert command in helped.stdout
     fetched = installed.run("models", "fetch")
     assert fetched.returncode == 0, fetched.stderr
