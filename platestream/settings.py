@@ -180,6 +180,11 @@ class WorkerSettings(EngineSettings, ServiceSettings):
 class ApiSettings(EngineSettings):
     """`platestream serve`: the HTTP recognition API (OpenALPR web service and Cloud, Plate Recognizer)."""
 
+    api_mode: Literal["local", "pipeline"] = Field(
+        "local",
+        description="local: engines in the server; pipeline: requests go to the workers as frames, replies"
+        " come back from alpr_replies.",
+    )
     api_host: str = Field("0.0.0.0", description="Address the API listens on.")
     api_port: int = Field(8080, ge=0, le=65535, description="Port of the API (and its /healthz, /readyz, /metrics).")
     api_tokens: SecretStr | None = Field(

@@ -22,7 +22,7 @@ from platestream.api.app import build_app
 from platestream.api.dialects import RequestError
 from platestream.api.guard import MonthlyUsage, RateLimiter, check_image_url
 from platestream.broker import free_port
-from platestream.settings import ApiSettings
+from platestream.settings import ApiSettings, Settings
 from platestream.workers.engine import Engine
 from tests.worker_tools import SharedEngine, plate_jpeg
 
@@ -362,3 +362,37 @@ def test_no_token_or_key_reaches_the_logs(engine: Engine, car: Path, capsys: pyt
     assert "api_request" in out + err, "the access log line is there"
     assert SECRET not in out + err
     assert TOKEN not in out + err
+
+
+# Through the pipeline -------------------------------------------------------------------------------
+
+
+@pytest.mark.kafka
+def test_pipeline_mode_answers_from_the_workers_and_times_out_once(
+    kafka_settings: Settings, engine: Engine, car: Path
+) -> None:
+    """Requests become frames; a running worker's replies answer them; with no worker, 504, and the
+    frame was sent once (a worker that comes later recognises it once, into alpr_results)."""
+    from platestream.kafka import read_topic
+    from tests.worker_tools import running_worker, worker_settings
+
+    settings = api_settings(api_mode="pipeline", api_timeout_s=3.0, **kafka_settings.model_dump())
+    headers = {"Authorization": f"Token {TOKEN}"}
+    with running_api(settings, lambda: SharedEngine(engine)) as url:
+        with car.open("rb") as image:
+            late = requests.post(url + "/alpr", files={"image": image}, headers=headers)
+        assert late.status_code == 504
+        with running_worker(worker_settings(kafka_settings), engine):
+            with car.open("rb") as image:
+                answer = requests.post(url + "/alpr", files={"image": image}, headers=headers)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["results"][0]["plate"] == "AB12CDE"
+            with car.open("rb") as image:
+                snapshot = requests.post(url + "/v1/plate-reader/", files={"upload": image},
+                                         data={"camera_id": "gate-7", "regions": "gb"}, headers=headers)  # fmt: skip
+            assert snapshot.status_code == 200, snapshot.text
+            assert snapshot.json()["results"][0]["plate"] == "ab12cde"
+            results = read_topic(kafka_settings, "alpr_results", "alpr_results", count=3, timeout_s=60)
+    frames = read_topic(kafka_settings, "frames", "frame", timeout_s=10)
+    assert len(frames) == 3, "each request went to the workers once, the one that timed out too"
+    assert sorted(str(r["camera_id"]) for _, r in results) == ["api", "api", "gate-7"]

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from kafka.errors import KafkaError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
@@ -22,6 +23,7 @@ from platestream import __version__
 from platestream.api import dialects
 from platestream.api.dialects import RequestError
 from platestream.api.guard import MonthlyUsage, RateLimiter, fetch_image_url, load_tokens
+from platestream.api.pipeline import PipelineClient
 from platestream.api.pool import EnginePool, PoolBusyError
 from platestream.log import get_logger
 from platestream.schemas import to_json_dict
@@ -71,6 +73,7 @@ class Api:
         self.usage = MonthlyUsage(settings.api_monthly_calls)
         self.make_engine = make_engine
         self.pool: EnginePool | None = None
+        self.pipeline: PipelineClient | None = None
         self.metrics = _metrics()
 
     # authentication and limits --------------------------------------------------------------
@@ -87,6 +90,23 @@ class Api:
 
     # recognition ------------------------------------------------------------------------------
 
+    async def _through_pipeline(
+        self, pipeline: PipelineClient, encoded: bytes, options: list[Options], camera_id: str | None
+    ) -> list[ImageResult]:
+        sent = [pipeline.submit(encoded, one, camera_id) for one in options]
+        try:
+            return list(await asyncio.wait_for(
+                asyncio.gather(*(asyncio.wrap_future(future) for _, future in sent)),
+                timeout=self.settings.api_timeout_s,
+            ))  # fmt: skip
+        except TimeoutError:
+            raise RequestError(504, f"no reply from the workers within {self.settings.api_timeout_s:.0f} s") from None
+        except KafkaError as error:
+            raise RequestError(503, f"Kafka did not take the request: {error}") from None
+        finally:
+            for request_id, _ in sent:
+                pipeline.forget(request_id)
+
     async def image_of(self, data: bytes, field: str) -> Image:
         s = self.settings
         try:
@@ -98,7 +118,11 @@ class Api:
         except ImageError as error:
             raise RequestError(400, str(error)) from None
 
-    async def recognize(self, images: list[Image], options: list[Options]) -> list[ImageResult]:
+    async def recognize(
+        self, images: list[Image], options: list[Options], encoded: bytes, camera_id: str | None = None
+    ) -> list[ImageResult]:
+        if self.pipeline is not None:
+            return await self._through_pipeline(self.pipeline, encoded, options, camera_id)
         assert self.pool is not None, "the engines start with the server"
         try:
             future = self.pool.submit(images, options)
@@ -175,7 +199,7 @@ async def web_service(api: Api, request: Request) -> Response:
     if country not in dialects.COUNTRIES:
         raise RequestError(400, f"country {country!r} is not supported: use {', '.join(dialects.COUNTRIES)}")
     options = Options(country=country, state=query.get("state") or api.settings.state, topn=topn)
-    (result,) = await api.recognize([image], [options])
+    (result,) = await api.recognize([image], [options], data)
     record = alpr_results(result, epoch_ms=int(time.time() * 1000))
     return JSONResponse(to_json_dict(record))
 
@@ -209,7 +233,7 @@ async def cloud(api: Api, request: Request) -> Response:
     if not api.usage.charge(caller, len(asked.tasks)):
         return JSONResponse({"error": "Monthly usage limit exceeded"}, status_code=402, headers=headers)
     options = dialects.cloud_options(asked)
-    results = await api.recognize([image] * len(options), options)
+    results = await api.recognize([image] * len(options), options, data)
     body = dialects.cloud_response(
         asked, results, processing_ms=(time.perf_counter() - started) * 1000, epoch_ms=int(time.time() * 1000),
         credits_used=api.usage.used(caller), credits_total=api.usage.limit, image=data if asked.return_image else None,
@@ -238,7 +262,8 @@ async def snapshot(api: Api, request: Request) -> Response:
     image = await api.image_of(data, "upload")
     if not api.usage.charge(caller, 1):
         raise RequestError(402, "Monthly usage limit exceeded")
-    (result,) = await api.recognize([image], [dialects.snapshot_options(asked, api.settings.country)])
+    options = dialects.snapshot_options(asked, api.settings.country)
+    (result,) = await api.recognize([image], [options], data, asked.camera_id)
     body = dialects.snapshot_response(
         result, asked, processing_ms=(time.perf_counter() - started) * 1000, filename=filename,
         calls=api.usage.used(caller), max_calls=api.usage.limit,
@@ -264,7 +289,7 @@ async def healthz(api: Api, request: Request) -> Response:
 
 
 async def readyz(api: Api, request: Request) -> Response:
-    ready = api.pool is not None
+    ready = api.pool is not None or api.pipeline is not None
     return JSONResponse({"ok": ready, "status": "ok" if ready else "starting"}, status_code=200 if ready else 503)
 
 
@@ -322,16 +347,24 @@ def build_app(settings: ApiSettings, make_engine: Callable[[], Engine]) -> ASGIA
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        api.pool = await run_in_threadpool(
-            EnginePool, make_engine, engines=settings.api_engines, queue_size=settings.api_queue_size,
-            max_batch=settings.api_max_batch,
-        )  # fmt: skip
-        log.info("api_started", port=settings.api_port, engines=settings.api_engines, auth=api.tokens is not None)
+        if settings.api_mode == "pipeline":
+            api.pipeline = await run_in_threadpool(PipelineClient, settings)
+        else:
+            api.pool = await run_in_threadpool(
+                EnginePool, make_engine, engines=settings.api_engines, queue_size=settings.api_queue_size,
+                max_batch=settings.api_max_batch,
+            )  # fmt: skip
+        log.info("api_started", port=settings.api_port, mode=settings.api_mode, engines=settings.api_engines,
+                 auth=api.tokens is not None)  # fmt: skip
         try:
             yield
         finally:
             pool, api.pool = api.pool, None
-            await run_in_threadpool(pool.close)
+            pipeline, api.pipeline = api.pipeline, None
+            if pool is not None:
+                await run_in_threadpool(pool.close)
+            if pipeline is not None:
+                await run_in_threadpool(pipeline.close)
 
     def route(path: str, dialect: str, body: Callable[[Api, Request], Awaitable[Response]],
               methods: list[str]) -> Route:  # fmt: skip
