@@ -496,6 +496,39 @@ def bench_worker(settings: Settings, frames: int, processes: str) -> None:
         )
 
 
+@bench.command("api")
+@click.option("--concurrency", default="1,4,16", show_default=True, help="Requests in flight, in turn.")
+@click.option("--requests", "count", default=48, show_default=True, help="Requests per concurrency.")
+@settings_options(ApiSettings)
+def bench_api(settings: ApiSettings, concurrency: str, count: int) -> None:
+    """Requests/s, p50 / p99 latency and the server's cost beyond the engine, of `platestream serve`
+    on 720p street scenes: engines in the server (--api-mode local) or through a worker on Kafka
+    (--api-mode pipeline, local broker unless configured)."""
+    from contextlib import ExitStack
+
+    from platestream.api.bench import local_server, measure, pipeline_backend
+    from platestream.workers.engine.images import encode_jpeg
+    from platestream.workers.synthetic import street_scene
+
+    images = [encode_jpeg(street_scene(p, seed=n, plate_width=240), quality=90)
+              for n, p in enumerate(("AB12CDE", "KL35PQR", "XY98ZZT", "GH47JKL"))]  # fmt: skip
+    settings = settings.model_copy(update={"api_no_auth": True, "api_rate_limit_per_minute": 0,
+                                           "api_queue_size": max(settings.api_queue_size, 64)})  # fmt: skip
+    with ExitStack() as stack:
+        if settings.api_mode == "pipeline":
+            settings = stack.enter_context(pipeline_backend(settings))
+        url = stack.enter_context(local_server(settings, lambda: _engine(settings)))
+        click.echo(f"mode={settings.api_mode} engines={settings.api_engines} requests={count} (720p JPEG, POST /alpr)")
+        click.echo("concurrency  req/s   p50 ms   p99 ms   engine ms  beyond the engine")
+        for level in (int(c) for c in concurrency.split(",")):
+            run = measure(url, images, level, count)
+            # Per request, at this throughput: the wall time each engine spent, less its own time.
+            spent = run.seconds * settings.api_engines / run.requests * 1000
+            beyond = max(0.0, min(spent, run.p50_ms) - run.engine_ms) / run.engine_ms
+            click.echo(f"{level:<11}  {run.per_second:5.1f}  {run.p50_ms:7.1f}  {run.p99_ms:7.1f}"
+                       f"  {run.engine_ms:9.1f}  {beyond:6.1%}")  # fmt: skip
+
+
 @bench.command("producers")
 @click.option("--frames", default=250, show_default=True, help="Frames of the 1080p file.")
 @click.option("--objects", default=5000, show_default=True, help="Objects in the backfilled bucket.")
