@@ -185,6 +185,11 @@ class ApiSettings(EngineSettings):
         description="local: engines in the server; pipeline: requests go to the workers as frames, replies"
         " come back from alpr_replies.",
     )
+    api_camera_results: bool = Field(
+        False,
+        description="local mode: a request naming a camera (Plate Recognizer's camera_id) also goes to"
+        " alpr_results, so the aggregator makes vehicle passes of it (needs Kafka).",
+    )
     api_host: str = Field("0.0.0.0", description="Address the API listens on.")
     api_port: int = Field(8080, ge=0, le=65535, description="Port of the API (and its /healthz, /readyz, /metrics).")
     api_tokens: SecretStr | None = Field(

@@ -396,3 +396,28 @@ def test_pipeline_mode_answers_from_the_workers_and_times_out_once(
     frames = read_topic(kafka_settings, "frames", "frame", timeout_s=10)
     assert len(frames) == 3, "each request went to the workers once, the one that timed out too"
     assert sorted(str(r["camera_id"]) for _, r in results) == ["api", "api", "gate-7"]
+
+
+@pytest.mark.kafka
+def test_local_mode_keeps_a_named_camera_s_requests_as_results_for_the_aggregator(
+    kafka_settings: Settings, engine: Engine, car: Path
+) -> None:
+    from platestream.kafka import read_topic
+
+    settings = api_settings(api_camera_results=True, **kafka_settings.model_dump())
+    headers = {"Authorization": f"Token {TOKEN}"}
+    with running_api(settings, lambda: SharedEngine(engine)) as url:
+        for n in range(2):
+            with car.open("rb") as image:
+                form = {"camera_id": "gate-9", "timestamp": f"2026-01-01T00:00:0{n}Z"}
+                answer = requests.post(url + "/v1/plate-reader/", files={"upload": image}, headers=headers, data=form)
+            assert answer.status_code == 200, answer.text
+        with car.open("rb") as image:  # no camera: nothing kept
+            requests.post(url + "/v1/plate-reader/", files={"upload": image}, headers=headers)
+    results = read_topic(kafka_settings, "alpr_results", "alpr_results", timeout_s=20)
+    assert [(key, r["camera_id"], r["frame_number"], r["epoch_time"]) for key, r in results] == [
+        (b"gate-9", "gate-9", 0, 1_767_225_600_000),
+        (b"gate-9", "gate-9", 1, 1_767_225_601_000),
+    ]
+    assert results[0][1]["results"][0]["plate"] == "AB12CDE"
+    assert results[0][1]["agent_type"] == "platestream-api"

@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from kafka.errors import KafkaError
@@ -23,7 +24,7 @@ from platestream import __version__
 from platestream.api import dialects
 from platestream.api.dialects import RequestError
 from platestream.api.guard import MonthlyUsage, RateLimiter, fetch_image_url, load_tokens
-from platestream.api.pipeline import PipelineClient
+from platestream.api.pipeline import CameraResults, PipelineClient
 from platestream.api.pool import EnginePool, PoolBusyError
 from platestream.log import get_logger
 from platestream.schemas import to_json_dict
@@ -74,6 +75,7 @@ class Api:
         self.make_engine = make_engine
         self.pool: EnginePool | None = None
         self.pipeline: PipelineClient | None = None
+        self.cameras: CameraResults | None = None
         self.metrics = _metrics()
 
     # authentication and limits --------------------------------------------------------------
@@ -264,6 +266,10 @@ async def snapshot(api: Api, request: Request) -> Response:
         raise RequestError(402, "Monthly usage limit exceeded")
     options = dialects.snapshot_options(asked, api.settings.country)
     (result,) = await api.recognize([image], [options], data, asked.camera_id)
+    if api.cameras is not None and asked.camera_id:
+        moment = datetime.fromisoformat(asked.timestamp.replace("Z", "+00:00"))
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        api.cameras.publish(result, asked.camera_id, int(moment.timestamp() * 1000))
     body = dialects.snapshot_response(
         result, asked, processing_ms=(time.perf_counter() - started) * 1000, filename=filename,
         calls=api.usage.used(caller), max_calls=api.usage.limit,
@@ -350,6 +356,8 @@ def build_app(settings: ApiSettings, make_engine: Callable[[], Engine]) -> ASGIA
         if settings.api_mode == "pipeline":
             api.pipeline = await run_in_threadpool(PipelineClient, settings)
         else:
+            if settings.api_camera_results:
+                api.cameras = await run_in_threadpool(CameraResults, settings)
             api.pool = await run_in_threadpool(
                 EnginePool, make_engine, engines=settings.api_engines, queue_size=settings.api_queue_size,
                 max_batch=settings.api_max_batch,
@@ -365,6 +373,9 @@ def build_app(settings: ApiSettings, make_engine: Callable[[], Engine]) -> ASGIA
                 await run_in_threadpool(pool.close)
             if pipeline is not None:
                 await run_in_threadpool(pipeline.close)
+            cameras, api.cameras = api.cameras, None
+            if cameras is not None:
+                await run_in_threadpool(cameras.close)
 
     def route(path: str, dialect: str, body: Callable[[Api, Request], Awaitable[Response]],
               methods: list[str]) -> Route:  # fmt: skip

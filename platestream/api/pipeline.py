@@ -100,3 +100,32 @@ class PipelineClient:
                     except Exception as error:  # a reply we cannot read fails its request, not the listener
                         log.error("api_reply_unreadable", error=str(error))
                         future.set_exception(error)
+
+
+class CameraResults:
+    """Local mode: the result of a request that names a camera, produced to `alpr_results` in the
+    agent form (keyed by camera), as a worker would, so that the aggregator groups it."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        import socket
+
+        from platestream import __version__
+
+        self._producer = make_producer(settings)
+        self._encode = codec(settings, "alpr_results").encode
+        self._topic = settings.topic_name("alpr_results")
+        self._agent = {"agent_uid": socket.gethostname(), "agent_version": __version__, "agent_type": "platestream-api"}
+        self._numbers: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def publish(self, result: ImageResult, camera_id: str, epoch_ms: int) -> None:
+        from platestream.workers.results import alpr_results
+
+        with self._lock:
+            number = self._numbers[camera_id] = self._numbers.get(camera_id, -1) + 1
+        record = alpr_results(result, epoch_ms=epoch_ms, camera_id=camera_id, frame_number=number, **self._agent)
+        sent = self._producer.send(self._topic, self._encode(record), key=camera_id.encode())
+        sent.add_errback(lambda error: log.error("api_camera_result_lost", camera_id=camera_id, error=str(error)))
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)  # what is still buffered goes out first
