@@ -506,7 +506,8 @@ def bench_api(settings: ApiSettings, concurrency: str, count: int) -> None:
     (--api-mode pipeline, local broker unless configured)."""
     from contextlib import ExitStack
 
-    from platestream.api.bench import local_server, measure, pipeline_backend
+    from platestream.api.app import running_server
+    from platestream.api.bench import measure, pipeline_backend
     from platestream.workers.engine.images import encode_jpeg
     from platestream.workers.synthetic import street_scene
 
@@ -517,7 +518,7 @@ def bench_api(settings: ApiSettings, concurrency: str, count: int) -> None:
     with ExitStack() as stack:
         if settings.api_mode == "pipeline":
             settings = stack.enter_context(pipeline_backend(settings))
-        url = stack.enter_context(local_server(settings, lambda: _engine(settings)))
+        url = stack.enter_context(running_server(settings, lambda: _engine(settings)))
         click.echo(f"mode={settings.api_mode} engines={settings.api_engines} requests={count} (720p JPEG, POST /alpr)")
         click.echo("concurrency  req/s   p50 ms   p99 ms   engine ms  beyond the engine")
         for level in (int(c) for c in concurrency.split(",")):

@@ -9,7 +9,6 @@ prints the per-frame reads, the vehicle passes and a fuzzy search.
 from __future__ import annotations
 
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -21,6 +20,7 @@ import click
 from platestream.broker import LocalBroker
 from platestream.kafka import create_topics, read_topic
 from platestream.log import get_logger
+from platestream.service import in_thread
 from platestream.settings import AggregatorSettings, Settings, StoreSettings, WorkerSettings
 
 log = get_logger(__name__)
@@ -51,7 +51,7 @@ def run_demo(settings: Settings, *, keep_broker: bool) -> None:
                                         health_port=0, idle_flush_ms=1500, country="eu")  # fmt: skip
         store = StoreSettings(**base, group_id=prefix + "store", transactional_id=prefix + "s0", health_port=0,
                               sqlite_path=settings.state_dir / "platestream.db")  # fmt: skip
-        with _running(_worker(worker)), _running(_aggregator(aggregator)):
+        with in_thread(_worker(worker), name="worker"), in_thread(_aggregator(aggregator), name="aggregator"):
             results = read_topic(settings, "alpr_results", "alpr_results", count=len(images), timeout_s=180)
             groups = read_topic(settings, "alpr_group", "alpr_group", count=len(_vehicles()), timeout_s=60)
         _store(store)
@@ -103,21 +103,6 @@ def _aggregator(settings: AggregatorSettings) -> Any:
     from platestream.aggregator.service import Aggregator
 
     return Aggregator(settings)
-
-
-class _running:  # noqa: N801 - used as a context manager
-    """Runs a service's `run` in a thread; stops and joins it on exit."""
-
-    def __init__(self, service: Any) -> None:
-        self.service = service
-        self.thread = threading.Thread(target=service.run, daemon=True)
-
-    def __enter__(self) -> None:
-        self.thread.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.service.stop()
-        self.thread.join(timeout=60)
 
 
 def _store(settings: StoreSettings) -> None:

@@ -4,6 +4,7 @@ health endpoint."""
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -104,6 +105,19 @@ class Runnable(Protocol):
     def run(self) -> None: ...
 
     def stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None: ...
+
+
+@contextmanager
+def in_thread(service: Runnable, *, name: str = "service", join_s: float = 60.0) -> Iterator[threading.Thread]:
+    """`service.run` in a thread for the duration of the block, stopped and joined after it (the
+    demo, the benchmarks and the tests run services beside each other this way)."""
+    thread = threading.Thread(target=service.run, name=name, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        service.stop()
+        thread.join(timeout=join_s)
 
 
 def run_until_signalled(service: Runnable) -> None:

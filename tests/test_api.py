@@ -7,21 +7,18 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from platestream.api.app import build_app
+from platestream.api.app import running_server as running_api
 from platestream.api.dialects import RequestError
 from platestream.api.guard import MonthlyUsage, RateLimiter, check_image_url
-from platestream.broker import free_port
 from platestream.settings import ApiSettings, Settings
 from platestream.workers.engine import Engine
 from tests.worker_tools import SharedEngine, plate_jpeg
@@ -33,28 +30,6 @@ SECRET = "cloud-secret-1"
 def api_settings(**overrides: Any) -> ApiSettings:
     values: dict[str, Any] = {"api_tokens": f"{TOKEN},{SECRET}", "country": "eu", "api_rate_limit_per_minute": 1000}
     return ApiSettings.model_validate(values | overrides)
-
-
-@contextmanager
-def running_api(settings: ApiSettings, make_engine: Callable[[], Engine]) -> Iterator[str]:
-    """A real uvicorn server on a free loopback port, in a thread."""
-    import uvicorn
-
-    port = free_port()
-    config = uvicorn.Config(build_app(settings, make_engine), host="127.0.0.1", port=port, access_log=False,
-                            log_level="warning", lifespan="on")  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from platestream.aggregator.service import Aggregator
 from platestream.aggregator.store_service import StoreWriter
 from platestream.broker import LocalBroker
 from platestream.kafka import create_topics, read_topic
-from platestream.service import Service
+from platestream.service import Service, in_thread
 from platestream.settings import Settings, StoreSettings
 from platestream.transactions import TransactionalWriter
 from platestream.workers.engine import Engine
@@ -148,15 +147,8 @@ class _ProbeWatcher(threading.Thread):
         self.join()
 
 
-@contextmanager
-def running(service: Any) -> Iterator[threading.Thread]:
-    thread = threading.Thread(target=service.run, name=service.kind, daemon=True)
-    thread.start()
-    try:
-        yield thread
-    finally:
-        service.stop()
-        thread.join(timeout=60)
+def running(service: Any) -> Any:
+    return in_thread(service, name=service.kind)
 
 
 def assert_recovered_in_place(thread: threading.Thread, outcome: Outcome) -> None:

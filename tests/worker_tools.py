@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from platestream.kafka import codec, make_producer
+from platestream.service import in_thread
 from platestream.settings import Settings, WorkerSettings
 from platestream.workers.engine import Engine
 from platestream.workers.engine.images import encode_jpeg
@@ -63,14 +63,9 @@ def worker_settings(settings: Settings, **overrides: Any) -> WorkerSettings:
 @contextmanager
 def running_worker(settings: WorkerSettings, engine: Engine) -> Iterator[Worker]:
     worker = Worker(settings, engine=SharedEngine(engine))
-    thread = threading.Thread(target=worker.run, name="worker", daemon=True)
-    thread.start()
-    try:
+    with in_thread(worker, name="worker") as thread:
         yield worker
-    finally:
-        worker.stop()
-        thread.join(timeout=60)
-        assert not thread.is_alive(), "the worker did not stop"
+    assert not thread.is_alive(), "the worker did not stop"
 
 
 class SharedEngine(Engine):

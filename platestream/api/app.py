@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -404,3 +404,30 @@ def serve(settings: ApiSettings, make_engine: Callable[[], Engine]) -> None:
     app = build_app(settings, make_engine)
     # uvicorn's own access log would print query strings, where the Cloud API's secret_key travels.
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, access_log=False, log_level="warning")
+
+
+@contextmanager
+def running_server(settings: ApiSettings, make_engine: Callable[[], Engine], *, start_s: float = 60.0) -> Iterator[str]:
+    """The API on a free loopback port in a thread, for the block (benchmarks and tests); its URL."""
+    import threading
+
+    import uvicorn
+
+    from platestream.broker import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(build_app(settings, make_engine), host="127.0.0.1", port=port,
+                                           access_log=False, log_level="warning", lifespan="on"))  # fmt: skip
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the API did not start on 127.0.0.1:{port}")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -6,14 +6,12 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from platestream.api.app import build_app
 from platestream.settings import ApiSettings
-from platestream.workers.engine.base import Engine
 
 
 @dataclass(frozen=True)
@@ -28,26 +26,6 @@ class Run:
     @property
     def per_second(self) -> float:
         return self.requests / self.seconds
-
-
-@contextmanager
-def local_server(settings: ApiSettings, make_engine: Callable[[], Engine]) -> Iterator[str]:
-    import uvicorn
-
-    from platestream.broker import free_port
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(build_app(settings, make_engine), host="127.0.0.1", port=port,
-                                           access_log=False, log_level="warning"))  # fmt: skip
-    thread = threading.Thread(target=server.run, name="api", daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def measure(url: str, images: list[bytes], concurrency: int, count: int) -> Run:
@@ -82,6 +60,7 @@ def pipeline_backend(settings: ApiSettings) -> Iterator[ApiSettings]:
 
     from platestream.broker import LocalBroker
     from platestream.kafka import create_topics
+    from platestream.service import in_thread
     from platestream.settings import WorkerSettings
     from platestream.workers.service import Worker
 
@@ -95,12 +74,9 @@ def pipeline_backend(settings: ApiSettings) -> Iterator[ApiSettings]:
     base = settings.model_dump(include=set(WorkerSettings.model_fields) & set(ApiSettings.model_fields))
     worker = Worker(WorkerSettings(**base | {"group_id": prefix + "w", "transactional_id": prefix + "w0",
                                              "health_port": 0, "batch_wait_ms": 5}))  # fmt: skip
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
     try:
-        yield settings
+        with in_thread(worker, name="worker"):
+            yield settings
     finally:
-        worker.stop()
-        thread.join(timeout=60)
         if broker is not None:
             broker.stop()
