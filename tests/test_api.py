@@ -19,6 +19,7 @@ import requests
 from platestream.api.app import running_server as running_api
 from platestream.api.dialects import RequestError
 from platestream.api.guard import MonthlyUsage, RateLimiter, check_image_url
+from platestream.broker import free_port
 from platestream.settings import ApiSettings, Settings
 from platestream.workers.engine import Engine
 from tests.worker_tools import SharedEngine, plate_jpeg
@@ -328,15 +329,45 @@ def test_serving_without_tokens_needs_an_explicit_opt_out() -> None:
     assert load_tokens(ApiSettings.model_validate({"api_no_auth": True})) is None
 
 
-def test_no_token_or_key_reaches_the_logs(engine: Engine, car: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with running_api(api_settings(), lambda: SharedEngine(engine)) as url, car.open("rb") as image:
-        requests.post(url + "/v1/recognize", params={"secret_key": SECRET, "tasks": "plate", "country": "eu"},
-                      files={"image": image})  # fmt: skip
-        requests.post(url + "/alpr", files={"image": image}, headers={"Authorization": f"Token {TOKEN}"})
-    out, err = capsys.readouterr()
-    assert "api_request" in out + err, "the access log line is there"
-    assert SECRET not in out + err
-    assert TOKEN not in out + err
+def test_no_token_or_key_reaches_the_logs(car: Path, tmp_path: Path) -> None:
+    """`platestream serve` as an operator runs it: its whole output has an access line per request and
+    neither the token nor the secret key that came in the header and the query string."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = os.environ | {"PLATESTREAM_API_TOKENS": f"{TOKEN},{SECRET}", "PLATESTREAM_API_PORT": str(port),
+                        "PLATESTREAM_API_HOST": "127.0.0.1", "PLATESTREAM_COUNTRY": "eu",
+                        "PLATESTREAM_LOG_FORMAT": "json"}  # fmt: skip
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen([sys.executable, "-m", "platestream", "serve"], env=env, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the server did not become ready"
+            try:
+                if requests.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.3)
+        with car.open("rb") as image:
+            query = {"secret_key": SECRET, "tasks": "plate", "country": "eu"}
+            cloud = requests.post(url + "/v1/recognize", params=query, files={"image": image})
+        with car.open("rb") as image:
+            web = requests.post(url + "/alpr", files={"image": image}, headers={"Authorization": f"Token {TOKEN}"})
+        assert (cloud.status_code, web.status_code) == (200, 200)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0, log.read_text()
+    output = log.read_text()
+    assert output.count('"api_request"') == 2, output
+    assert SECRET not in output
+    assert TOKEN not in output
 
 
 # Through the pipeline -------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from platestream.workers.results import alpr_results
 
 log = get_logger(__name__)
 
-OPENALPR, CLOUD, SNAPSHOT = "openalpr", "openalpr_cloud", "platerecognizer"
+OPENALPR, CLOUD, SNAPSHOT, OPS = "openalpr", "openalpr_cloud", "platerecognizer", "ops"
 
 
 class _Metrics:
@@ -174,9 +174,10 @@ def _handler(api: Api, dialect: str, body: Callable[[Api, Request], Awaitable[Re
             headers = {"Retry-After": "1"} if error.status == 429 else {}
             response = JSONResponse({key: error.message}, status_code=error.status, headers=headers)
         elapsed = time.perf_counter() - started
-        log.info("api_request", dialect=dialect, method=request.method, path=request.url.path,
-                 status=response.status_code, ms=round(elapsed * 1000, 1),
-                 client=request.client.host if request.client else None)  # fmt: skip
+        access = log.debug if dialect == OPS else log.info  # probes every few seconds are not traffic
+        access("api_request", dialect=dialect, method=request.method, path=request.url.path,
+               status=response.status_code, ms=round(elapsed * 1000, 1),
+               client=request.client.host if request.client else None)  # fmt: skip
         if api.metrics.requests is not None and api.metrics.latency is not None:
             api.metrics.requests.labels(dialect=dialect, status=str(response.status_code)).inc()
             api.metrics.latency.labels(dialect=dialect).observe(elapsed)
@@ -388,9 +389,9 @@ def build_app(settings: ApiSettings, make_engine: Callable[[], Engine]) -> ASGIA
         route("/v1/plate-reader/", SNAPSHOT, snapshot, ["POST"]),
         route("/info/", SNAPSHOT, info, ["GET"]),
         route("/v1/statistics/", SNAPSHOT, statistics, ["GET"]),
-        route("/healthz", "ops", healthz, ["GET"]),
-        route("/readyz", "ops", readyz, ["GET"]),
-        route("/metrics", "ops", metrics, ["GET"]),
+        route("/healthz", OPS, healthz, ["GET"]),
+        route("/readyz", OPS, readyz, ["GET"]),
+        route("/metrics", OPS, metrics, ["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     limit = settings.max_image_bytes * 4 // 3 + 64 * 1024  # base64 in a field, and the form's own bytes
@@ -398,12 +399,30 @@ def build_app(settings: ApiSettings, make_engine: Callable[[], Engine]) -> ASGIA
 
 
 def serve(settings: ApiSettings, make_engine: Callable[[], Engine]) -> None:
-    """Run the API in the foreground until SIGTERM / SIGINT (uvicorn shuts down gracefully)."""
+    """Run the API until SIGTERM / SIGINT: requests in flight finish, then the process exits 0, like
+    the other services (uvicorn in the main thread would re-raise the signal and die by it)."""
+    import signal
+    import threading
+
     import uvicorn
 
-    app = build_app(settings, make_engine)
     # uvicorn's own access log would print query strings, where the Cloud API's secret_key travels.
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, access_log=False, log_level="warning")
+    config = uvicorn.Config(build_app(settings, make_engine), host=settings.api_host, port=settings.api_port,
+                            access_log=False, log_level="warning", lifespan="on")  # fmt: skip
+    server = uvicorn.Server(config)
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("service_stopping", service="api", signal=signum)
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(timeout=0.5)
+    if not server.started:
+        raise SystemExit(f"platestream: error: the API did not start on {settings.api_host}:{settings.api_port}")
 
 
 @contextmanager

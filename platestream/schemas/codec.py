@@ -225,11 +225,18 @@ def to_json_dict(record: Mapping[str, Any]) -> Record:
     return shaped
 
 
+# Fields OpenALPR and Rekor send as integers although Avro carries them as doubles.
+_JSON_INTEGERS = frozenset({"region_confidence"})
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, Mapping):
-        return {key: _jsonable(item) for key, item in value.items()}
+        return {
+            key: round(item) if key in _JSON_INTEGERS and isinstance(item, float) else _jsonable(item)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [_jsonable(item) for item in value]
     return value

@@ -125,7 +125,8 @@ def choose(
         return None
     shares = fits[best.plate]
     region = max(shares, key=shares.__getitem__, default="")
-    region_confidence = round(100.0 * shares[region] / sum(shares.values()), 1) if shares else 0.0
+    # A whole percentage, as OpenALPR and Rekor send it.
+    region_confidence = float(round(100.0 * shares[region] / sum(shares.values()))) if shares else 0.0
     ordered = [best, *(item for item in scored if item is not best)]
     if strict:
         ordered = [item for item in ordered if fits[item.plate]]
