@@ -225,6 +225,21 @@ def input_waiting(consumer: KafkaConsumer) -> bool:
     return False
 
 
+def caught_up(consumer: KafkaConsumer, tp: TopicPartition) -> bool:
+    """Whether the consumer owns `tp` and has read it to its end as last fetched (False when it
+    does not know: no fetch answered since it was assigned, or the broker does not answer)."""
+    if tp not in consumer.assignment():
+        return False
+    high = consumer.highwater(tp)
+    if high is None:
+        return False
+    try:
+        position = consumer.position(tp, timeout_ms=1000)
+    except KafkaError:
+        return False
+    return position is not None and position >= high
+
+
 def _sleep(seconds: float, stopping: Callable[[], bool]) -> None:
     deadline = time.monotonic() + seconds
     while not stopping() and time.monotonic() < deadline:

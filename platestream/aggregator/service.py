@@ -26,7 +26,7 @@ from platestream.kafka import Send, codec, make_consumer
 from platestream.log import get_logger
 from platestream.service import Service, StallLimits, run_until_signalled
 from platestream.settings import AggregatorSettings
-from platestream.transactions import TransactionalWriter, input_waiting
+from platestream.transactions import TransactionalWriter, caught_up, input_waiting
 
 log = get_logger(__name__)
 
@@ -85,7 +85,7 @@ class Aggregator(Service):
                     messages = self._gather(consumer)
                     self._restore_assigned()
                     sends, offsets, touched = self._consume(messages)
-                    sends += self._flush_idle(touched)
+                    sends += self._flush_idle(touched, consumer)
                     if not sends and not offsets:
                         if not input_waiting(consumer):
                             self.progress.advanced()  # caught up
@@ -142,13 +142,18 @@ class Aggregator(Service):
                 sends += self._group_sends(grouper.add(read))
         return sends, offsets, touched
 
-    def _flush_idle(self, touched: set[int]) -> list[Send]:
-        """Groups of partitions that went quiet (in wall time): a backfill's tail, a camera gone dark."""
+    def _flush_idle(self, touched: set[int], consumer: KafkaConsumer) -> list[Send]:
+        """Groups of partitions that went quiet (in wall time) with nothing left to read: a backfill's
+        tail, a camera gone dark. A partition the consumer cannot read (a broker away, a rebalance)
+        is not quiet: its groups wait, or a vehicle's reads would be split in two."""
         if not self.settings.idle_flush_ms:
             return []
         now = time.monotonic()
         sends = []
         for partition, grouper in self.groupers.items():
+            if grouper.open and not caught_up(consumer, TopicPartition(self.input_topic, partition)):
+                self.last_read[partition] = now
+                continue
             idle = now - self.last_read.get(partition, now) >= self.settings.idle_flush_ms / 1000
             if idle and grouper.open:
                 sends += self._group_sends(grouper.close_all())
