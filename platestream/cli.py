@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -246,7 +247,8 @@ def recognize(settings: EngineSettings, images: tuple[Path, ...]) -> None:
             failed += 1
             continue
         (result,) = engine.recognize([image], options)
-        click.echo(to_json(alpr_results(result, epoch_ms=int(path.stat().st_mtime * 1000))))
+        # epoch_time is when the image was processed (OpenALPR's definition), not the file's age.
+        click.echo(to_json(alpr_results(result, epoch_ms=int(time.time() * 1000))))
     if failed:
         sys.exit(1)
 

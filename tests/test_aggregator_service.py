@@ -160,3 +160,12 @@ def test_an_aborted_transaction_loses_and_duplicates_no_group(
         thread.join(timeout=30)
     assert failures == {"streaming": 0, "idle flush": 0}, "the failures were injected"
     assert Counter(tuple(g["uuids"]) for _, g in groups) == expected
+
+
+def test_spanning_cameras_is_refused_where_it_cannot_hold(kafka_settings: Settings) -> None:
+    """Two partitions keyed by camera: two cameras' reads of one vehicle never meet, so say so."""
+    from platestream.errors import ConfigError
+
+    aggregator = Aggregator(aggregator_settings(kafka_settings, plate_groups_span_cameras=True))
+    with pytest.raises(ConfigError, match=r"SPAN_CAMERAS=true cannot hold: .*has 2 partitions"):
+        aggregator.run()

@@ -162,10 +162,12 @@ def test_installed_recognize_reads_a_rendered_plate(installed: Installed, tmp_pa
 
     image = tmp_path / "car.jpg"
     cv2.imwrite(str(image), street_scene("AB12CDE", seed=3, plate_width=280))
+    os.utime(image, (978_307_200, 978_307_200))  # a file from 2001
     done = installed.run("recognize", "--country", "eu", str(image))
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert record["results"][0]["plate"] == "AB12CDE"
+    assert abs(record["epoch_time"] / 1000 - time.time()) < 120, "epoch_time is when it was processed"
 
 
 @pytest.fixture

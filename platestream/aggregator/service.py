@@ -21,7 +21,7 @@ from kafka.structs import OffsetAndMetadata
 from platestream.aggregator.grouping import Grouper, GroupingConfig, reads_from_results, restore, snapshot
 from platestream.aggregator.records import alpr_group
 from platestream.deadletter import Origin, dead_letter, service_name
-from platestream.errors import SchemaError
+from platestream.errors import ConfigError, SchemaError
 from platestream.kafka import Send, codec, make_consumer
 from platestream.log import get_logger
 from platestream.service import Service, StallLimits, run_until_signalled
@@ -71,6 +71,7 @@ class Aggregator(Service):
             settings, group_id=settings.group_id, max_poll_records=settings.batch_size,
             session_timeout_ms=settings.session_timeout_ms, heartbeat_interval_ms=settings.session_timeout_ms // 4,
         )  # fmt: skip
+        self._check_span_cameras(consumer)
         consumer.subscribe([self.input_topic], listener=_Restorer(self))
         writer = self.writer = TransactionalWriter(
             settings, self.transactional_id, transaction_timeout_ms=settings.transaction_timeout_ms,
@@ -105,6 +106,20 @@ class Aggregator(Service):
             consumer.close()
             writer.close()
             log.info("aggregator_stopped")
+
+    def _check_span_cameras(self, consumer: KafkaConsumer) -> None:
+        """Results are keyed by camera, and each partition has its own grouper: cameras of one site
+        meet in one grouper only when the input topic has one partition."""
+        if not self.settings.plate_groups_span_cameras:
+            return
+        partitions = consumer.partitions_for_topic(self.input_topic) or set()
+        if len(partitions) > 1:
+            consumer.close()
+            raise ConfigError(
+                f"PLATESTREAM_PLATE_GROUPS_SPAN_CAMERAS=true cannot hold: {self.input_topic} has {len(partitions)}"
+                " partitions and results are keyed by camera, so reads of one vehicle at two cameras would land"
+                " in different groupers; give it one partition (a topic of its own), or leave cameras apart"
+            )
 
     def _gather(self, consumer: KafkaConsumer) -> list[Any]:
         messages: list[Any] = []
