@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -152,6 +153,46 @@ def test_image_url_is_refused_without_a_connection(engine: Engine) -> None:
             listener.accept()  # nobody connected
     finally:
         listener.close()
+
+
+def test_image_url_fetches_from_an_allowed_host_and_follows_only_its_own_redirects(engine: Engine, car: Path) -> None:
+    import http.server
+
+    class Images(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/moved":
+                self.send_response(302)
+                self.send_header("Location", "/car.jpg")
+            elif self.path == "/away":
+                self.send_response(302)
+                self.send_header("Location", "http://elsewhere.example/car.jpg")
+            else:
+                body = car.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    images = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Images)
+    threading.Thread(target=images.serve_forever, daemon=True).start()
+    port = images.server_address[1]
+    settings = api_settings(api_image_url_hosts="localhost", api_image_url_private=True)
+    query = {"secret_key": SECRET, "tasks": "plate", "country": "eu"}
+    try:
+        with running_api(settings, lambda: SharedEngine(engine)) as url:
+            moved = requests.post(url + "/v1/recognize", params=query | {"image_url": f"http://localhost:{port}/moved"})
+            away = requests.post(url + "/v1/recognize", params=query | {"image_url": f"http://localhost:{port}/away"})
+    finally:
+        images.shutdown()
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["plate"]["results"][0]["plate"] == "AB12CDE"
+    assert away.status_code == 400
+    assert "another host" in away.json()["error"]
 
 
 def test_image_url_rules() -> None:

@@ -3,13 +3,12 @@ fetching that cannot be turned against the server's own network."""
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -138,25 +137,73 @@ def _resolve(host: str) -> list[str]:
         return []
 
 
-class _SameHostOnly(urllib.request.HTTPRedirectHandler):
-    def __init__(self, host: str) -> None:
-        self.host = host
-
-    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
-        if (urllib.parse.urlsplit(newurl).hostname or "").lower() != self.host:
-            raise RequestError(400, "image_url redirects to another host: refused")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def fetch_image_url(url: str, settings: ApiSettings) -> bytes:
+def fetch_image_url(url: str, settings: ApiSettings, *, max_redirects: int = 3) -> bytes:
+    """The image at an allowed URL, connecting only to the address that was checked (a name that
+    resolves elsewhere on a second look cannot redirect the request) and following redirects only
+    within the same host, each checked again."""
     hosts = frozenset(h.strip().lower() for h in settings.api_image_url_hosts.split(",") if h.strip())
-    host, _ = check_image_url(url, hosts, settings.api_image_url_private)
-    opener = urllib.request.build_opener(_SameHostOnly(host))
+    for _ in range(max_redirects + 1):
+        host, address = check_image_url(url, hosts, settings.api_image_url_private)
+        status, location, data = _get(url, address, settings)
+        if status in (301, 302, 303, 307, 308) and location:
+            target = urllib.parse.urljoin(url, location)
+            if (urllib.parse.urlsplit(target).hostname or "").lower() != host:
+                raise RequestError(400, "image_url redirects to another host: refused")
+            url = target
+            continue
+        if status != 200:
+            raise RequestError(400, f"image_url answered HTTP {status}")
+        return data
+    raise RequestError(400, f"image_url redirected more than {max_redirects} times")
+
+
+def _get(url: str, address: str, settings: ApiSettings) -> tuple[int, str | None, bytes]:
+    import ssl
+
+    parts = urllib.parse.urlsplit(url)
+    timeout = settings.api_image_url_timeout_s
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        connection = _PinnedHTTPS(
+            parts.hostname or "", address, parts.port or 443, timeout, ssl.create_default_context()
+        )
+    else:
+        connection = _PinnedHTTP(parts.hostname or "", address, parts.port or 80, timeout)
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
     try:
-        with opener.open(url, timeout=settings.api_image_url_timeout_s) as answer:
-            data: bytes = answer.read(settings.max_image_bytes + 1)
-    except (urllib.error.URLError, OSError) as error:
-        raise RequestError(400, f"image_url could not be fetched: {getattr(error, 'reason', error)}") from None
+        connection.request("GET", path, headers={"Host": parts.netloc, "User-Agent": "platestream"})
+        answer = connection.getresponse()
+        data = answer.read(settings.max_image_bytes + 1)
+    except (OSError, http.client.HTTPException) as error:
+        raise RequestError(400, f"image_url could not be fetched: {error}") from None
+    finally:
+        connection.close()
     if len(data) > settings.max_image_bytes:
         raise RequestError(413, f"image_url is over the limit of {settings.max_image_bytes} bytes")
-    return data
+    return answer.status, answer.getheader("Location"), data
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    """Connects to the checked address, whatever the name resolves to now."""
+
+    def __init__(self, host: str, address: str, port: int, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    """TLS to the checked address, the certificate verified for the host name."""
+
+    def __init__(self, host: str, address: str, port: int, timeout: float, context: Any) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._address = address
+        self._tls = context
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
