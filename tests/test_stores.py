@@ -87,10 +87,12 @@ def test_json_lines_on_s3(s3_endpoint: str) -> None:
 class _Target(http.server.BaseHTTPRequestHandler):
     plan: ClassVar[list[int]] = []
     received: ClassVar[list[dict[str, Any]]] = []
+    keys: ClassVar[list[str | None]] = []
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         status = self.plan.pop(0) if self.plan else 200
+        self.keys.append(self.headers.get("Idempotency-Key"))
         if status == 200:
             self.received.append(body)
         self.send_response(status)
@@ -103,7 +105,7 @@ class _Target(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def target() -> Iterator[tuple[str, type[_Target]]]:
-    handler = type("Handler", (_Target,), {"plan": [], "received": []})
+    handler = type("Handler", (_Target,), {"plan": [], "received": [], "keys": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/hook", handler
@@ -116,6 +118,8 @@ def test_webhooks_retry_until_delivered(target: tuple[str, type[_Target]]) -> No
     Webhooks([url], attempts=4, backoff_s=0.01).post(group("ABC1234"))
     assert [body["best_plate_number"] for body in handler.received] == ["ABC1234"]
     assert "plate_crop_jpeg" not in handler.received[0]["best_plate"]
+    # every attempt, and a replay after a crash, carries the group's key: a receiver can drop repeats
+    assert handler.keys == [handler.received[0]["uuids"][0]] * 3
 
 
 def test_webhooks_give_up_with_the_reason(target: tuple[str, type[_Target]]) -> None:

@@ -35,15 +35,19 @@ class Webhooks:
         if not self.include_crop and isinstance(payload.get("best_plate"), Mapping):
             payload["best_plate"] = {k: v for k, v in payload["best_plate"].items() if k != "plate_crop_jpeg"}
         body = json.dumps(payload, default=str).encode()
-        failures = [f"{url}: {error}" for url in self.urls if (error := self._deliver(url, body)) is not None]
+        # A replayed batch (a crash before its offsets were committed) posts a group again with the
+        # same key: a receiver drops the repeat.
+        uuids = record.get("uuids") or []
+        key = str(uuids[0]) if uuids else ""
+        failures = [f"{url}: {error}" for url in self.urls if (error := self._deliver(url, body, key)) is not None]
         if failures:
             raise WebhookError("; ".join(failures))
 
-    def _deliver(self, url: str, body: bytes) -> str | None:
+    def _deliver(self, url: str, body: bytes, key: str) -> str | None:
         last = ""
+        headers = {"Content-Type": "application/json"} | ({"Idempotency-Key": key} if key else {})
         for attempt in range(self.attempts):
-            request = urllib.request.Request(url, data=body, method="POST",
-                                             headers={"Content-Type": "application/json"})  # fmt: skip
+            request = urllib.request.Request(url, data=body, method="POST", headers=headers)
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                     if 200 <= response.status < 300:
