@@ -255,7 +255,7 @@ def recognize(settings: EngineSettings, images: tuple[Path, ...]) -> None:
 
 @main.group()
 def produce() -> None:
-    """Push frames to Kafka from local files (cameras, video and S3 backfills to come)."""
+    """Push frames to Kafka: local images and folders, cameras and video files, S3 backfills."""
 
 
 @produce.command("files")
