@@ -27,6 +27,7 @@ from platestream.settings import (
     EngineSettings,
     ProducerSettings,
     Settings,
+    StoreLocation,
     StoreSettings,
     VideoSettings,
     WorkerSettings,
@@ -373,8 +374,8 @@ def store(settings: StoreSettings) -> None:
 )
 @click.option("--exact", is_flag=True, help="No fuzzy matching (look-alikes O/0, B/8, I/1... and one edit).")
 @click.option("--limit", default=50, show_default=True, help="Most matches to print.")
-@settings_options(StoreSettings)
-def search(settings: StoreSettings, plate: str, camera_id: str | None, since: str | None, exact: bool,
+@settings_options(StoreLocation)
+def search(settings: StoreLocation, plate: str, camera_id: str | None, since: str | None, exact: bool,
            limit: int) -> None:  # fmt: skip
     """Find vehicle passes by plate in the store (SQLite, or PostgreSQL when configured)."""
     from datetime import UTC, datetime

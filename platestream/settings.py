@@ -253,7 +253,22 @@ class AggregatorSettings(ServiceSettings):
     session_timeout_ms: int = Field(10000, ge=6000, description="Kafka group session timeout.")
 
 
-class StoreSettings(ServiceSettings):
+class StoreLocation(Settings):
+    """Where the vehicle passes are kept: what `platestream search` reads and the store writer writes."""
+
+    sqlite_path: Path | None = Field(
+        None, description="SQLite file of groups for `platestream search`; unset: <state dir>/platestream.db."
+    )
+    postgres_dsn: SecretStr | None = Field(
+        None, description="PostgreSQL connection string; when set, groups go there instead of SQLite."
+    )
+
+    @property
+    def database(self) -> Path:
+        return self.sqlite_path or self.state_dir / "platestream.db"
+
+
+class StoreSettings(ServiceSettings, StoreLocation):
     """Where alpr_group records are kept for people and data lakes."""
 
     group_id: str = Field("platestream-store", description="Consumer group of the store writers.")
@@ -266,12 +281,6 @@ class StoreSettings(ServiceSettings):
     )
     session_timeout_ms: int = Field(10000, ge=6000, description="Kafka group session timeout.")
     health_port: int = Field(8082, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics; 0: off.")
-    sqlite_path: Path | None = Field(
-        None, description="SQLite file of groups for `platestream search`; unset: <state dir>/platestream.db."
-    )
-    postgres_dsn: SecretStr | None = Field(
-        None, description="PostgreSQL connection string; when set, groups go there instead of SQLite."
-    )
     jsonl_target: str | None = Field(
         None, description="Folder or s3://bucket/prefix for JSON-lines files by date and camera; unset: none."
     )
@@ -280,11 +289,6 @@ class StoreSettings(ServiceSettings):
     webhook_include_crop: bool = Field(False, description="Keep the plate crop in webhook payloads.")
     batch_size: int = Field(200, ge=1, description="Groups per write.")
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint for jsonl_target; unset: AWS.")
-
-    @property
-    def database(self) -> Path:
-        return self.sqlite_path or self.state_dir / "platestream.db"
-
 
 class BackfillSettings(ProducerSettings):
     """An S3 backfill: which objects, how fast, and how to name their cameras and times."""

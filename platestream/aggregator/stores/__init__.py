@@ -8,12 +8,12 @@ from platestream.aggregator.stores.matching import Match
 from platestream.aggregator.stores.postgres import PostgresStore
 from platestream.aggregator.stores.sqlite import SqliteStore, group_id
 from platestream.aggregator.stores.webhooks import WebhookError, Webhooks
-from platestream.settings import StoreSettings
+from platestream.settings import StoreLocation
 
 SearchableStore = SqliteStore | PostgresStore
 
 
-def open_store(settings: StoreSettings) -> SearchableStore:
+def open_store(settings: StoreLocation) -> SearchableStore:
     """PostgreSQL when a DSN is configured, else the SQLite file."""
     if settings.postgres_dsn is not None:
         return PostgresStore(settings.postgres_dsn.get_secret_value())
