@@ -226,31 +226,62 @@ def _engine(settings: EngineSettings) -> Any:
 
 
 @main.command("recognize")
-@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--format", "output", type=click.Choice(["alpr", "jsonl", "pretty"]), default="alpr", show_default=True,
+    help="alpr: one alpr_results JSON per image read, like `alpr -j`; jsonl: one line per input, its file and"
+    " its alpr_results or error; pretty: a line per input for people.",
+)  # fmt: skip
 @settings_options(EngineSettings)
-def recognize(settings: EngineSettings, images: tuple[Path, ...]) -> None:
-    """Print alpr_results JSON for each image, one per line, like OpenALPR's `alpr -j`."""
-    from platestream.schemas import to_json
+def recognize(settings: EngineSettings, images: tuple[Path, ...], output: str) -> None:
+    """Recognise the plates of images (files, or folders searched recursively); exits 1 when any
+    input could not be read, after the others."""
+    from platestream.producers.files import CONTENT_TYPES
+    from platestream.schemas import to_json_dict
     from platestream.workers.engine import ImageError, Options, decode_image
     from platestream.workers.results import alpr_results
 
+    inputs: list[Path] = []
+    for path in images:
+        if path.is_dir():
+            inputs += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in CONTENT_TYPES)
+        else:
+            inputs.append(path)  # a missing or unreadable file is reported in its place below
+    if not inputs:
+        raise ConfigError(f"no images in {', '.join(map(str, images))} (known: {', '.join(sorted(CONTENT_TYPES))})")
     engine = _engine(settings)
     options = Options(country=settings.country, state=settings.state, topn=settings.topn)
     failed = 0
-    for path in images:
+    for path in inputs:
         try:
             image = decode_image(
                 path.read_bytes(), max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
                 name=str(path),
             )  # fmt: skip
         except (OSError, ImageError) as error:
-            click.echo(f"platestream: {path}: {error}", err=True)
             failed += 1
+            message = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            if output == "jsonl":
+                click.echo(json.dumps({"file": str(path), "error": message}))
+            elif output == "pretty":
+                click.echo(f"{path}: error: {message}")
+            else:
+                click.echo(f"platestream: {path}: {message}", err=True)
             continue
         (result,) = engine.recognize([image], options)
         # epoch_time is when the image was processed (OpenALPR's definition), not the file's age.
-        click.echo(to_json(alpr_results(result, epoch_ms=int(time.time() * 1000))))
+        record = to_json_dict(alpr_results(result, epoch_ms=int(time.time() * 1000)))
+        if output == "jsonl":
+            click.echo(json.dumps({"file": str(path), "alpr_results": record}))
+        elif output == "pretty":
+            plates = ", ".join(
+                f"{p.plate} ({p.confidence:.0f}%{', ' + p.region if p.region else ''})" for p in result.plates
+            )
+            click.echo(f"{path}: {plates or 'no plate'}")
+        else:
+            click.echo(json.dumps(record))
     if failed:
+        click.echo(f"platestream: {failed} of {len(inputs)} inputs could not be read", err=True)
         sys.exit(1)
 
 

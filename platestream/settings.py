@@ -290,6 +290,7 @@ class StoreSettings(ServiceSettings, StoreLocation):
     batch_size: int = Field(200, ge=1, description="Groups per write.")
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint for jsonl_target; unset: AWS.")
 
+
 class BackfillSettings(ProducerSettings):
     """An S3 backfill: which objects, how fast, and how to name their cameras and times."""
 

@@ -89,3 +89,35 @@ def test_an_unreachable_broker_is_one_clear_error(tmp_path: Path) -> None:
     assert "platestream: error: Kafka" in result.output
     assert "127.0.0.1:9" in result.output
     assert "Traceback" not in result.output
+
+
+def test_recognize_takes_folders_and_reports_every_input_in_order(tmp_path: Path) -> None:
+    import json
+
+    import cv2
+
+    from platestream.workers.synthetic import street_scene
+
+    folder = tmp_path / "gate"
+    (folder / "night").mkdir(parents=True)
+    cv2.imwrite(str(folder / "a.jpg"), street_scene("AB12CDE", seed=1, plate_width=280))
+    cv2.imwrite(str(folder / "night" / "b.png"), street_scene("KL35PQR", seed=2, plate_width=280))
+    (folder / "c.jpg").write_bytes(b"not a picture")
+    (folder / "notes.txt").write_text("not an image: skipped by its name")
+    missing = tmp_path / "gone.jpg"
+    result = CliRunner().invoke(main, ["recognize", "--country", "eu", "--format", "jsonl", str(folder), str(missing)])
+    assert result.exit_code == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == [str(folder / n) for n in ("a.jpg", "c.jpg", "night/b.png")] + [
+        str(missing)
+    ]
+    assert lines[0]["alpr_results"]["results"][0]["plate"] == "AB12CDE"
+    assert lines[2]["alpr_results"]["results"][0]["plate"] == "KL35PQR"
+    assert "error" in lines[1]
+    assert "0x" not in lines[1]["error"], "no object addresses in a message for people"
+    assert lines[3]["error"] == "No such file or directory"
+    assert "2 of 4 inputs could not be read" in result.stderr
+
+    pretty = CliRunner().invoke(main, ["recognize", "--country", "eu", "--format", "pretty", str(folder / "a.jpg")])
+    assert pretty.exit_code == 0
+    assert pretty.stdout.startswith(f"{folder / 'a.jpg'}: AB12CDE (")

@@ -56,9 +56,11 @@ def _header_size(data: bytes, name: str) -> tuple[int, int]:
                 return probe.size
     except PILImage.DecompressionBombError as error:
         raise ImageTooLargeError(f"{name}: {error}") from None
-    except (OSError, ValueError, SyntaxError) as error:
+    except (OSError, ValueError, SyntaxError):
+        # PIL's own message names its buffer object (<_io.BytesIO object at 0x...>), not the input.
         raise ImageError(
-            f"{name} is not a recognised image ({len(data)} bytes, starts {data[:8]!r}): {error}"
+            f"{name} is not a recognised image ({len(data)} bytes, starts {data[:8]!r}):"
+            " send JPEG, PNG, WebP, BMP or TIFF"
         ) from None
 
 
