@@ -25,7 +25,6 @@ RUN useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin
     && mkdir /data && chown 10001:10001 /data
 COPY --from=build /opt/platestream /opt/platestream
 COPY --from=build /models /models
-COPY deploy/docker/healthcheck.py /usr/local/bin/platestream-healthcheck
 ENV PATH=/opt/platestream/bin:$PATH \
     PLATESTREAM_MODEL_DIR=/models \
     PLATESTREAM_STATE_DIR=/data \
@@ -36,5 +35,5 @@ WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["python", "/usr/local/bin/platestream-healthcheck"]
+    CMD ["python", "-m", "platestream.healthcheck"]
 CMD ["platestream", "--help"]

@@ -139,6 +139,14 @@ class ServiceSettings(Settings):
     """What every long-running service that consumes and commits shares: riding out a broker that
     goes away, and when to tell Kubernetes it is stuck."""
 
+    transactional_id: str | None = Field(
+        None,
+        description="Transactional id, stable per replica (a StatefulSet pod name); unset: <service>-<hostname>.",
+    )
+    transaction_timeout_ms: int = Field(
+        30000, ge=1000, description="Open transactions of a dead instance end after this; no step waits longer."
+    )
+    session_timeout_ms: int = Field(10000, ge=6000, description="Kafka group session timeout.")
     kafka_retry_backoff_max_ms: int = Field(
         5000, ge=100, description="Longest wait between attempts to reconnect after a failed transaction."
     )
@@ -154,13 +162,6 @@ class WorkerSettings(EngineSettings, ServiceSettings):
     """The recognition worker: consume frames, emit alpr_results, transactionally."""
 
     group_id: str = Field("platestream-workers", description="Consumer group of the workers.")
-    transactional_id: str | None = Field(
-        None,
-        description="Transactional id, stable per replica (a StatefulSet pod name); unset: worker-<hostname>.",
-    )
-    transaction_timeout_ms: int = Field(
-        30000, ge=1000, description="Open transactions of a dead worker end after this."
-    )
     batch_size: int = Field(8, ge=1, le=1000, description="Frames per engine batch and transaction.")
     batch_wait_ms: int = Field(200, ge=0, description="Longest wait to fill a batch.")
     decode_threads: int = Field(2, ge=1, description="Threads that fetch and decode images.")
@@ -169,7 +170,6 @@ class WorkerSettings(EngineSettings, ServiceSettings):
     company_id: str | None = Field(None, description="Company id written into results.")
     health_port: int = Field(8080, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics; 0: off.")
     heartbeat_interval_s: float = Field(60.0, gt=0, description="Seconds between heartbeat records.")
-    session_timeout_ms: int = Field(10000, ge=6000, description="Kafka group session timeout.")
     max_poll_interval_ms: int = Field(300000, ge=10000, description="Longest time between polls before a rebalance.")
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, a local server); unset: AWS.")
     s3_region: str | None = Field(None, description="S3 region.")
@@ -229,12 +229,6 @@ class AggregatorSettings(ServiceSettings):
     """The aggregator: alpr_results in, one alpr_group per vehicle pass out (reference defaults)."""
 
     group_id: str = Field("platestream-aggregator", description="Consumer group of the aggregators.")
-    transactional_id: str | None = Field(
-        None, description="Transactional id, stable per replica; unset: aggregator-<hostname>."
-    )
-    transaction_timeout_ms: int = Field(
-        30000, ge=1000, description="Open transactions of a dead instance end after this."
-    )
     batch_size: int = Field(500, ge=1, description="Results per transaction.")
     batch_wait_ms: int = Field(200, ge=0, description="Longest wait to fill a batch.")
     plate_groups_time_delta_ms: int = Field(4500, ge=0, description="How long a group waits for another similar read.")
@@ -250,7 +244,6 @@ class AggregatorSettings(ServiceSettings):
     country: str | None = Field(None, description="Country written into groups.")
     topn: int = Field(10, ge=1, description="Candidates per group.")
     health_port: int = Field(8081, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics; 0: off.")
-    session_timeout_ms: int = Field(10000, ge=6000, description="Kafka group session timeout.")
 
 
 class StoreLocation(Settings):
@@ -272,14 +265,6 @@ class StoreSettings(ServiceSettings, StoreLocation):
     """Where alpr_group records are kept for people and data lakes."""
 
     group_id: str = Field("platestream-store", description="Consumer group of the store writers.")
-    transactional_id: str | None = Field(
-        None,
-        description="Transactional id of its dead letters and offsets, stable per replica; unset: store-<hostname>.",
-    )
-    transaction_timeout_ms: int = Field(
-        30000, ge=1000, description="Open transactions of a dead instance end after this."
-    )
-    session_timeout_ms: int = Field(10000, ge=6000, description="Kafka group session timeout.")
     health_port: int = Field(8082, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics; 0: off.")
     jsonl_target: str | None = Field(
         None, description="Folder or s3://bucket/prefix for JSON-lines files by date and camera; unset: none."

@@ -103,3 +103,29 @@ def _free_port() -> int:
     from platestream.broker import free_port
 
     return free_port()
+
+
+def test_the_images_healthcheck_follows_the_health_endpoint() -> None:
+    """`python -m platestream.healthcheck`, as the images' HEALTHCHECK runs it."""
+    import os
+    import subprocess
+    import sys
+
+    def healthcheck(port: int) -> int:
+        env = os.environ | {"PLATESTREAM_HEALTH_PORT": str(port)}
+        return subprocess.run([sys.executable, "-m", "platestream.healthcheck"], env=env, capture_output=True,
+                              check=False).returncode  # fmt: skip
+
+    class Stuck(Service):
+        kind = "stuck"
+
+    clock = Clock()
+    service = Stuck(health_port=_free_port())
+    service.progress = Progress(StallLimits(not_ready_s=60, not_alive_s=300), clock)
+    with service.serving_health():
+        assert healthcheck(service.health_port) == 0
+        service.progress.blocked("waiting for Kafka to commit a transaction")
+        clock.now += 301
+        assert healthcheck(service.health_port) == 1  # /healthz answers 503
+    assert healthcheck(service.health_port) == 1  # nothing listens
+    assert healthcheck(0) == 0  # the endpoint is off: nothing to check

@@ -142,6 +142,11 @@ def test_installed_command_line_runs_from_site_packages(installed: Installed) ->
     assert helped.returncode == 0
     for command in ("recognize", "worker", "aggregate", "store", "search", "models", "demo", "serve"):
         assert command in helped.stdout
+    shipped = subprocess.run(
+        [str(installed.venv / "bin" / "python"), "-m", "platestream.healthcheck"], cwd=installed.home,
+        env=installed.env(PLATESTREAM_HEALTH_PORT="0"), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert shipped.returncode == 0, f"the images' HEALTHCHECK module is not in the wheel: {shipped.stderr}"
     fetched = installed.run("models", "fetch")
     assert fetched.returncode == 0, fetched.stderr
     assert str(installed.models) in fetched.stdout  # baked in at install, not converted again

@@ -31,7 +31,6 @@ RUN apt-get update \
     && mkdir /data && chown 10001:10001 /data
 COPY --from=build /opt/platestream /opt/platestream
 COPY --from=build /models /models
-COPY deploy/docker/healthcheck.py /usr/local/bin/platestream-healthcheck
 ENV PATH=/opt/platestream/bin:$PATH \
     PLATESTREAM_MODEL_DIR=/models \
     PLATESTREAM_STATE_DIR=/data \
@@ -42,5 +41,5 @@ USER 10001:10001
 WORKDIR /data
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["python3", "/usr/local/bin/platestream-healthcheck"]
+    CMD ["python3", "-m", "platestream.healthcheck"]
 CMD ["platestream", "worker"]

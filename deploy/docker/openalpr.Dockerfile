@@ -62,7 +62,6 @@ RUN apt-get update \
     && mkdir /data && chown 10001:10001 /data
 COPY --from=openalpr /opt/openalpr /opt/openalpr
 COPY --from=build /opt/platestream /opt/platestream
-COPY deploy/docker/healthcheck.py /usr/local/bin/platestream-healthcheck
 ENV PATH=/opt/platestream/bin:/opt/openalpr/bin:$PATH \
     LD_LIBRARY_PATH=/opt/openalpr/lib \
     PLATESTREAM_ENGINE=openalpr \
@@ -75,5 +74,5 @@ USER 10001:10001
 WORKDIR /data
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "/usr/local/bin/platestream-healthcheck"]
+    CMD ["python", "-m", "platestream.healthcheck"]
 CMD ["platestream", "worker"]
