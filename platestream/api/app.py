@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from kafka.errors import KafkaError
@@ -54,14 +55,9 @@ class _Metrics:
         self.queue = prom.Gauge("platestream_api_queue_depth", "Requests waiting for an engine.")
 
 
-_METRICS: _Metrics | None = None
-
-
+@cache  # Prometheus collectors are registered once per process
 def _metrics() -> _Metrics:
-    global _METRICS  # noqa: PLW0603 - Prometheus collectors are registered once per process
-    if _METRICS is None:
-        _METRICS = _Metrics()
-    return _METRICS
+    return _Metrics()
 
 
 class Api:
