@@ -326,6 +326,92 @@ def models_fetch() -> None:
         click.echo(str(ocr_model(name)))
 
 
+@main.group()
+def train() -> None:
+    """Train the project's own models (needs the `train` extra: pip install 'platestream[train]')."""
+
+
+@train.command("reader")
+@click.option("--crops", "crops_root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="The plate-crops data set (us/, br/, eu-unlabelled/, us-blank-plates/).")  # fmt: skip
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/reader"), show_default=True,
+              help="Folder for the data cache, checkpoints, metrics.json and plate-reader.onnx.")  # fmt: skip
+@click.option("--steps", type=click.IntRange(1), default=None, help="Training steps [recipe: 3000].")
+@click.option("--batch", type=click.IntRange(1), default=None, help="Batch size [recipe: 128].")
+@click.option("--synthetic", type=click.IntRange(0), default=None, help="Rendered plates [recipe: 60000].")
+@click.option("--real-views", type=click.IntRange(1), default=None, help="Views of each real crop [recipe: 12].")
+@click.option("--seed", type=int, default=None, help="Seed of data and weights [recipe: 0].")
+@click.option("--fonts", "font_roots", type=click.Path(exists=True, file_okay=False, path_type=Path), multiple=True,
+              help="Font folders to search instead of /usr/share/fonts/{truetype,opentype}.")  # fmt: skip
+@click.option("--workers", type=click.IntRange(1), default=None, help="Processes rendering data [all cores].")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the rendered data cache [OUT].")  # fmt: skip
+@click.option("--checkpoint-every", type=click.IntRange(1), default=500, show_default=True,
+              help="Steps between checkpoints (and a provisional OUT/plate-reader.onnx).")  # fmt: skip
+@click.option("--head", type=click.Choice(["flat", "queries"]), default=None, help="Slot head [recipe: flat].")
+@click.option("--resume", is_flag=True, help="Go on from OUT/checkpoint.pkl (same recipe).")
+def train_reader_command(crops_root: Path, out: Path, steps: int | None, batch: int | None, synthetic: int | None,
+                         real_views: int | None, seed: int | None, font_roots: tuple[Path, ...], workers: int | None,
+                         cache_dir: Path | None, checkpoint_every: int, head: str | None,
+                         resume: bool) -> None:  # fmt: skip
+    """Train the plate reader on rendered plates and real crops; export OUT/plate-reader.onnx.
+
+    The defaults are the shipped model's recipe (about an hour on two CPU cores). To ship a new
+    model, copy plate-reader.onnx to platestream/workers/engine/data/ and its SHA-256 (printed, and
+    in metrics.json) to MODEL_SHA256 in platestream/workers/engine/reader.py.
+    """
+    import dataclasses
+
+    from platestream.training.render import FONT_ROOTS, Assets
+    from platestream.training.train import Recipe, train_reader
+
+    configure_logging()
+    chosen = {"steps": steps, "batch": batch, "synthetic": synthetic, "real_views": real_views, "seed": seed,
+              "head": head}
+    recipe = dataclasses.replace(Recipe(), **{k: v for k, v in chosen.items() if v is not None})
+    try:
+        assets = Assets.find(crops_root / "us-blank-plates", font_roots or FONT_ROOTS)
+        metrics = train_reader(crops_root, out, recipe, assets=assets, resume=resume, workers=workers,
+                               version=__version__, cache_dir=cache_dir, checkpoint_every=checkpoint_every,
+                               progress=click.echo)  # fmt: skip
+    except PlatestreamError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(json.dumps({k: metrics[k] for k in ("held_out_exact_percent", "train_seconds", "sha256")}))
+
+
+@train.command("pack")
+@click.option("--crops", "crops_root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="The plate-crops data set.")  # fmt: skip
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path(".gpu"), show_default=True,
+              help="Folder to write crops/ and fonts/ into.")  # fmt: skip
+def train_pack(crops_root: Path, out: Path) -> None:
+    """Pack the labelled crops (re-encoded, small) and the fonts for a training machine without them;
+    train there with --crops OUT/crops --fonts OUT/fonts."""
+    from platestream.training.crops import pack
+    from platestream.training.render import pack_fonts
+
+    crops = pack(crops_root, out / "crops")
+    fonts = pack_fonts(out / "fonts")
+    click.echo(f"packed {crops} crops and {fonts} fonts into {out}")
+
+
+@train.command("label-eu")
+@click.option("--crops", "crops_root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="The plate-crops data set.")  # fmt: skip
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the labels [the package's training/labels/eu.tsv].")  # fmt: skip
+def train_label_eu(crops_root: Path, out: Path | None) -> None:
+    """Label the unlabelled European crops (file names, or sure PP-OCR readings of EU forms)."""
+    from platestream.training.crops import LABELS_DIR
+    from platestream.training.labelling import label_eu, write_labels
+
+    configure_logging()
+    labels = list(label_eu(crops_root))
+    target = out or LABELS_DIR / "eu.tsv"
+    write_labels(labels, target)
+    click.echo(f"{len(labels)} labels written to {target}")
+
+
 @produce.command("video")
 @click.argument("source", required=False)
 @settings_options(VideoSettings)

@@ -30,8 +30,9 @@ def engine_from_settings(settings: EngineSettings) -> Engine:
             runtime_data=settings.openalpr_runtime_data, state=settings.state,
         )  # fmt: skip
     return make_engine(
-        "default", detector_size=settings.detector_size, threads=settings.engine_threads, gpu=settings.gpu
-    )
+        "default", detector_size=settings.detector_size, threads=settings.engine_threads, gpu=settings.gpu,
+        reader=settings.reader,
+    )  # fmt: skip
 
 
 __all__ = [

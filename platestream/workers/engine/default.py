@@ -1,9 +1,12 @@
-"""The default engine: a YOLOv8 plate detector and PP-OCR text models, all ONNX on ONNX Runtime.
+"""The default engine: a YOLOv8 plate detector and a plate reader, all ONNX on ONNX Runtime.
 
-Per image: find plates (detector); per plate: find its text lines (PP-OCR detection), keep the
-line(s) of the tallest characters (the registration, not the state name, slogan or dealer frame),
-rectify them from their corners, read them (PP-OCR recognition, restricted to A-Z and 0-9), then
+Per image: find plates (detector); per plate, read the detector's box widened a little with the
+project's own reader (`reader.py`: character slots and the registration's box, one model), then
 turn the per-character probabilities into top-N candidates chosen by region template.
+
+The earlier reader stays as an option (`reader="ppocr"`): PP-OCR finds the plate's text lines,
+keeps the line(s) of the tallest characters (the registration, not the state name, slogan or dealer
+frame), rectifies and reads them.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -31,6 +35,7 @@ from platestream.workers.engine.base import (
 )
 from platestream.workers.engine.candidates import Alternatives, choose, merge_unused, readings
 from platestream.workers.engine.images import encode_jpeg
+from platestream.workers.engine.reader import MODEL_FILE, MODEL_SHA256, PlateReader, rectangle_crop
 from platestream.workers.engine.templates import regions_for
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -41,6 +46,8 @@ WEAK_DETECTION = 0.01
 MAX_WEAK_READS = 1  # per image: weak detections cost at most one plate read (about 30 ms)
 SAME_PLATE_OVERLAP = 0.5  # share of the smaller box inside the other: the same plate boxed twice
 MIN_LINE_WIDTH = 160  # pixels at the reader's height of 48: 20 time steps
+EMPTY_SLOT = 0.02  # a reader's slot whose characters share less probability than this holds none
+READERS = ("platestream", "ppocr")
 FloatArray = NDArray[np.float32]
 
 
@@ -273,13 +280,23 @@ def _rectify(image: Image, corners: NDArray[np.float32]) -> Image:
 class DefaultEngine(Engine):
     name = "default"
 
-    def __init__(self, *, detector_size: int = 320, threads: int = 1, gpu: bool = False) -> None:
+    def __init__(self, *, detector_size: int = 320, threads: int = 1, gpu: bool = False,
+                 reader: str = "platestream", reader_model: Path | None = None,
+                 reader_sha256: str | None = None) -> None:  # fmt: skip
+        """`reader_model` and `reader_sha256` run another trained reader (a new training's
+        plate-reader.onnx and the SHA-256 it printed) instead of the shipped one."""
+        if reader not in READERS:
+            raise ValueError(f"unknown reader {reader!r}; known: {', '.join(READERS)}")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else ["CPUExecutionProvider"]
         self.detector = PlateDetector(
             models.plate_detector(), size=detector_size, threads=threads, providers=providers,
             min_confidence=WEAK_DETECTION,
         )  # fmt: skip
-        self.reader = TextReader(threads=threads, providers=providers)
+        self.plate_reader = None
+        if reader == "platestream":
+            self.plate_reader = PlateReader(threads=threads, providers=providers, path=reader_model or MODEL_FILE,
+                                            sha256=reader_sha256 or MODEL_SHA256)  # fmt: skip
+        self.reader = TextReader(threads=threads, providers=providers) if reader == "ppocr" else None
 
     def recognize(self, images: Sequence[Image], options: Options | Sequence[Options] = Options()) -> list[ImageResult]:
         started = time.perf_counter()
@@ -322,6 +339,42 @@ class DefaultEngine(Engine):
         return plates
 
     def _read_plate(self, image: Image, detection: Detection, options: Options) -> PlateRead | None:
+        if self.plate_reader is None:
+            return self._read_plate_ppocr(image, detection, options)
+        started = time.perf_counter()
+        box = (detection.x1, detection.y1, detection.x2, detection.y2)
+        crop, (left, top) = rectangle_crop(image, box)
+        if crop.shape[0] < 4 or crop.shape[1] < 8:
+            return None
+        reading = self.plate_reader.read([crop])[0]
+        slots = [alts for alts in reading.positions if sum(p for _, p in alts) >= EMPTY_SLOT]
+        positions = merge_unused(slots, options.country)
+        templates = regions_for(options.country, options.state, options.regions)
+        choice = choose(readings(positions), templates, topn=options.topn, strict=options.region_strict)
+        if choice is None or (detection.confidence < SURE_DETECTION and not choice.matches_template):
+            return None
+        x1, y1, x2, y2 = reading.box
+        crop_h, crop_w = crop.shape[:2]
+        characters = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], dtype=np.float32) * (crop_w, crop_h)
+        height, width = image.shape[:2]
+        corners = _plate_corners(characters.astype(np.float32) + (left, top), 0, 0, (height, width))
+        return PlateRead(
+            plate=choice.plate,
+            confidence=choice.confidence,
+            matches_template=choice.matches_template,
+            region=choice.region,
+            region_confidence=choice.region_confidence,
+            coordinates=corners,
+            candidates=choice.candidates,
+            processing_time_ms=round((time.perf_counter() - started) * 1000, 3),
+            requested_topn=options.topn,
+            vehicle_region=_vehicle_region(detection, detection.x2 - detection.x1, width, height),
+            plate_crop_jpeg=encode_jpeg(crop) if options.plate_crop else None,
+            detection_confidence=round(detection.confidence, 4),
+        )
+
+    def _read_plate_ppocr(self, image: Image, detection: Detection, options: Options) -> PlateRead | None:
+        assert self.reader is not None
         started = time.perf_counter()
         height, width = image.shape[:2]
         pad_x = 0.06 * (detection.x2 - detection.x1)

@@ -1,0 +1,350 @@
+"""Training the plate reader: data (rendered plates and real crops seen as the detector would box
+them), a seeded loop (AdamW, cosine decay, EMA weights, label smoothing) with checkpoints and
+resume, held-out figures per region, and the ONNX export the engine loads.
+
+JAX and optax come with the `train` extra; nothing here is imported at run time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import pickle
+import platform
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from platestream.errors import MissingExtraError, PlatestreamError
+from platestream.training.crops import Crop, detector_view, load_crops, read_crop
+from platestream.training.render import REGIONS, Assets, render_sample
+from platestream.workers.engine.reader import prepare, rectangle_crop
+
+Progress = Callable[[str], None]
+
+
+class TrainingError(PlatestreamError):
+    """Training could not start or go on."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides the model, apart from the data's own files. The defaults are the
+    shipped model's recipe, sized to train in about an hour on two CPU cores."""
+
+    steps: int = 3000
+    batch: int = 128
+    synthetic: int = 60_000
+    real_views: int = 12  # augmented views of each training crop
+    real_share: float = 0.4  # of each batch
+    learning_rate: float = 2e-3
+    warmup: int = 200
+    weight_decay: float = 0.02
+    label_smoothing: float = 0.05
+    ema: float = 0.998
+    box_weight: float = 2.0
+    seed: int = 0
+    head: str = "flat"  # the reader's slot head (model.Architecture.head)
+    region_mix: tuple[tuple[str, float], ...] = (("us", 0.45), ("eu", 0.35), ("br", 0.2))
+
+    def data_key(self, crops_digest: str) -> str:
+        fields = (self.synthetic, self.real_views, self.seed, self.region_mix, crops_digest)
+        return hashlib.sha256(repr(fields).encode()).hexdigest()[:12]
+
+
+@dataclass
+class Dataset:
+    images: NDArray[np.uint8]  # (n, height, width, 3) RGB
+    labels: NDArray[np.int32]  # (n, slots)
+    boxes: NDArray[np.float32]  # (n, 4); zeros where unknown
+    has_box: NDArray[np.float32]  # (n,)
+    regions: NDArray[np.int8]  # index into REGIONS
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        for field in dataclasses.fields(self):
+            np.save(path / f"{field.name}.npy", getattr(self, field.name))
+
+    @classmethod
+    def load(cls, path: Path) -> Dataset:
+        return cls(**{f.name: np.load(path / f"{f.name}.npy") for f in dataclasses.fields(cls)})
+
+    @classmethod
+    def join(cls, parts: Sequence[Dataset]) -> Dataset:
+        return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(cls)))
+
+
+def _jax() -> tuple[Any, Any, Any]:
+    try:
+        import jax
+        import jax.numpy as jnp
+        import optax
+    except ImportError:
+        raise MissingExtraError("jax", "train") from None
+    return jax, jnp, optax
+
+
+def _render_chunk(job: tuple[int, int, str, Assets, int, int, int]) -> Dataset:
+    seed, count, region, assets, height, width, slots = job
+    from platestream.training.model import encode_labels
+
+    cv2.setNumThreads(1)  # one process per core already
+    rng = np.random.default_rng(seed)
+    samples = [render_sample(region, assets, rng) for _ in range(count)]
+    return Dataset(
+        np.stack([prepare(s.image, height, width) for s in samples]),
+        encode_labels([s.text for s in samples], slots),
+        np.array([s.box for s in samples], np.float32),
+        np.ones(count, np.float32),
+        np.full(count, REGIONS.index(region), np.int8),
+    )
+
+
+def _real_chunk(job: tuple[int, list[Crop], int, int, int, int]) -> Dataset:
+    seed, crops, views, height, width, slots = job
+    from platestream.training.model import encode_labels
+
+    cv2.setNumThreads(1)
+    rng = np.random.default_rng(seed)
+    images, texts, regions = [], [], []
+    for crop in crops:
+        pixels = read_crop(crop.path)
+        for _ in range(views):
+            images.append(prepare(detector_view(pixels, rng), height, width))
+            texts.append(crop.text)
+            regions.append(REGIONS.index(crop.region))
+    count = len(texts)
+    return Dataset(np.stack(images), encode_labels(texts, slots), np.zeros((count, 4), np.float32),
+                   np.zeros(count, np.float32), np.array(regions, np.int8))  # fmt: skip
+
+
+def held_out_set(crops: Sequence[Crop], height: int, width: int, slots: int) -> Dataset:
+    """The held-out crops as the engine would cut them from a detector's box around the plate."""
+    from platestream.training.model import encode_labels
+
+    images = []
+    for crop in crops:
+        pixels = read_crop(crop.path)
+        h, w = pixels.shape[:2]
+        images.append(prepare(rectangle_crop(pixels, (0, 0, w, h))[0], height, width))
+    count = len(crops)
+    return Dataset(np.stack(images), encode_labels([c.text for c in crops], slots), np.zeros((count, 4), np.float32),
+                   np.zeros(count, np.float32), np.array([REGIONS.index(c.region) for c in crops], np.int8))  # fmt: skip
+
+
+def build_data(
+    recipe: Recipe, assets: Assets, crops: Sequence[Crop], *, height: int, width: int, slots: int, workers: int,
+    progress: Progress,
+) -> tuple[Dataset, Dataset]:  # fmt: skip
+    """(rendered plates, views of the training crops), made by `workers` processes."""
+    chunk = 500
+    jobs: list[tuple[int, int, str, Assets, int, int, int]] = []
+    for region, share in recipe.region_mix:
+        total = int(recipe.synthetic * share)
+        for start in range(0, total, chunk):
+            seed = recipe.seed * 1_000_003 + REGIONS.index(region) * 10_007 + start
+            jobs.append((seed, min(chunk, total - start), region, assets, height, width, slots))
+    train_crops = [c for c in crops if not c.held_out]
+    real_jobs = [(recipe.seed * 7919 + i, train_crops[i : i + 50], recipe.real_views, height, width, slots)
+                 for i in range(0, len(train_crops), 50)]  # fmt: skip
+    from tqdm import tqdm
+
+    # spawned, not forked: the parent may already run JAX's threads, which a fork would copy mid-flight
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        rendered = list(tqdm(pool.map(_render_chunk, jobs), total=len(jobs), desc="rendering plates", unit="chunk",
+                             leave=False))  # fmt: skip
+        real = list(tqdm(pool.map(_real_chunk, real_jobs), total=len(real_jobs), desc="real crops", unit="chunk",
+                         leave=False))  # fmt: skip
+    synthetic, views = Dataset.join(rendered), Dataset.join(real)
+    progress(f"data: {len(synthetic)} rendered plates, {len(views)} views of {len(train_crops)} real crops")
+    return synthetic, views
+
+
+@dataclass
+class State:
+    step: int
+    params: Any
+    stats: Any
+    ema_params: Any
+    ema_stats: Any
+    opt_state: Any
+
+
+def train_reader(
+    crops_root: Path, out: Path, recipe: Recipe = Recipe(), *, assets: Assets | None = None, resume: bool = False,
+    workers: int | None = None, eval_every: int = 500, checkpoint_every: int = 500, version: str = "",
+    cache_dir: Path | None = None, progress: Progress = print,
+) -> dict[str, Any]:  # fmt: skip
+    """Train, export `out/plate-reader.onnx` and return the figures written to `out/metrics.json`."""
+    jax, jnp, optax = _jax()
+    from tqdm import tqdm
+
+    from platestream.training.export import to_onnx
+    from platestream.training.model import Architecture, apply, decode, init
+
+    started = time.time()
+    arch = Architecture(head=recipe.head)
+    assets = assets or Assets.find(crops_root / "us-blank-plates")
+    crops = load_crops(crops_root)
+    if not crops:
+        raise TrainingError(f"no labelled crops under {crops_root} (expected us/labels.tsv, br/labels.tsv)")
+    digest = hashlib.sha256("\n".join(f"{c.path.name}\t{c.text}" for c in crops).encode()).hexdigest()
+    out.mkdir(parents=True, exist_ok=True)
+    cache = (cache_dir or out) / f"data-{recipe.data_key(digest)}"
+    workers = workers or max(1, os.cpu_count() or 1)
+    held_out = held_out_set([c for c in crops if c.held_out], arch.height, arch.width, arch.slots)
+    progress(f"held out: {len(held_out)} real crops of plates never trained on")
+
+    warmup = min(recipe.warmup, recipe.steps // 4)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, recipe.learning_rate, warmup, max(warmup + 1, recipe.steps),
+                                                  recipe.learning_rate * 0.01)  # fmt: skip
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=recipe.weight_decay))
+    checkpoint = out / "checkpoint.pkl"
+    if resume and checkpoint.exists():
+        with checkpoint.open("rb") as handle:
+            saved = pickle.load(handle)  # noqa: S301 - our own checkpoint, written below
+        if saved["recipe"] != dataclasses.asdict(recipe):
+            raise TrainingError(f"{checkpoint} was made with another recipe; train into a new folder or drop --resume")
+        state = State(saved["step"], *(jax.tree.map(jnp.asarray, saved[k]) for k in
+                                       ("params", "stats", "ema_params", "ema_stats", "opt_state")))  # fmt: skip
+        progress(f"resuming at step {state.step} of {recipe.steps}")
+    else:
+        params, stats = init(jax.random.PRNGKey(recipe.seed), arch)
+        state = State(0, params, stats, params, stats, optimizer.init(params))
+
+    if state.step < recipe.steps:
+        if (cache / "synthetic" / "labels.npy").exists():
+            synthetic, views = Dataset.load(cache / "synthetic"), Dataset.load(cache / "real")
+            progress(f"data: {len(synthetic)} rendered plates and {len(views)} real views from {cache}")
+        else:
+            synthetic, views = build_data(recipe, assets, crops, height=arch.height, width=arch.width, slots=arch.slots,
+                                          workers=workers, progress=progress)  # fmt: skip
+            synthetic.save(cache / "synthetic")
+            views.save(cache / "real")
+    else:  # a finished run's checkpoint: export only
+        synthetic = views = Dataset(np.zeros((1, arch.height, arch.width, 3), np.uint8),
+                                    np.zeros((1, arch.slots), np.int32), np.zeros((1, 4), np.float32),
+                                    np.zeros(1, np.float32), np.zeros(1, np.int8))  # fmt: skip
+    data_seconds = time.time() - started
+    device_data = {name: jnp.asarray(np.concatenate([getattr(synthetic, name), getattr(views, name)]))
+                   for name in ("images", "labels", "boxes", "has_box")}  # fmt: skip
+    n_synthetic, n_real = len(synthetic), len(views)
+    classes = arch.classes
+
+    def loss_fn(params: Any, stats: Any, batch: dict[str, Any], key: Any) -> tuple[Any, Any]:
+        images = (batch["images"].astype(jnp.float32) / 255.0 - 0.5) / 0.5
+        logits, box, new_stats = apply(params, stats, images, arch, train=True, dropout_key=key)
+        target = jax.nn.one_hot(batch["labels"], classes)
+        target = target * (1 - recipe.label_smoothing) + recipe.label_smoothing / classes
+        ce = -(target * jax.nn.log_softmax(logits)).sum(-1).mean()
+        box_error = (jnp.abs(box - batch["boxes"]).sum(-1) * batch["has_box"]).sum() / jnp.maximum(
+            1.0, batch["has_box"].sum()
+        )
+        exact = (logits.argmax(-1) == batch["labels"]).all(-1).mean()
+        return ce + recipe.box_weight * box_error, (new_stats, ce, exact)
+
+    @jax.jit
+    def train_step(state_tuple: Any, data: dict[str, Any], indices: Any, key: Any) -> Any:
+        params, stats, ema_params, ema_stats, opt_state, step = state_tuple
+        batch = {name: array[indices] for name, array in data.items()}
+        (loss, (new_stats, ce, exact)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, stats, batch, key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        decay = jnp.minimum(recipe.ema, (1.0 + step) / (10.0 + step))
+        ema_params = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema_params, params)
+        ema_stats = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema_stats, new_stats)
+        return (params, new_stats, ema_params, ema_stats, opt_state, step + 1), (loss, ce, exact)
+
+    @jax.jit
+    def predict(params: Any, stats: Any, images: Any) -> Any:
+        logits, box, _ = apply(params, stats, (images.astype(jnp.float32) / 255.0 - 0.5) / 0.5, arch, train=False)
+        return logits.argmax(-1), box
+
+    def evaluate(params: Any, stats: Any, data: Dataset) -> dict[str, float]:
+        found = []
+        for start in range(0, len(data), 256):
+            classes_read, _ = predict(params, stats, jnp.asarray(data.images[start : start + 256]))
+            found.extend(decode(np.asarray(classes_read)))
+        truth = decode(data.labels)
+        figures = {}
+        for index, region in enumerate(REGIONS):
+            rows = [i for i in range(len(truth)) if data.regions[i] == index]
+            if rows:
+                figures[region] = round(100.0 * sum(found[i] == truth[i] for i in rows) / len(rows), 2)
+        return figures
+
+    rng = np.random.default_rng(recipe.seed + state.step)
+    real_per_batch = int(round(recipe.batch * recipe.real_share)) if n_real else 0
+    state_tuple = (state.params, state.stats, state.ema_params, state.ema_stats, state.opt_state,
+                   jnp.asarray(state.step, jnp.float32))  # fmt: skip
+    key = jax.random.PRNGKey(recipe.seed + 1)
+    loop_started = time.time()
+    bar = tqdm(total=recipe.steps, initial=state.step, desc="training reader", unit="step")
+    loss_curve: list[tuple[int, float]] = []
+    for step in range(state.step, recipe.steps):
+        indices = np.concatenate([rng.integers(0, n_synthetic, recipe.batch - real_per_batch),
+                                  n_synthetic + rng.integers(0, max(1, n_real), real_per_batch)])  # fmt: skip
+        state_tuple, (loss, ce, exact) = train_step(state_tuple, device_data, jnp.asarray(indices),
+                                                   jax.random.fold_in(key, step))
+        done = step + 1
+        if done % 10 == 0 or done == recipe.steps:
+            loss_curve.append((done, round(float(loss), 4)))
+            bar.set_postfix(loss=f"{loss_curve[-1][1]:.3f}", acc=f"{100 * float(exact):.1f}%")
+        bar.update(1)
+        if done % eval_every == 0 and done != recipe.steps:
+            bar.write(f"step {done}: held-out exact reads {evaluate(state_tuple[2], state_tuple[3], held_out)}")
+        if done % checkpoint_every == 0 or done == recipe.steps:
+            host_state = jax.device_get(state_tuple)
+            _save_checkpoint(checkpoint, recipe, done, host_state)
+            if done != recipe.steps:  # a model to use even if the run is cut short
+                (out / "plate-reader.onnx").write_bytes(to_onnx(host_state[2], host_state[3], arch,
+                                                               version=f"{version or 'dev'}+step{done}"))  # fmt: skip
+    bar.close()
+    train_seconds = time.time() - loop_started
+    ema_params, ema_stats = jax.device_get(state_tuple[2]), jax.device_get(state_tuple[3])
+    figures = evaluate(ema_params, ema_stats, held_out)
+    progress(f"held-out exact reads per region (EMA weights): {figures}")
+    model_bytes = to_onnx(ema_params, ema_stats, arch, version=version or "dev",
+                          extra={"recipe": json.dumps(dataclasses.asdict(recipe))})  # fmt: skip
+    target = out / "plate-reader.onnx"
+    target.write_bytes(model_bytes)
+    metrics = {
+        "held_out_exact_percent": figures,
+        "loss_curve": loss_curve,
+        "held_out_crops": len(held_out),
+        "training_crops": len([c for c in crops if not c.held_out]),
+        "rendered_plates": n_synthetic,
+        "real_views": n_real,
+        "recipe": dataclasses.asdict(recipe),
+        "data_seconds": round(data_seconds, 1),
+        "train_seconds": round(train_seconds, 1),
+        "device": str(jax.devices()[0].device_kind),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "sha256": hashlib.sha256(model_bytes).hexdigest(),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    progress(f"wrote {target} ({len(model_bytes) / 1e6:.1f} MB, sha256 {metrics['sha256'][:16]}...)")
+    return metrics
+
+
+def _save_checkpoint(path: Path, recipe: Recipe, step: int, state_tuple: Any) -> None:
+    params, stats, ema_params, ema_stats, opt_state, _ = state_tuple
+    partial = path.with_suffix(".partial")
+    with partial.open("wb") as handle:
+        pickle.dump({"recipe": dataclasses.asdict(recipe), "step": step, "params": params, "stats": stats,
+                     "ema_params": ema_params, "ema_stats": ema_stats, "opt_state": opt_state}, handle)  # fmt: skip
+    partial.replace(path)
+
