@@ -74,8 +74,8 @@ def detector_view(crop: Image, rng: Rng) -> Image:
     """A tight real crop as the detector would box it: some surroundings (the crop's own edge
     pixels stretched), a small rotation and perspective, and a camera's faults."""
     height, width = crop.shape[:2]
-    pad_x = [int(width * rng.uniform(0.0, 0.12)) for _ in range(2)]
-    pad_y = [int(height * rng.uniform(0.0, 0.25)) for _ in range(2)]
+    pad_x = [int(width * rng.uniform(0.0, 0.2)) for _ in range(2)]
+    pad_y = [int(height * rng.uniform(0.05, 0.45)) for _ in range(2)]
     border = cv2.BORDER_REPLICATE if rng.random() < 0.6 else cv2.BORDER_REFLECT
     image = cv2.copyMakeBorder(crop, pad_y[0], pad_y[1], pad_x[0], pad_x[1], border)
     h, w = image.shape[:2]

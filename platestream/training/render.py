@@ -379,7 +379,7 @@ def photograph(plate: Image, ink: tuple[int, int, int, int], rng: Rng) -> tuple[
     box would be, at a resolution from a distant camera's to a near one's, with blur, noise,
     uneven light, occlusion and JPEG. Returns the crop and the characters' box relative to it."""
     height, width = plate.shape[:2]
-    margin_x, margin_y = width // 4, height // 2
+    margin_x, margin_y = width // 3, height
     canvas = _background(height + 2 * margin_y, width + 2 * margin_x, rng)
     canvas[margin_y : margin_y + height, margin_x : margin_x + width] = plate
     corners = (np.array([[0, 0], [width, 0], [width, height], [0, height]]) + (margin_x, margin_y)).astype(np.float32)
@@ -398,10 +398,11 @@ def photograph(plate: Image, ink: tuple[int, int, int, int], rng: Rng) -> tuple[
     x1, y1 = moved.min(0)
     x2, y2 = moved.max(0)
     plate_w, plate_h = x2 - x1, y2 - y1
-    x1 -= plate_w * rng.uniform(-0.04, 0.14)
-    x2 += plate_w * rng.uniform(-0.04, 0.14)
-    y1 -= plate_h * rng.uniform(-0.06, 0.3)
-    y2 += plate_h * rng.uniform(-0.06, 0.3)
+    # a detector's box is tight or loose, and the engine widens it (reader.PAD_X, PAD_Y) before reading
+    x1 -= plate_w * rng.uniform(-0.02, 0.2)
+    x2 += plate_w * rng.uniform(-0.02, 0.2)
+    y1 -= plate_h * rng.uniform(0.0, 0.45)
+    y2 += plate_h * rng.uniform(0.0, 0.45)
     ink_x1, ink_y1 = ink_moved.min(0) - 1
     ink_x2, ink_y2 = ink_moved.max(0) + 1
     left, top = max(0, int(min(x1, ink_x1))), max(0, int(min(y1, ink_y1)))

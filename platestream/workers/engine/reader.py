@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from platestream.errors import MissingExtraError, PlatestreamError
 
 MODEL_FILE = Path(__file__).parent / "data" / "plate-reader.onnx"
-MODEL_SHA256 = "unset"
+MODEL_SHA256 = "b0382888ef3cd57d6195712441b80796c30757c2cd48d424f0c94eccd0e5d248"
 # A detector's box is widened by these shares of its width and height before reading: the
 # reader was trained on crops as loose as this and tighter.
 PAD_X = 0.06
