@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= all,test,dev
+EXTRAS ?= all,test,dev,train
 
 .PHONY: setup demo test lint typecheck unit broker-start broker-stop clean
 

@@ -366,8 +366,14 @@ def train_reader_command(crops_root: Path, out: Path, steps: int | None, batch: 
     from platestream.training.train import Recipe, train_reader
 
     configure_logging()
-    chosen = {"steps": steps, "batch": batch, "synthetic": synthetic, "real_views": real_views, "seed": seed,
-              "head": head}
+    chosen: dict[str, Any] = {
+        "steps": steps,
+        "batch": batch,
+        "synthetic": synthetic,
+        "real_views": real_views,
+        "seed": seed,
+        "head": head,
+    }
     recipe = dataclasses.replace(Recipe(), **{k: v for k, v in chosen.items() if v is not None})
     try:
         assets = Assets.find(crops_root / "us-blank-plates", font_roots or FONT_ROOTS)

@@ -119,8 +119,8 @@ class EngineSettings(Settings):
     """How plates are recognised: engine, models, defaults of a request, input limits."""
 
     engine: Literal["default", "openalpr"] = Field("default", description="Recognition engine.")
-    reader: Literal["platestream", "ppocr"] = Field(
-        "platestream", description="Default engine's plate reader: the project's trained model, or PP-OCR."
+    reader: Literal["ppocr", "platestream"] = Field(
+        "ppocr", description="Default engine's plate reader: PP-OCR, or the project's own trained model."
     )
     country: str = Field("us", description="Default country: us, eu or br (OpenALPR's country).")
     state: str | None = Field(None, description="Default state / country pattern, e.g. md or fr.")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to run platestream's tests and demo:
 # Python 3.11+ with venv, a Java runtime (17+) and Maven for the local Kafka broker, and
-# PostgreSQL for the tests of the PostgreSQL store.
+# PostgreSQL for the tests of the PostgreSQL store, and the fonts the plate renderer draws with
+# (training data for the plate reader, and its tests).
 set -euo pipefail
 
 need=()
@@ -12,6 +13,11 @@ command -v mvn >/dev/null || need+=(maven)
 command -v make >/dev/null || need+=(make)
 # The PostgreSQL store's tests start a throwaway server of the machine's PostgreSQL.
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+[ -e /usr/share/fonts/truetype/opendin/OSP-DIN.ttf ] || need+=(fonts-opendin)
+[ -e /usr/share/fonts/opentype/bebas-neue/BebasNeue-Regular.otf ] || need+=(fonts-bebas-neue)
+[ -e /usr/share/fonts/truetype/roadgeek/RG2014D.ttf ] || need+=(fonts-roadgeek)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Bold.ttf ] || need+=(fonts-dejavu-extra)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

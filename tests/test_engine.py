@@ -115,6 +115,7 @@ def test_only_the_strongest_weak_detection_of_an_image_is_read(engine: Engine, m
     ]
     monkeypatch.setattr(engine.detector, "detect", lambda images: [[found, *elsewhere] for _ in images])
     read = []
+    assert engine.reader is not None
     main_line = engine.reader.main_line
 
     def counted(crop: Image) -> object:

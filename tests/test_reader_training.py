@@ -1,21 +1,21 @@
-"""The plate reader the project trains: its renderer, a short training that learns and exports a
-model the engine runs, and the checks on the model file that a user relies on."""
+"""Training the plate reader: a short run on a tiny rendered data set learns, checkpoints,
+resumes and exports a model that ONNX Runtime loads and the engine reads with.
+
+Needs the `train` extra (JAX); `make setup` installs it."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from platestream.training.render import REGIONS, Assets, render_sample
+from platestream.training.render import Assets, render_sample
 from platestream.workers.engine import Options
-from platestream.workers.engine.reader import MODEL_FILE, MODEL_SHA256, PlateReader, ReaderModelError, verify
-from platestream.workers.engine.templates import regions_for, shape
+from platestream.workers.engine.reader import PlateReader
 
 jax = pytest.importorskip("jax", reason="the train extra (pip install 'platestream[train]') is not installed")
 
@@ -23,23 +23,6 @@ jax = pytest.importorskip("jax", reason="the train extra (pip install 'platestre
 @pytest.fixture(scope="module")
 def assets() -> Assets:
     return Assets.find()  # fonts installed by scripts/ensure-system.sh; no blank plates needed
-
-
-@pytest.mark.parametrize("region", REGIONS)
-def test_rendered_plates_carry_a_form_of_their_region_and_the_box_of_their_characters(
-    assets: Assets, region: str
-) -> None:
-    rng = np.random.default_rng(7)
-    forms = {form for forms in regions_for(region).values() for form in forms}
-    for _ in range(20):
-        sample = render_sample(region, assets, rng)
-        assert re.fullmatch(r"[A-Z0-9]{2,10}", sample.text)
-        if region != "us":  # US plates include vanity texts
-            assert shape(sample.text) in forms
-        x1, y1, x2, y2 = sample.box
-        assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1
-        assert (x2 - x1) > 0.3  # the registration spans much of the crop's width
-        assert sample.image.ndim == 3 and sample.image.shape[2] == 3 and min(sample.image.shape[:2]) >= 8
 
 
 def _fake_crops(root: Path, assets: Assets) -> None:
@@ -69,7 +52,8 @@ def test_a_short_training_lowers_the_loss_and_exports_a_model_the_engine_reads_w
     out = tmp_path / "run"
     metrics = train_reader(crops, out, recipe, assets=assets, workers=1, eval_every=1000, checkpoint_every=10)
     losses = [loss for _, loss in metrics["loss_curve"]]
-    assert len(losses) >= 3 and losses[-1] < losses[0] - 0.3  # it learns (at least where the pads are)
+    assert len(losses) >= 3
+    assert losses[-1] < losses[0] - 0.3
     model = out / "plate-reader.onnx"
     assert metrics["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
     assert json.loads((out / "metrics.json").read_text())["recipe"]["steps"] == 30
@@ -86,21 +70,3 @@ def test_a_short_training_lowers_the_loss_and_exports_a_model_the_engine_reads_w
     # resume: a finished run's checkpoint exports again without rendering anything
     again = train_reader(crops, out, recipe, assets=assets, resume=True, workers=1)
     assert again["sha256"] == metrics["sha256"]
-
-
-def test_a_missing_or_changed_model_file_is_refused_with_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(ReaderModelError, match="is missing: reinstall platestream"):
-        verify(tmp_path / "plate-reader.onnx", MODEL_SHA256)
-    changed = tmp_path / "changed.onnx"
-    changed.write_bytes(MODEL_FILE.read_bytes()[:-10] + b"0123456789")
-    with pytest.raises(ReaderModelError, match=r"has SHA-256 [0-9a-f]{64}, expected " + MODEL_SHA256):
-        verify(changed, MODEL_SHA256)
-    garbage = tmp_path / "garbage.onnx"
-    garbage.write_bytes(b"not a model")
-    digest = hashlib.sha256(b"not a model").hexdigest()
-    with pytest.raises(ReaderModelError, match="ONNX Runtime cannot load"):
-        PlateReader(threads=1, providers=["CPUExecutionProvider"], path=garbage, sha256=digest)
-
-
-def test_the_shipped_model_matches_its_pinned_checksum() -> None:
-    assert hashlib.sha256(MODEL_FILE.read_bytes()).hexdigest() == MODEL_SHA256

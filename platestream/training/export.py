@@ -40,7 +40,9 @@ class _Graph:
         return output
 
     def linear(self, x: str, p: dict[str, Any], hint: str) -> str:
-        return self.op("Add", [self.op("MatMul", [x, self.const(f"{hint}_w", p["w"])]), self.const(f"{hint}_b", p["b"])])
+        return self.op(
+            "Add", [self.op("MatMul", [x, self.const(f"{hint}_w", p["w"])]), self.const(f"{hint}_b", p["b"])]
+        )
 
     def layer_norm(self, x: str, p: dict[str, Any], hint: str) -> str:
         scale, bias = self.const(f"{hint}_scale", p["scale"]), self.const(f"{hint}_bias", p["bias"])
@@ -67,7 +69,9 @@ class _Graph:
         return self.op("Add", [x, self.linear(hidden, block["mlp2"], f"{hint}_mlp2")])
 
 
-def to_onnx(params: Params, stats: Params, arch: Architecture, *, version: str, extra: dict[str, str] | None = None) -> bytes:
+def to_onnx(
+    params: Params, stats: Params, arch: Architecture, *, version: str, extra: dict[str, str] | None = None
+) -> bytes:
     """The serialised ONNX model: input `image` (batch, 3, height, width) RGB scaled to -1..1;
     outputs `probabilities` (batch, slots, classes; class 0 is the pad) and `box`."""
     import onnx
@@ -105,8 +109,10 @@ def to_onnx(params: Params, stats: Params, arch: Architecture, *, version: str, 
         g.nodes,
         "plate_reader",
         [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", 3, arch.height, arch.width])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", arch.slots, arch.classes]),
-         helper.make_tensor_value_info("box", TensorProto.FLOAT, ["batch", 4])],  # fmt: skip
+        [
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", arch.slots, arch.classes]),
+            helper.make_tensor_value_info("box", TensorProto.FLOAT, ["batch", 4]),
+        ],
         g.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="platestream")

@@ -9,11 +9,13 @@ character and every length is seen often. Pure pixels: numpy, OpenCV and Pillow,
 
 from __future__ import annotations
 
+import itertools
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -24,7 +26,7 @@ from PIL import ImageDraw, ImageFont
 from platestream.errors import PlatestreamError
 from platestream.workers.engine.templates import TEMPLATES
 
-Image = NDArray[np.uint8]
+Image = NDArray[Any]  # uint8 pixels; Any: numpy's and OpenCV's stubs disagree on dtypes
 Rng = np.random.Generator
 
 LETTERS = string.ascii_uppercase
@@ -54,11 +56,15 @@ EU_COUNTRY_LETTERS = {"at": "A", "be": "B", "bg": "BG", "ch": "CH", "cz": "CZ", 
                       "fi": "FIN", "fr": "F", "gb": "GB", "hr": "HR", "hu": "H", "it": "I", "lt": "LT", "lv": "LV",
                       "nl": "NL", "no": "N", "pl": "PL", "pt": "P", "ro": "RO", "rs": "SRB", "se": "S", "si": "SLO",
                       "sk": "SK"}  # fmt: skip
-US_WORDS = ("SUNSHINE STATE", "LAND OF LINCOLN", "EMPIRE STATE", "GARDEN STATE", "LONE STAR", "GRAND CANYON",
-            "AMERICA'S DAIRYLAND", "EXPLORE", "THE GREAT LAKES", "PEACH STATE", "FIRST IN FLIGHT", "OCEAN STATE",
-            "TOTAL TOYOTA", "AUTO MALL", "HONDA OF", "COUNTY", "SPORTSMAN'S PARADISE", "VIRGINIA IS FOR LOVERS")  # fmt: skip
-US_STATES = ("CALIFORNIA", "Texas", "NEW YORK", "Florida", "ILLINOIS", "Ohio", "GEORGIA", "Michigan", "ARIZONA",
-             "Washington", "COLORADO", "Oregon", "NEVADA", "Utah", "MARYLAND", "Virginia", "Missouri", "IOWA")  # fmt: skip
+US_WORDS = (
+    "SUNSHINE STATE", "LAND OF LINCOLN", "EMPIRE STATE", "GARDEN STATE", "LONE STAR", "GRAND CANYON",
+    "AMERICA'S DAIRYLAND", "EXPLORE", "THE GREAT LAKES", "PEACH STATE", "FIRST IN FLIGHT", "OCEAN STATE",
+    "TOTAL TOYOTA", "AUTO MALL", "HONDA OF", "COUNTY", "SPORTSMAN'S PARADISE", "VIRGINIA IS FOR LOVERS",
+)  # fmt: skip
+US_STATES = (
+    "CALIFORNIA", "Texas", "NEW YORK", "Florida", "ILLINOIS", "Ohio", "GEORGIA", "Michigan", "ARIZONA",
+    "Washington", "COLORADO", "Oregon", "NEVADA", "Utah", "MARYLAND", "Virginia", "Missouri", "IOWA",
+)  # fmt: skip
 BR_CITIES = ("SAO PAULO", "CURITIBA", "RIO DE JANEIRO", "CAMPINAS", "PR", "SP", "BELO HORIZONTE", "SANTOS")
 
 
@@ -130,14 +136,14 @@ def plate_text(region: str, rng: Rng) -> tuple[str, list[int]]:
     return text, splits[: 1 + int(rng.random() < 0.3)]
 
 
-def _text_mask(text: str, font: Path, height: int) -> NDArray[np.uint8]:
+def _text_mask(text: str, font: Path, height: int) -> Image:
     """White-on-black pixels of `text`, cropped to its ink, `height` pixels tall."""
     if font.as_posix() in HERSHEY_FONTS:
         return _hershey_mask(text, HERSHEY_FONTS[font.as_posix()], height)
     size = max(8, int(height * 1.25))
     pil_font = _font(font, size)
     left, top, right, bottom = pil_font.getbbox(text)
-    canvas = PILImage.new("L", (max(1, right - left + 4), max(1, bottom - top + 4)), 0)
+    canvas = PILImage.new("L", (max(1, int(right - left) + 4), max(1, int(bottom - top) + 4)), 0)
     ImageDraw.Draw(canvas).text((2 - left, 2 - top), text, fill=255, font=pil_font)
     mask = np.asarray(canvas)
     ys, xs = np.nonzero(mask > 40)
@@ -148,7 +154,7 @@ def _text_mask(text: str, font: Path, height: int) -> NDArray[np.uint8]:
     return np.asarray(cv2.resize(mask, (width, height), interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
-def _hershey_mask(text: str, face: int, height: int) -> NDArray[np.uint8]:
+def _hershey_mask(text: str, face: int, height: int) -> Image:
     scale = height / 22.0
     thickness = max(1, round(height / 11))
     (width, text_h), baseline = cv2.getTextSize(text, face, scale, thickness)
@@ -162,7 +168,7 @@ def _hershey_mask(text: str, face: int, height: int) -> NDArray[np.uint8]:
     return np.asarray(cv2.resize(mask, (new_width, height), interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
-def _paint(plate: Image, mask: NDArray[np.uint8], x: int, y: int, colour: Sequence[int]) -> None:
+def _paint(plate: Image, mask: Image, x: int, y: int, colour: Sequence[int]) -> None:
     """Blend `colour` into `plate` through `mask` at (x, y), clipped to the plate."""
     height, width = plate.shape[:2]
     x0, y0 = max(0, x), max(0, y)
@@ -181,11 +187,11 @@ def _registration(
     """Draw the registration into `box` (x, y, width, height) of the plate, groups parted at
     `splits` by `separator` (gap, dash, dot, emblem), and return the box its ink covers."""
     x, y, width, height = box
-    pieces: list[NDArray[np.uint8]] = []
+    pieces: list[Image] = []
     emblem_at: list[int] = []
     bounds = [0, *splits, len(text)]
     spacing = max(1, int(height * rng.uniform(0.02, 0.12)))
-    for index, (start, end) in enumerate(zip(bounds, bounds[1:], strict=False)):
+    for index, (start, end) in enumerate(itertools.pairwise(bounds)):
         group = text[start:end]
         masks = [_text_mask(char, font, height) for char in group]
         for mask in masks:
@@ -194,7 +200,9 @@ def _registration(
         if index < len(bounds) - 2:
             gap = np.zeros((height, max(2, int(height * rng.uniform(0.2, 0.6)))), np.uint8)
             if separator == "dash":
-                cv2.rectangle(gap, (1, height // 2 - height // 14), (gap.shape[1] - 2, height // 2 + height // 14), 255, -1)
+                cv2.rectangle(
+                    gap, (1, height // 2 - height // 14), (gap.shape[1] - 2, height // 2 + height // 14), 255, -1
+                )
             elif separator == "dot":
                 cv2.circle(gap, (gap.shape[1] // 2, height // 2), max(1, height // 12), 255, -1)
             elif separator == "emblem":
@@ -209,13 +217,15 @@ def _registration(
     for centre in emblem_at:  # a state's silhouette, a seal or a sticker between the groups
         cx = left + int(centre * scale_x)
         radius = max(2, int(height * rng.uniform(0.15, 0.3)))
-        points = rng.normal(0, radius * 0.45, (7, 2)) + (cx, y + height // 2)
+        points = rng.normal(0, radius * 0.45, (7, 2)) + np.array([cx, y + height // 2])
         hull = cv2.convexHull(points.astype(np.int32))
         cv2.fillConvexPoly(plate, hull, tuple(int(v) for v in rng.integers(0, 255, 3)), lineType=cv2.LINE_AA)
     return left, y, left + strip_w, y + height
 
 
-def _small_print(plate: Image, text: str, font: Path, centre: tuple[int, int], height: int, colour: Sequence[int]) -> None:
+def _small_print(
+    plate: Image, text: str, font: Path, centre: tuple[int, int], height: int, colour: Sequence[int]
+) -> None:
     mask = _text_mask(text, font, max(4, height))
     max_width = plate.shape[1] - 4
     if mask.shape[1] > max_width:
@@ -237,12 +247,15 @@ def _ink(rng: Rng) -> tuple[int, int, int]:
 def _us_plate(text: str, splits: Sequence[int], assets: Assets, rng: Rng) -> tuple[Image, tuple[int, int, int, int]]:
     width, height = 300, 150
     if assets.us_blanks and rng.random() < 0.8:
-        blank = cv2.imread(str(assets.us_blanks[int(rng.integers(len(assets.us_blanks)))]))
+        path = assets.us_blanks[int(rng.integers(len(assets.us_blanks)))]
+        blank = cv2.imread(str(path))
+        if blank is None:
+            raise AssetError(f"{path} is not an image")
         plate = cv2.resize(blank, (width, height), interpolation=cv2.INTER_LINEAR)
     else:
-        top, bottom = rng.integers(150, 256, 3), rng.integers(150, 256, 3)
+        upper, lower = rng.integers(150, 256, 3), rng.integers(150, 256, 3)
         ramp = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
-        plate = (top * (1 - ramp) + bottom * ramp).astype(np.uint8).repeat(width, 1)
+        plate = (upper * (1 - ramp) + lower * ramp).astype(np.uint8).repeat(width, 1)
         font = assets.print_fonts[int(rng.integers(len(assets.print_fonts)))]
         _small_print(plate, _random_word(rng, US_STATES), font, (width // 2, int(height * 0.13)), int(height * 0.15),
                      _ink(rng))  # fmt: skip
@@ -370,11 +383,13 @@ def _background(height: int, width: int, rng: Rng) -> Image:
         p2 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
         cv2.rectangle(canvas, p1, p2, tuple(int(v) for v in rng.integers(0, 256, 3)), -1)
     texture = rng.normal(0, rng.uniform(2, 12), (height // 8 + 1, width // 8 + 1, 3)).astype(np.float32)
-    texture = cv2.resize(texture, (width, height), interpolation=cv2.INTER_NEAREST)
-    return np.clip(canvas + texture, 0, 255).astype(np.uint8)
+    stretched = np.asarray(cv2.resize(texture, (width, height), interpolation=cv2.INTER_NEAREST), np.float32)
+    return np.asarray(np.clip(canvas + stretched, 0, 255), dtype=np.uint8)
 
 
-def photograph(plate: Image, ink: tuple[int, int, int, int], rng: Rng) -> tuple[Image, tuple[float, float, float, float]]:
+def photograph(
+    plate: Image, ink: tuple[int, int, int, int], rng: Rng
+) -> tuple[Image, tuple[float, float, float, float]]:
     """The plate mounted on a vehicle, seen at an angle, cropped loose or tight as a detector's
     box would be, at a resolution from a distant camera's to a near one's, with blur, noise,
     uneven light, occlusion and JPEG. Returns the crop and the characters' box relative to it."""
@@ -382,7 +397,9 @@ def photograph(plate: Image, ink: tuple[int, int, int, int], rng: Rng) -> tuple[
     margin_x, margin_y = width // 3, height
     canvas = _background(height + 2 * margin_y, width + 2 * margin_x, rng)
     canvas[margin_y : margin_y + height, margin_x : margin_x + width] = plate
-    corners = (np.array([[0, 0], [width, 0], [width, height], [0, height]]) + (margin_x, margin_y)).astype(np.float32)
+    corners = (np.array([[0, 0], [width, 0], [width, height], [0, height]]) + np.array([margin_x, margin_y])).astype(
+        np.float32
+    )
     # perspective: the plate's corners jittered, then rotated a little
     jitter = rng.normal(0, 0.04, (4, 2)) * (width, height)
     angle = np.deg2rad(rng.normal(0, 4))
@@ -393,7 +410,8 @@ def photograph(plate: Image, ink: tuple[int, int, int, int], rng: Rng) -> tuple[
     canvas = cv2.warpPerspective(canvas, matrix, (canvas.shape[1], canvas.shape[0]), flags=cv2.INTER_LINEAR,
                                  borderMode=cv2.BORDER_REFLECT)  # fmt: skip
     ink_corners = np.array([[ink[0], ink[1]], [ink[2], ink[1]], [ink[2], ink[3]], [ink[0], ink[3]]], np.float32)
-    ink_moved = cv2.perspectiveTransform((ink_corners + (margin_x, margin_y)).astype(np.float32)[None], matrix)[0]
+    shifted = (ink_corners + np.array([margin_x, margin_y])).astype(np.float32)
+    ink_moved = cv2.perspectiveTransform(shifted[None], matrix)[0]
     # the detector's box: the plate's box, loose or tight
     x1, y1 = moved.min(0)
     x2, y2 = moved.max(0)
@@ -448,26 +466,32 @@ def degrade(crop: Image, rng: Rng, *, strength: float = 1.0) -> Image:
     if rng.random() < 0.6 * strength:
         work += rng.normal(0, rng.uniform(1, 8), work.shape).astype(np.float32)
     crop = np.clip(work, 0, 255).astype(np.uint8)
-    if rng.random() < 0.08 * strength:  # something in front of an edge of the plate
-        h, w = crop.shape[:2]
-        side = int(rng.integers(4))
-        size = rng.uniform(0.05, 0.15)
-        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        if side == 0:
-            cv2.rectangle(crop, (0, 0), (int(w * size), h), colour, -1)
-        elif side == 1:
-            cv2.rectangle(crop, (w - int(w * size), 0), (w, h), colour, -1)
-        else:
-            y = 0 if side == 2 else h - int(h * size * 1.5)
-            cv2.rectangle(crop, (0, y), (w, y + int(h * size * 1.5)), colour, -1)
+    if rng.random() < 0.08 * strength:
+        _occlude(crop, rng)
     if rng.random() < 0.2:
         crop = cv2.cvtColor(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
     if rng.random() < 0.7 * strength:
         quality = int(rng.integers(20, 95))
         ok, encoded = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        if ok:
-            crop = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+        decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR) if ok else None
+        if decoded is not None:
+            crop = decoded
     return crop
+
+
+def _occlude(crop: Image, rng: Rng) -> None:
+    """Something in front of an edge of the plate: a tow bar, a bumper, a bicycle rack."""
+    h, w = crop.shape[:2]
+    side = int(rng.integers(4))
+    size = rng.uniform(0.05, 0.15)
+    colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+    if side == 0:
+        cv2.rectangle(crop, (0, 0), (int(w * size), h), colour, -1)
+    elif side == 1:
+        cv2.rectangle(crop, (w - int(w * size), 0), (w, h), colour, -1)
+    else:
+        y = 0 if side == 2 else h - int(h * size * 1.5)
+        cv2.rectangle(crop, (0, y), (w, y + int(h * size * 1.5)), colour, -1)
 
 
 def pack_fonts(out: Path, font_roots: Sequence[Path] = FONT_ROOTS) -> int:

@@ -141,8 +141,9 @@ def held_out_set(crops: Sequence[Crop], height: int, width: int, slots: int) -> 
         h, w = pixels.shape[:2]
         images.append(prepare(rectangle_crop(pixels, (0, 0, w, h))[0], height, width))
     count = len(crops)
+    regions = np.array([REGIONS.index(c.region) for c in crops], np.int8)
     return Dataset(np.stack(images), encode_labels([c.text for c in crops], slots), np.zeros((count, 4), np.float32),
-                   np.zeros(count, np.float32), np.array([REGIONS.index(c.region) for c in crops], np.int8))  # fmt: skip
+                   np.zeros(count, np.float32), regions)  # fmt: skip
 
 
 def build_data(
@@ -189,105 +190,40 @@ def train_reader(
     cache_dir: Path | None = None, progress: Progress = print,
 ) -> dict[str, Any]:  # fmt: skip
     """Train, export `out/plate-reader.onnx` and return the figures written to `out/metrics.json`."""
-    jax, jnp, optax = _jax()
+    jax, jnp, _ = _jax()
     from tqdm import tqdm
 
-    from platestream.training.export import to_onnx
-    from platestream.training.model import Architecture, apply, decode, init
+    from platestream.training.model import Architecture, init
 
     started = time.time()
     arch = Architecture(head=recipe.head)
-    assets = assets or Assets.find(crops_root / "us-blank-plates")
     crops = load_crops(crops_root)
     if not crops:
         raise TrainingError(f"no labelled crops under {crops_root} (expected us/labels.tsv, br/labels.tsv)")
-    digest = hashlib.sha256("\n".join(f"{c.path.name}\t{c.text}" for c in crops).encode()).hexdigest()
     out.mkdir(parents=True, exist_ok=True)
-    cache = (cache_dir or out) / f"data-{recipe.data_key(digest)}"
-    workers = workers or max(1, os.cpu_count() or 1)
     held_out = held_out_set([c for c in crops if c.held_out], arch.height, arch.width, arch.slots)
     progress(f"held out: {len(held_out)} real crops of plates never trained on")
 
-    warmup = min(recipe.warmup, recipe.steps // 4)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, recipe.learning_rate, warmup, max(warmup + 1, recipe.steps),
-                                                  recipe.learning_rate * 0.01)  # fmt: skip
-    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=recipe.weight_decay))
+    optimizer = _optimizer(recipe)
     checkpoint = out / "checkpoint.pkl"
-    if resume and checkpoint.exists():
-        with checkpoint.open("rb") as handle:
-            saved = pickle.load(handle)  # noqa: S301 - our own checkpoint, written below
-        if saved["recipe"] != dataclasses.asdict(recipe):
-            raise TrainingError(f"{checkpoint} was made with another recipe; train into a new folder or drop --resume")
-        state = State(saved["step"], *(jax.tree.map(jnp.asarray, saved[k]) for k in
-                                       ("params", "stats", "ema_params", "ema_stats", "opt_state")))  # fmt: skip
-        progress(f"resuming at step {state.step} of {recipe.steps}")
-    else:
+    state = _restore(checkpoint, recipe, progress) if resume and checkpoint.exists() else None
+    if state is None:
         params, stats = init(jax.random.PRNGKey(recipe.seed), arch)
         state = State(0, params, stats, params, stats, optimizer.init(params))
-
     if state.step < recipe.steps:
-        if (cache / "synthetic" / "labels.npy").exists():
-            synthetic, views = Dataset.load(cache / "synthetic"), Dataset.load(cache / "real")
-            progress(f"data: {len(synthetic)} rendered plates and {len(views)} real views from {cache}")
-        else:
-            synthetic, views = build_data(recipe, assets, crops, height=arch.height, width=arch.width, slots=arch.slots,
-                                          workers=workers, progress=progress)  # fmt: skip
-            synthetic.save(cache / "synthetic")
-            views.save(cache / "real")
+        cache = (cache_dir or out) / f"data-{recipe.data_key(_crops_digest(crops))}"
+        synthetic, views = _training_data(recipe, assets or Assets.find(crops_root / "us-blank-plates"), crops, cache,
+                                          workers or max(1, os.cpu_count() or 1), progress)  # fmt: skip
     else:  # a finished run's checkpoint: export only
-        synthetic = views = Dataset(np.zeros((1, arch.height, arch.width, 3), np.uint8),
-                                    np.zeros((1, arch.slots), np.int32), np.zeros((1, 4), np.float32),
-                                    np.zeros(1, np.float32), np.zeros(1, np.int8))  # fmt: skip
+        synthetic = views = _empty(arch)
     data_seconds = time.time() - started
     device_data = {name: jnp.asarray(np.concatenate([getattr(synthetic, name), getattr(views, name)]))
                    for name in ("images", "labels", "boxes", "has_box")}  # fmt: skip
     n_synthetic, n_real = len(synthetic), len(views)
-    classes = arch.classes
-
-    def loss_fn(params: Any, stats: Any, batch: dict[str, Any], key: Any) -> tuple[Any, Any]:
-        images = (batch["images"].astype(jnp.float32) / 255.0 - 0.5) / 0.5
-        logits, box, new_stats = apply(params, stats, images, arch, train=True, dropout_key=key)
-        target = jax.nn.one_hot(batch["labels"], classes)
-        target = target * (1 - recipe.label_smoothing) + recipe.label_smoothing / classes
-        ce = -(target * jax.nn.log_softmax(logits)).sum(-1).mean()
-        box_error = (jnp.abs(box - batch["boxes"]).sum(-1) * batch["has_box"]).sum() / jnp.maximum(
-            1.0, batch["has_box"].sum()
-        )
-        exact = (logits.argmax(-1) == batch["labels"]).all(-1).mean()
-        return ce + recipe.box_weight * box_error, (new_stats, ce, exact)
-
-    @jax.jit
-    def train_step(state_tuple: Any, data: dict[str, Any], indices: Any, key: Any) -> Any:
-        params, stats, ema_params, ema_stats, opt_state, step = state_tuple
-        batch = {name: array[indices] for name, array in data.items()}
-        (loss, (new_stats, ce, exact)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, stats, batch, key)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        decay = jnp.minimum(recipe.ema, (1.0 + step) / (10.0 + step))
-        ema_params = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema_params, params)
-        ema_stats = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema_stats, new_stats)
-        return (params, new_stats, ema_params, ema_stats, opt_state, step + 1), (loss, ce, exact)
-
-    @jax.jit
-    def predict(params: Any, stats: Any, images: Any) -> Any:
-        logits, box, _ = apply(params, stats, (images.astype(jnp.float32) / 255.0 - 0.5) / 0.5, arch, train=False)
-        return logits.argmax(-1), box
-
-    def evaluate(params: Any, stats: Any, data: Dataset) -> dict[str, float]:
-        found = []
-        for start in range(0, len(data), 256):
-            classes_read, _ = predict(params, stats, jnp.asarray(data.images[start : start + 256]))
-            found.extend(decode(np.asarray(classes_read)))
-        truth = decode(data.labels)
-        figures = {}
-        for index, region in enumerate(REGIONS):
-            rows = [i for i in range(len(truth)) if data.regions[i] == index]
-            if rows:
-                figures[region] = round(100.0 * sum(found[i] == truth[i] for i in rows) / len(rows), 2)
-        return figures
+    train_step, evaluate = _compiled(arch, recipe, optimizer)
 
     rng = np.random.default_rng(recipe.seed + state.step)
-    real_per_batch = int(round(recipe.batch * recipe.real_share)) if n_real else 0
+    real_per_batch = round(recipe.batch * recipe.real_share) if n_real else 0
     state_tuple = (state.params, state.stats, state.ema_params, state.ema_stats, state.opt_state,
                    jnp.asarray(state.step, jnp.float32))  # fmt: skip
     key = jax.random.PRNGKey(recipe.seed + 1)
@@ -295,10 +231,8 @@ def train_reader(
     bar = tqdm(total=recipe.steps, initial=state.step, desc="training reader", unit="step")
     loss_curve: list[tuple[int, float]] = []
     for step in range(state.step, recipe.steps):
-        indices = np.concatenate([rng.integers(0, n_synthetic, recipe.batch - real_per_batch),
-                                  n_synthetic + rng.integers(0, max(1, n_real), real_per_batch)])  # fmt: skip
-        state_tuple, (loss, ce, exact) = train_step(state_tuple, device_data, jnp.asarray(indices),
-                                                   jax.random.fold_in(key, step))
+        indices = _batch(rng, n_synthetic, n_real, recipe.batch, real_per_batch)
+        state_tuple, (loss, exact) = train_step(state_tuple, device_data, indices, jax.random.fold_in(key, step))
         done = step + 1
         if done % 10 == 0 or done == recipe.steps:
             loss_curve.append((done, round(float(loss), 4)))
@@ -307,30 +241,35 @@ def train_reader(
         if done % eval_every == 0 and done != recipe.steps:
             bar.write(f"step {done}: held-out exact reads {evaluate(state_tuple[2], state_tuple[3], held_out)}")
         if done % checkpoint_every == 0 or done == recipe.steps:
-            host_state = jax.device_get(state_tuple)
-            _save_checkpoint(checkpoint, recipe, done, host_state)
-            if done != recipe.steps:  # a model to use even if the run is cut short
-                (out / "plate-reader.onnx").write_bytes(to_onnx(host_state[2], host_state[3], arch,
-                                                               version=f"{version or 'dev'}+step{done}"))  # fmt: skip
+            _checkpoint(out, recipe, done, jax.device_get(state_tuple), arch, version)
     bar.close()
-    train_seconds = time.time() - loop_started
-    ema_params, ema_stats = jax.device_get(state_tuple[2]), jax.device_get(state_tuple[3])
+    timings = {"data_seconds": round(data_seconds, 1), "train_seconds": round(time.time() - loop_started, 1)}
+    counts = {"held_out_crops": len(held_out), "training_crops": len([c for c in crops if not c.held_out]),
+              "rendered_plates": n_synthetic, "real_views": n_real}  # fmt: skip
+    return _finish(jax.device_get(state_tuple), evaluate, held_out, arch, recipe, out, version,
+                   {"loss_curve": loss_curve, **counts, **timings}, progress)  # fmt: skip
+
+
+def _finish(
+    state_tuple: Any, evaluate: Callable[..., dict[str, float]], held_out: Dataset, arch: Any, recipe: Recipe,
+    out: Path, version: str, facts: dict[str, Any], progress: Progress,
+) -> dict[str, Any]:  # fmt: skip
+    """Held-out figures of the EMA weights, the exported model and metrics.json."""
+    import jax
+
+    from platestream.training.export import to_onnx
+
+    ema_params, ema_stats = state_tuple[2], state_tuple[3]
     figures = evaluate(ema_params, ema_stats, held_out)
     progress(f"held-out exact reads per region (EMA weights): {figures}")
     model_bytes = to_onnx(ema_params, ema_stats, arch, version=version or "dev",
                           extra={"recipe": json.dumps(dataclasses.asdict(recipe))})  # fmt: skip
     target = out / "plate-reader.onnx"
     target.write_bytes(model_bytes)
-    metrics = {
+    metrics: dict[str, Any] = {
         "held_out_exact_percent": figures,
-        "loss_curve": loss_curve,
-        "held_out_crops": len(held_out),
-        "training_crops": len([c for c in crops if not c.held_out]),
-        "rendered_plates": n_synthetic,
-        "real_views": n_real,
+        **facts,
         "recipe": dataclasses.asdict(recipe),
-        "data_seconds": round(data_seconds, 1),
-        "train_seconds": round(train_seconds, 1),
         "device": str(jax.devices()[0].device_kind),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "sha256": hashlib.sha256(model_bytes).hexdigest(),
@@ -340,6 +279,121 @@ def train_reader(
     return metrics
 
 
+def _optimizer(recipe: Recipe) -> Any:
+    """AdamW with warm-up and cosine decay to 1 % of the peak rate, gradients clipped."""
+    _, _, optax = _jax()
+    warmup = min(recipe.warmup, recipe.steps // 4)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, recipe.learning_rate, warmup, max(warmup + 1, recipe.steps),
+                                                  recipe.learning_rate * 0.01)  # fmt: skip
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=recipe.weight_decay))
+
+
+def _crops_digest(crops: Sequence[Crop]) -> str:
+    return hashlib.sha256("\n".join(f"{c.path.name}\t{c.text}" for c in crops).encode()).hexdigest()
+
+
+def _empty(arch: Any) -> Dataset:
+    return Dataset(np.zeros((1, arch.height, arch.width, 3), np.uint8), np.zeros((1, arch.slots), np.int32),
+                   np.zeros((1, 4), np.float32), np.zeros(1, np.float32), np.zeros(1, np.int8))  # fmt: skip
+
+
+def _training_data(
+    recipe: Recipe, assets: Assets, crops: Sequence[Crop], cache: Path, workers: int, progress: Progress
+) -> tuple[Dataset, Dataset]:
+    """The rendered plates and real views of a recipe, from `cache` when an earlier run made them."""
+    from platestream.training.model import Architecture
+
+    arch = Architecture(head=recipe.head)
+    if (cache / "synthetic" / "labels.npy").exists() and (cache / "real" / "labels.npy").exists():
+        synthetic, views = Dataset.load(cache / "synthetic"), Dataset.load(cache / "real")
+        progress(f"data: {len(synthetic)} rendered plates and {len(views)} real views from {cache}")
+        return synthetic, views
+    synthetic, views = build_data(recipe, assets, crops, height=arch.height, width=arch.width, slots=arch.slots,
+                                  workers=workers, progress=progress)  # fmt: skip
+    synthetic.save(cache / "synthetic")
+    views.save(cache / "real")
+    return synthetic, views
+
+
+def _restore(checkpoint: Path, recipe: Recipe, progress: Progress) -> State:
+    jax, jnp, _ = _jax()
+    with checkpoint.open("rb") as handle:
+        saved = pickle.load(handle)  # our own file, written by _save_checkpoint
+    if saved["recipe"] != dataclasses.asdict(recipe):
+        raise TrainingError(f"{checkpoint} was made with another recipe; train into a new folder or drop --resume")
+    progress(f"resuming at step {saved['step']} of {recipe.steps}")
+    return State(saved["step"], *(jax.tree.map(jnp.asarray, saved[k]) for k in
+                                  ("params", "stats", "ema_params", "ema_stats", "opt_state")))  # fmt: skip
+
+
+def _compiled(arch: Any, recipe: Recipe, optimizer: Any) -> tuple[Callable[..., Any], Callable[..., dict[str, float]]]:
+    """The jitted training step (with EMA) and a held-out evaluation."""
+    jax, jnp, optax = _jax()
+    from platestream.training.model import apply, decode
+
+    classes = arch.classes
+
+    def loss_fn(params: Any, stats: Any, batch: dict[str, Any], key: Any) -> tuple[Any, Any]:
+        images = (batch["images"].astype(jnp.float32) / 255.0 - 0.5) / 0.5
+        logits, box, new_stats = apply(params, stats, images, arch, train=True, dropout_key=key)
+        target = jax.nn.one_hot(batch["labels"], classes)
+        target = target * (1 - recipe.label_smoothing) + recipe.label_smoothing / classes
+        ce = -(target * jax.nn.log_softmax(logits)).sum(-1).mean()
+        has_box = batch["has_box"]
+        box_error = (jnp.abs(box - batch["boxes"]).sum(-1) * has_box).sum() / jnp.maximum(1.0, has_box.sum())
+        exact = (logits.argmax(-1) == batch["labels"]).all(-1).mean()
+        return ce + recipe.box_weight * box_error, (new_stats, exact)
+
+    def train_step(state_tuple: Any, data: dict[str, Any], indices: Any, key: Any) -> Any:
+        params, stats, ema_params, ema_stats, opt_state, step = state_tuple
+        batch = {name: array[indices] for name, array in data.items()}
+        (loss, (new_stats, exact)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, stats, batch, key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        decay = jnp.minimum(recipe.ema, (1.0 + step) / (10.0 + step))
+        ema_params = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema_params, params)
+        ema_stats = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema_stats, new_stats)
+        return (params, new_stats, ema_params, ema_stats, opt_state, step + 1), (loss, exact)
+
+    def predict(params: Any, stats: Any, images: Any) -> Any:
+        logits, _, _ = apply(params, stats, (images.astype(jnp.float32) / 255.0 - 0.5) / 0.5, arch, train=False)
+        return logits.argmax(-1)
+
+    compiled_step, compiled_predict = jax.jit(train_step), jax.jit(predict)
+
+    def evaluate(params: Any, stats: Any, data: Dataset) -> dict[str, float]:
+        found = []
+        for start in range(0, len(data), 256):
+            batch = jnp.asarray(data.images[start : start + 256])
+            found.extend(decode(np.asarray(compiled_predict(params, stats, batch))))
+        truth = decode(data.labels)
+        figures = {}
+        for index, region in enumerate(REGIONS):
+            rows = [i for i in range(len(truth)) if data.regions[i] == index]
+            if rows:
+                figures[region] = round(100.0 * sum(found[i] == truth[i] for i in rows) / len(rows), 2)
+        return figures
+
+    return compiled_step, evaluate
+
+
+def _batch(rng: np.random.Generator, n_synthetic: int, n_real: int, size: int, real: int) -> NDArray[np.int64]:
+    """Indices of one batch: `real` of the real views (stored after the rendered plates), the rest
+    rendered plates."""
+    rendered = rng.integers(0, n_synthetic, size - real)
+    return np.concatenate([rendered, n_synthetic + rng.integers(0, max(1, n_real), real)])
+
+
+def _checkpoint(out: Path, recipe: Recipe, step: int, host_state: Any, arch: Any, version: str) -> None:
+    """The state to resume from, and (before the last step) a provisional model to use if the run is cut short."""
+    from platestream.training.export import to_onnx
+
+    _save_checkpoint(out / "checkpoint.pkl", recipe, step, host_state)
+    if step != recipe.steps:
+        model = to_onnx(host_state[2], host_state[3], arch, version=f"{version or 'dev'}+step{step}")
+        (out / "plate-reader.onnx").write_bytes(model)
+
+
 def _save_checkpoint(path: Path, recipe: Recipe, step: int, state_tuple: Any) -> None:
     params, stats, ema_params, ema_stats, opt_state, _ = state_tuple
     partial = path.with_suffix(".partial")
@@ -347,4 +401,3 @@ def _save_checkpoint(path: Path, recipe: Recipe, step: int, state_tuple: Any) ->
         pickle.dump({"recipe": dataclasses.asdict(recipe), "step": step, "params": params, "stats": stats,
                      "ema_params": ema_params, "ema_stats": ema_stats, "opt_state": opt_state}, handle)  # fmt: skip
     partial.replace(path)
-

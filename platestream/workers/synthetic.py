@@ -40,18 +40,22 @@ def street_scene(
     noise: float = 0.0,
     style: str = "eu",
     center_x: int | None = None,
+    plate: Image | None = None,
 ) -> Image:
     """The back of a car on a road with the plate `text` mounted, optionally tilted, blurred and
-    noised. An empty `text` gives the car without a plate; `center_x` places the car."""
+    noised. An empty `text` gives the car without a plate; `center_x` places the car; `plate`
+    mounts that plate image (any aspect) instead of drawing one."""
     rng = np.random.default_rng(seed)
     scene = _road(width, height, rng)
     plate_w = plate_width or width // 6
-    plate_h = int(plate_w * 110 / 520)
+    plate_h = int(plate_w * (plate.shape[0] / plate.shape[1] if plate is not None else 110 / 520))
     cx, cy = width // 2 + int(rng.integers(-width // 8, width // 8 + 1)), int(height * 0.62)
     if center_x is not None:
         cx = center_x
     _car_rear(scene, cx, cy, plate_w, plate_h, rng)
-    if text:
+    if plate is not None:
+        _mount(scene, plate, cx, cy, plate_w, plate_h, tilt_degrees)
+    elif text:
         _mount(scene, render_plate(text, width=520, height=110, style=style), cx, cy, plate_w, plate_h, tilt_degrees)
     if blur:
         scene = cv2.GaussianBlur(scene, (blur * 2 + 1, blur * 2 + 1), 0)

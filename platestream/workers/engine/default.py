@@ -47,7 +47,7 @@ MAX_WEAK_READS = 1  # per image: weak detections cost at most one plate read (ab
 SAME_PLATE_OVERLAP = 0.5  # share of the smaller box inside the other: the same plate boxed twice
 MIN_LINE_WIDTH = 160  # pixels at the reader's height of 48: 20 time steps
 EMPTY_SLOT = 0.02  # a reader's slot whose characters share less probability than this holds none
-READERS = ("platestream", "ppocr")
+READERS = ("ppocr", "platestream")
 FloatArray = NDArray[np.float32]
 
 
@@ -281,7 +281,7 @@ class DefaultEngine(Engine):
     name = "default"
 
     def __init__(self, *, detector_size: int = 320, threads: int = 1, gpu: bool = False,
-                 reader: str = "platestream", reader_model: Path | None = None,
+                 reader: str = "ppocr", reader_model: Path | None = None,
                  reader_sha256: str | None = None) -> None:  # fmt: skip
         """`reader_model` and `reader_sha256` run another trained reader (a new training's
         plate-reader.onnx and the SHA-256 it printed) instead of the shipped one."""
@@ -339,8 +339,9 @@ class DefaultEngine(Engine):
         return plates
 
     def _read_plate(self, image: Image, detection: Detection, options: Options) -> PlateRead | None:
-        if self.plate_reader is None:
+        if self.reader is not None:
             return self._read_plate_ppocr(image, detection, options)
+        assert self.plate_reader is not None  # one of the two readers is always there
         started = time.perf_counter()
         box = (detection.x1, detection.y1, detection.x2, detection.y2)
         crop, (left, top) = rectangle_crop(image, box)
@@ -357,7 +358,7 @@ class DefaultEngine(Engine):
         crop_h, crop_w = crop.shape[:2]
         characters = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], dtype=np.float32) * (crop_w, crop_h)
         height, width = image.shape[:2]
-        corners = _plate_corners(characters.astype(np.float32) + (left, top), 0, 0, (height, width))
+        corners = _plate_corners(characters + np.array([left, top], dtype=np.float32), 0, 0, (height, width))
         return PlateRead(
             plate=choice.plate,
             confidence=choice.confidence,

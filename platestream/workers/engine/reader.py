@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from platestream.errors import MissingExtraError, PlatestreamError
 
 MODEL_FILE = Path(__file__).parent / "data" / "plate-reader.onnx"
-MODEL_SHA256 = "b0382888ef3cd57d6195712441b80796c30757c2cd48d424f0c94eccd0e5d248"
+MODEL_SHA256 = "8921790b920a7386652a285a4163a5f09f2ff51175f2595972b6a55cde9d3fd2"
 # A detector's box is widened by these shares of its width and height before reading: the
 # reader was trained on crops as loose as this and tighter.
 PAD_X = 0.06
@@ -118,8 +118,10 @@ class PlateReader:
         batch = np.stack([prepare(crop, self.height, self.width) for crop in crops]).astype(np.float32)
         batch = (batch / 255.0 - 0.5) / 0.5
         probabilities, boxes = self.session.run(None, {"image": batch.transpose(0, 3, 1, 2)})
-        return [Reading(self._positions(p), tuple(float(v) for v in b)) for p, b in zip(probabilities, boxes,
-                                                                                        strict=True)]  # type: ignore[misc]
+        return [
+            Reading(self._positions(p), (float(b[0]), float(b[1]), float(b[2]), float(b[3])))
+            for p, b in zip(probabilities, boxes, strict=True)
+        ]
 
     def _positions(self, slots: NDArray[np.float32]) -> list[Alternatives]:
         """Per slot, its likeliest characters; the pad's probability is what they leave (the chance
