@@ -232,10 +232,15 @@ def _engine(settings: EngineSettings) -> Any:
     help="alpr: one alpr_results JSON per image read, like `alpr -j`; jsonl: one line per input, its file and"
     " its alpr_results or error; pretty: a line per input for people.",
 )  # fmt: skip
+@click.option("--annotate", "annotate_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write each image into this folder as JPEG, its plates outlined with text and"
+              " confidence.")  # fmt: skip
 @settings_options(EngineSettings)
-def recognize(settings: EngineSettings, images: tuple[Path, ...], output: str) -> None:
+def recognize(settings: EngineSettings, images: tuple[Path, ...], output: str, annotate_dir: Path | None) -> None:
     """Recognise the plates of images (files, or folders searched recursively); exits 1 when any
-    input could not be read, after the others."""
+    input could not be read, after the others. A progress bar shows on a terminal."""
+    from tqdm import tqdm
+
     from platestream.producers.files import CONTENT_TYPES
     from platestream.schemas import to_json_dict
     from platestream.workers.engine import ImageError, Options, decode_image
@@ -252,7 +257,11 @@ def recognize(settings: EngineSettings, images: tuple[Path, ...], output: str) -
     engine = _engine(settings)
     options = Options(country=settings.country, state=settings.state, topn=settings.topn)
     failed = 0
-    for path in inputs:
+    written: set[str] = set()
+    if annotate_dir is not None:
+        annotate_dir.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(inputs, unit="image", disable=not sys.stderr.isatty(), leave=False)
+    for path in bar:
         try:
             image = decode_image(
                 path.read_bytes(), max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
@@ -269,6 +278,8 @@ def recognize(settings: EngineSettings, images: tuple[Path, ...], output: str) -
                 click.echo(f"platestream: {path}: {message}", err=True)
             continue
         (result,) = engine.recognize([image], options)
+        if annotate_dir is not None:
+            _write_annotated(annotate_dir, path, image, result, written)
         # epoch_time is when the image was processed (OpenALPR's definition), not the file's age.
         record = to_json_dict(alpr_results(result, epoch_ms=int(time.time() * 1000)))
         if output == "jsonl":
@@ -277,12 +288,26 @@ def recognize(settings: EngineSettings, images: tuple[Path, ...], output: str) -
             plates = ", ".join(
                 f"{p.plate} ({p.confidence:.0f}%{', ' + p.region if p.region else ''})" for p in result.plates
             )
-            click.echo(f"{path}: {plates or 'no plate'}")
+            bar.write(f"{path}: {plates or 'no plate'}")
         else:
             click.echo(json.dumps(record))
     if failed:
         click.echo(f"platestream: {failed} of {len(inputs)} inputs could not be read", err=True)
         sys.exit(1)
+
+
+def _write_annotated(folder: Path, path: Path, image: Any, result: Any, written: set[str]) -> None:
+    """`folder/<name>.jpg`, numbered where two inputs share a name."""
+    import cv2
+
+    from platestream.workers.annotate import annotate
+
+    name, number = f"{path.stem}.jpg", 1
+    while name in written:
+        number += 1
+        name = f"{path.stem}-{number}.jpg"
+    written.add(name)
+    cv2.imwrite(str(folder / name), annotate(image, result), [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
 @main.group()
@@ -548,18 +573,36 @@ def bench() -> None:
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per folder.")
 @click.option("--show-misreads", is_flag=True, help="List the first misreads per folder.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write a page of every miss (crop, truth, read, candidates): this folder's index.html.")  # fmt: skip
 @settings_options(EngineSettings)
-def bench_accuracy(settings: EngineSettings, folder: Path, as_json: bool, show_misreads: bool) -> None:
-    """Score FOLDER in the OpenALPR benchmark format; each subfolder separately."""
+def bench_accuracy(settings: EngineSettings, folder: Path, as_json: bool, show_misreads: bool,
+                   report_dir: Path | None) -> None:  # fmt: skip
+    """Score FOLDER in the OpenALPR benchmark format; each subfolder separately. A progress bar
+    shows on a terminal."""
+    from tqdm import tqdm
+
     from platestream.workers.benchmark import as_dict, benchmark_folders, country_of, score_folder
     from platestream.workers.engine import Options
+    from platestream.workers.report import MissReport
 
     engine = _engine(settings)
+    report = MissReport(report_dir) if report_dir is not None else None
     if not as_json:
         click.echo("folder  n    detected  top-1   top-N   median ms  p95 ms")
     for sub in benchmark_folders(folder):
         options = Options(country=country_of(sub, settings.country), state=settings.state, topn=settings.topn)
-        score = score_folder(engine, sub, options)
+        with tqdm(desc=sub.name, unit="image", disable=not sys.stderr.isatty(), leave=False) as bar:
+
+            def advance(done: int, total: int, bar: Any = bar) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            def missed(miss: Any, group: str = sub.name) -> None:
+                if report is not None:
+                    report.add(group, miss)
+
+            score = score_folder(engine, sub, options, progress=advance, on_miss=missed)
         if as_json:
             click.echo(json.dumps(as_dict(score)))
             continue
@@ -570,6 +613,9 @@ def bench_accuracy(settings: EngineSettings, folder: Path, as_json: bool, show_m
         if show_misreads:
             for truth, read in score.misreads:
                 click.echo(f"        {truth:<10} read {read}")
+    if report is not None:
+        page = report.write(f"platestream bench accuracy {folder} ({settings.engine}, reader {settings.reader})")
+        click.echo(f"misses: {page}", err=True)
 
 
 @bench.command("speed")

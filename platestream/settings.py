@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +25,36 @@ CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
 def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
+
+
+COUNTRIES = ("us", "eu", "br")
+
+
+def check_country(value: str | None) -> str | None:
+    """One of COUNTRIES, lower-cased; a comma list or an unknown country is refused, saying why."""
+    if value is None:
+        return None
+    country = value.strip().lower()
+    if "," in country:
+        raise ValueError(
+            f"one country per service, got {value!r}: us, eu or br (the HTTP APIs take comma lists, one pass each)"
+        )
+    if country not in COUNTRIES:
+        raise ValueError(f"country {value!r} is not supported: use us, eu or br")
+    return country
+
+
+def check_state(value: str | None) -> str | None:
+    """A region the engine has plate forms for: a US state (md, us-md) or an EU country (fr)."""
+    if value is None or not value.strip():
+        return None
+    from platestream.workers.engine.templates import TEMPLATES
+
+    state = value.strip().lower()
+    known = {code for regions in TEMPLATES.values() for region in regions for code in (region, region[3:])}
+    if state not in known:
+        raise ValueError(f"state {value!r} has no plate forms here: use a US state (md) or an EU country (fr)")
+    return state
 
 
 class Settings(BaseSettings):
@@ -101,15 +131,20 @@ class Settings(BaseSettings):
 S = TypeVar("S", bound=Settings)
 
 
+def _message(item: Any) -> str:
+    """pydantic's message, without the "Value error, " it puts before our own validators' words."""
+    return str(item["msg"]).removeprefix("Value error, ")
+
+
 def load(cls: type[S], **overrides: Any) -> S:
     """Build settings of `cls`, turning pydantic's report into a ConfigError naming the variable."""
     try:
         return cls(**{key: value for key, value in overrides.items() if value is not None})
     except ValidationError as error:
         problems = "; ".join(
-            f"{env_name(str(item['loc'][0]))}: {item['msg']} (got {item.get('input')!r})"
+            f"{env_name(str(item['loc'][0]))}: {_message(item)} (got {item.get('input')!r})"
             if item["loc"]
-            else item["msg"]
+            else _message(item)
             for item in error.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from None
@@ -136,6 +171,17 @@ class EngineSettings(Settings):
     openalpr_runtime_data: str = Field(
         "/usr/share/openalpr/runtime_data", description="OpenALPR engine: its runtime_data folder."
     )
+
+    @model_validator(mode="after")
+    def _known_region(self) -> EngineSettings:
+        """The default engine has plate forms for us, eu and br and their regions; OpenALPR's
+        countries are its runtime data's, which it checks itself."""
+        if self.engine == "default":
+            check_country(self.country)
+            check_state(self.state)
+        elif "," in self.country:
+            raise ValueError(f"one country per service, got {self.country!r}")
+        return self
 
 
 class ServiceSettings(Settings):
@@ -226,6 +272,13 @@ class ProducerSettings(Settings):
     country: str | None = Field(None, description="Country the workers should read the plates with.")
     state: str | None = Field(None, description="State or country pattern the workers should prefer.")
     max_image_bytes: int = Field(25 * 1024 * 1024, ge=1, description="Larger files are skipped with an error.")
+
+    @field_validator("country")
+    @classmethod
+    def _one_country(cls, value: str | None) -> str | None:
+        if value is not None and "," in value:
+            raise ValueError(f"one country per producer, got {value!r}: us, eu or br")
+        return value.strip().lower() if value else None
 
 
 class AggregatorSettings(ServiceSettings):

@@ -172,3 +172,31 @@ def test_recognize_reports_a_bad_file_and_exits_non_zero(tmp_path: Path) -> None
     assert result.exit_code == 1
     assert "bad.jpg" in result.output
     assert "Traceback" not in result.output
+
+
+def test_bench_accuracy_reports_each_miss_with_its_crop_truth_and_candidates(tmp_path: Path) -> None:
+    from platestream.workers.benchmark import plate_box
+
+    bench = tmp_path / "eu"
+    bench.mkdir()
+    engine = DefaultEngine()
+    for name, text, label in (("right", "AB12CDE", "AB12CDE"), ("wrong", "XY98ZZT", "XY98ZZA")):
+        image = street_scene(text, seed=2, plate_width=280)
+        cv2.imwrite(str(bench / f"{name}.png"), image)
+        (read,) = engine.recognize([image], Options(country="eu"))
+        x, y, width, height = (round(v) for v in plate_box(read.plates[0]))
+        (bench / f"{name}.txt").write_text(f"{name}.png\t{x}\t{y}\t{width}\t{height}\t{label}\n")
+    report = tmp_path / "report"
+    result = CliRunner().invoke(main, ["bench", "accuracy", str(tmp_path), "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "eu      2      100.0%   50.0%" in result.output
+    page = (report / "index.html").read_text()
+    assert "1 plate not read right" in page
+    assert "XY98ZZA" in page  # the truth
+    assert "XY98ZZT" in page  # what was read
+    assert "AB12CDE" not in page  # a plate read right is not listed
+    crops = list(report.glob("*.jpg"))
+    assert len(crops) == 1
+    crop = cv2.imread(str(crops[0]))
+    assert crop is not None
+    assert crop.shape[1] < 1280  # the plate's surroundings, not the whole frame

@@ -121,3 +121,63 @@ def test_recognize_takes_folders_and_reports_every_input_in_order(tmp_path: Path
     pretty = CliRunner().invoke(main, ["recognize", "--country", "eu", "--format", "pretty", str(folder / "a.jpg")])
     assert pretty.exit_code == 0
     assert pretty.stdout.startswith(f"{folder / 'a.jpg'}: AB12CDE (")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--country", "xx"], "country 'xx' is not supported: use us, eu or br"),
+        (["--country", "us,eu"], "one country per service, got 'us,eu'"),
+        (["--state", "zz"], "state 'zz' has no plate forms here"),
+    ],
+)
+def test_an_unknown_country_or_state_is_refused_before_any_image_is_read(
+    tmp_path: Path, flags: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(main, ["recognize", *flags, str(tmp_path)])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Value error" not in result.output
+
+
+def test_known_regions_are_taken_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    from platestream.settings import EngineSettings, ProducerSettings
+
+    assert load(EngineSettings, country="EU", state="FR").country == "EU"
+    assert load(EngineSettings, country="us", state="us-md").state == "us-md"
+    assert load(ProducerSettings, country="BR").country == "br"
+    with pytest.raises(ConfigError, match="one country per producer"):
+        load(ProducerSettings, country="us,eu")
+    # OpenALPR's countries are its runtime data's: the default engine's list does not apply
+    assert load(EngineSettings, engine="openalpr", country="au").country == "au"
+
+
+def test_recognize_annotate_writes_each_image_with_its_plates_drawn(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from platestream.workers.synthetic import street_scene
+
+    photos = tmp_path / "photos"
+    (photos / "a").mkdir(parents=True)
+    (photos / "b").mkdir()
+    scene = street_scene("AB12CDE", seed=1, plate_width=280)
+    cv2.imwrite(str(photos / "a" / "car.jpg"), scene)
+    cv2.imwrite(str(photos / "b" / "car.jpg"), street_scene("", seed=3))  # same name, no plate
+    out = tmp_path / "annotated"
+    result = CliRunner().invoke(main, ["recognize", "--country", "eu", "--annotate", str(out), str(photos)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["car-2.jpg", "car.jpg"]
+    drawn = cv2.imread(str(out / "car.jpg"))
+    empty = cv2.imread(str(out / "car-2.jpg"))
+    assert drawn is not None
+    assert empty is not None
+    assert drawn.shape == scene.shape
+
+    # the plate is outlined in green and labelled: many pure green-ish pixels appear that the scene lacks
+    def green(image: np.ndarray) -> int:
+        b, g, r = image[:, :, 0].astype(int), image[:, :, 1].astype(int), image[:, :, 2].astype(int)
+        return int(((g > 180) & (b < 110) & (r < 110)).sum())
+
+    assert green(drawn) > green(scene) + 500
+    assert green(empty) < 200  # nothing drawn where nothing was read

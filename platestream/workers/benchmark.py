@@ -43,6 +43,18 @@ class FolderScore:
     misreads: tuple[tuple[str, str], ...]  # (truth, what was read) for the first few misses
 
 
+@dataclass(frozen=True)
+class Miss:
+    """One annotated plate not read right: where it is, what it says, what the engine made of it."""
+
+    image: Path
+    box: tuple[int, int, int, int]  # the annotation: x, y, width, height
+    truth: str
+    read: str | None  # the overlapping read's plate; None: no read overlaps the annotation
+    candidates: tuple[str, ...]  # of the overlapping read
+    found: tuple[tuple[str, tuple[float, float, float, float]], ...]  # every read of the image: plate, box
+
+
 def normalize(text: str) -> str:
     return re.sub(r"[^A-Z0-9]", "", text.upper())
 
@@ -83,8 +95,15 @@ def benchmark_folders(root: Path) -> Iterator[Path]:
 
 
 def score_folder(
-    engine: Engine, folder: Path, options: Options, *, progress: Callable[[int, int], None] | None = None
+    engine: Engine,
+    folder: Path,
+    options: Options,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    on_miss: Callable[[Miss], None] | None = None,
 ) -> FolderScore:
+    """Detection, top-1 and top-N over a folder's annotated images; `on_miss` hears of every
+    plate not read right (with `progress`, after each image)."""
     items = read_annotations(folder)
     detected = top1 = topn = 0
     times: list[float] = []
@@ -95,17 +114,19 @@ def score_folder(
         (result,) = engine.recognize([image], options)
         times.append((time.perf_counter() - started) * 1000)
         overlapping = [read for read in result.plates if iou(plate_box(read), item.box) > IOU_THRESHOLD]
-        if overlapping:
+        read = overlapping[0] if overlapping else None
+        if read is not None:
             detected += 1
-            read = overlapping[0]
-            if normalize(read.plate) == item.plate:
-                top1 += 1
-            elif len(misreads) < 20:
-                misreads.append((item.plate, read.plate))
-            if any(normalize(c.plate) == item.plate for c in read.candidates):
-                topn += 1
-        elif len(misreads) < 20:
-            misreads.append((item.plate, "(not found: " + ",".join(r.plate for r in result.plates) + ")"))
+            top1 += normalize(read.plate) == item.plate
+            topn += any(normalize(c.plate) == item.plate for c in read.candidates)
+        if read is None or normalize(read.plate) != item.plate:
+            if len(misreads) < 20:
+                shown = read.plate if read else "(not found: " + ",".join(r.plate for r in result.plates) + ")"
+                misreads.append((item.plate, shown))
+            if on_miss is not None:
+                found = tuple((r.plate, plate_box(r)) for r in result.plates)
+                candidates = tuple(c.plate for c in read.candidates) if read else ()
+                on_miss(Miss(item.image, item.box, item.plate, read.plate if read else None, candidates, found))
         if progress:
             progress(index + 1, len(items))
     n = len(items)
