@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
@@ -22,6 +22,33 @@ log = get_logger(__name__)
 class StallLimits:
     not_ready_s: float = 60.0
     not_alive_s: float = 300.0
+
+
+class ProgressLog:
+    """A line in the log every `interval_s` while a service works: its totals and how fast they
+    grew since the last line, so a running service is never silent. Idle stretches log nothing."""
+
+    def __init__(self, event: str, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.event = event
+        self.interval_s = interval_s
+        self._clock = clock
+        self._since = clock()
+        self._last: dict[str, float] = {}
+
+    def update(self, totals: Mapping[str, float], **context: object) -> bool:
+        """Log a line if the interval has passed and something moved; True when it did."""
+        now = self._clock()
+        elapsed = now - self._since
+        if self.interval_s <= 0 or elapsed < self.interval_s:
+            return False
+        rates = {
+            f"{key}_per_s": round((value - self._last.get(key, 0.0)) / elapsed, 2) for key, value in totals.items()
+        }
+        moved = any(rates.values())
+        if moved:
+            log.info(self.event, **{key: round(value, 3) for key, value in totals.items()}, **rates, **context)
+        self._since, self._last = now, dict(totals)
+        return moved
 
 
 class Progress:

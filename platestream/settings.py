@@ -205,6 +205,9 @@ class ServiceSettings(Settings):
     stall_not_alive_s: float = Field(
         300.0, gt=0, description="No progress this long with input waiting: /healthz answers 503 (a restart)."
     )
+    progress_log_s: float = Field(
+        60.0, ge=0, description="A progress line (totals and rates) in the log this often while working; 0: none."
+    )
 
 
 class WorkerSettings(EngineSettings, ServiceSettings):

@@ -24,7 +24,7 @@ from platestream.deadletter import Origin, dead_letter, service_name
 from platestream.errors import ConfigError, SchemaError
 from platestream.kafka import Send, codec, make_consumer
 from platestream.log import get_logger
-from platestream.service import Service, StallLimits, run_until_signalled
+from platestream.service import ProgressLog, Service, StallLimits, run_until_signalled
 from platestream.settings import AggregatorSettings
 from platestream.transactions import TransactionalWriter, caught_up, input_waiting
 
@@ -49,6 +49,8 @@ class Aggregator(Service):
     def __init__(self, settings: AggregatorSettings) -> None:
         super().__init__(settings.health_port, StallLimits(settings.stall_not_ready_s, settings.stall_not_alive_s))
         self.settings = settings
+        self.totals = {"results": 0, "commits": 0}
+        self.progress_log = ProgressLog("aggregator_progress", settings.progress_log_s)
         self.config = grouping_config(settings)
         self.transactional_id = settings.transactional_id or f"platestream-aggregator-{socket.gethostname()}"
         self.groupers: dict[int, Grouper] = {}
@@ -94,6 +96,9 @@ class Aggregator(Service):
                     sends += [self._state_send(partition) for partition in sorted(touched)]
                     error = writer.commit(sends, offsets, consumer)
                     if error is None:
+                        self.totals["results"] += len(messages)
+                        self.totals["commits"] += 1
+                        self.progress_log.update(self.totals)
                         continue
                     log.warning("batch_aborted", error=str(error), results=len(messages))
                 except KafkaError as error:  # the broker went away outside a transaction

@@ -22,7 +22,7 @@ from platestream.deadletter import Origin, dead_letter, service_name
 from platestream.errors import SchemaError
 from platestream.kafka import Send, codec, make_consumer
 from platestream.log import get_logger
-from platestream.service import Service, StallLimits, run_until_signalled
+from platestream.service import ProgressLog, Service, StallLimits, run_until_signalled
 from platestream.settings import StoreSettings
 from platestream.transactions import TransactionalWriter, input_waiting
 
@@ -52,6 +52,7 @@ class StoreWriter(Service):
         )
         self.service = service_name("store")
         self.written = 0
+        self.progress_log = ProgressLog("store_progress", settings.progress_log_s)
 
     def run(self, *, until_idle_s: float | None = None) -> None:
         """Write until stopped (or, with `until_idle_s`, until no group came for that long)."""
@@ -132,6 +133,7 @@ class StoreWriter(Service):
                                          reference=f"group {record['uuids'][0]}")  # fmt: skip
                     letters.append(self._letter(letter, None))
         self.written += len(records)
+        self.progress_log.update({"groups_written": self.written})
         return letters
 
     def _letter(self, letter: dict[str, Any], key: bytes | None) -> Send:

@@ -23,7 +23,7 @@ from platestream.deadletter import Origin, service_name
 from platestream.heartbeat import heartbeat
 from platestream.kafka import Send, codec, make_consumer
 from platestream.log import get_logger
-from platestream.service import Service, StallLimits, run_until_signalled
+from platestream.service import ProgressLog, Service, StallLimits, run_until_signalled
 from platestream.settings import WorkerSettings
 from platestream.transactions import TransactionalWriter, input_waiting
 from platestream.workers.engine import Engine, engine_from_settings
@@ -46,6 +46,7 @@ class Worker(Service):
         self.metrics = worker_metrics()
         self._last_heartbeat = 0.0
         self.totals = {"frames": 0, "batches": 0, "busy_s": 0.0, "engine_s": 0.0, "fetch_decode_s": 0.0}
+        self.progress_log = ProgressLog("worker_progress", settings.progress_log_s)
         self._codecs = {name: codec(settings, name) for name in ("frame", "alpr_results", "dead_letter", "heartbeat")}
 
     def run(self) -> None:
@@ -167,6 +168,7 @@ class Worker(Service):
         self.totals["engine_s"] += report.engine_s
         self.totals["fetch_decode_s"] += report.fetch_decode_s
         log.debug("batch_committed", frames=len(batch.messages), plates=report.plates, dead_letters=report.dead_letters)
+        self.progress_log.update({"frames": self.totals["frames"], "batches": self.totals["batches"]})
         return True
 
     def _transact(
