@@ -56,3 +56,19 @@ def test_a_missing_native_library_is_one_clear_error(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(adapter, "NATIVE_LIBRARY", "libplatestream-no-such-library.so")
     with pytest.raises(adapter.OpenAlprError, match="native OpenALPR library cannot be loaded"):
         adapter._check_native_library()
+
+
+def test_regions_take_plate_recognizers_codes_whichever_engine_reads() -> None:
+    from platestream.workers.engine.openalpr import region_code
+    from platestream.workers.engine.templates import TEMPLATES
+
+    table = Path(__file__).parent / "data" / "plate-recognizer-region-codes.txt"
+    codes = {line.strip() for line in table.read_text().splitlines() if line.strip() and not line.startswith("#")}
+    # every region the default engine reports
+    assert {region for regions in TEMPLATES.values() for region in regions} <= codes
+    # the open-source OpenALPR says a US state bare; Rekor, Plate Recognizer and platestream say us-md
+    assert region_code("md", "us") == "us-md"
+    assert region_code("us-mo", "us") == "us-mo"
+    assert region_code("DE", "eu") == "de"
+    assert region_code("", "us") == ""
+    assert {region_code(state, "us") for state in ("md", "ca", "tx")} <= codes

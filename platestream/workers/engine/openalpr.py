@@ -32,7 +32,16 @@ class OpenAlprError(PlatestreamError):
     """The native OpenALPR engine could not be loaded or failed on an image."""
 
 
-def plate_read(result: Mapping[str, Any]) -> PlateRead:
+def region_code(region: str, country: str) -> str:
+    """A region in Plate Recognizer's and Rekor's form: a US state as `us-md` (the open-source
+    library says `md`), a country by its own code (`de`, `br`)."""
+    region = region.strip().lower()
+    if country.lower() == "us" and len(region) == 2:
+        return f"us-{region}"
+    return region
+
+
+def plate_read(result: Mapping[str, Any], country: str = "") -> PlateRead:
     """One element of OpenALPR's `results[]` as a PlateRead."""
     corners = [Point(int(c["x"]), int(c["y"])) for c in result.get("coordinates", [])]
     if len(corners) != 4:
@@ -42,7 +51,7 @@ def plate_read(result: Mapping[str, Any]) -> PlateRead:
         plate=str(result["plate"]),
         confidence=float(result["confidence"]),
         matches_template=bool(result.get("matches_template", 0)),
-        region=str(result.get("region", "")),
+        region=region_code(str(result.get("region", "")), country),
         region_confidence=float(result.get("region_confidence", 0)),
         coordinates=(corners[0], corners[1], corners[2], corners[3]),
         candidates=tuple(
@@ -57,12 +66,14 @@ def plate_read(result: Mapping[str, Any]) -> PlateRead:
     )
 
 
-def image_result(response: Mapping[str, Any]) -> ImageResult:
+def image_result(response: Mapping[str, Any], country: str = "") -> ImageResult:
     """OpenALPR's alpr_results JSON (as `alpr -j` or recognize_ndarray return it) as an ImageResult."""
     return ImageResult(
         width=int(response["img_width"]),
         height=int(response["img_height"]),
-        plates=tuple(plate_read(r) for r in sorted(response.get("results", []), key=lambda r: r.get("plate_index", 0))),
+        plates=tuple(
+            plate_read(r, country) for r in sorted(response.get("results", []), key=lambda r: r.get("plate_index", 0))
+        ),
         processing_time_ms=float(response.get("processing_time_ms", 0.0)),
         regions_of_interest=tuple(
             Box(int(r["x"]), int(r["y"]), int(r["width"]), int(r["height"]))
@@ -151,13 +162,14 @@ class OpenAlprEngine(Engine):
     def recognize(self, images: Sequence[Image], options: Options | Sequence[Options] = Options()) -> list[ImageResult]:
         results = []
         for image, opts in zip(images, per_image_options(options, len(images)), strict=True):
-            alpr = self._load(opts.country or self._default_country)
+            country = opts.country or self._default_country
+            alpr = self._load(country)
             alpr.set_top_n(opts.topn)
             alpr.set_default_region(opts.state or self._default_state or "")
             response = alpr.recognize_ndarray(image)
             if not isinstance(response, Mapping):
                 raise OpenAlprError(f"OpenALPR returned {type(response).__name__}, not a result")
-            results.append(image_result(response))
+            results.append(image_result(response, country))
         return results
 
     def close(self) -> None:
