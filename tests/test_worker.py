@@ -215,3 +215,27 @@ def test_a_failed_commit_is_aborted_and_the_batch_consumed_again(
     assert sorted(r["frame_number"] for _, r in results) == list(range(len(texts)))
     assert worker.totals["frames"] == len(texts)
     assert len(worker.writer.recoveries) == 1, "the failed transaction replaced the producer"
+
+
+def test_two_images_of_one_camera_at_one_millisecond_get_two_uuids(kafka_settings: Settings, engine: Engine) -> None:
+    # copied files, or an S3 backfill whose times have one-second resolution: the same capture time
+    frames = []
+    for number, (name, text) in enumerate([("a.jpg", "AB12CDE"), ("b.jpg", "XY98ZZT")]):
+        frame = frame_record("7", number, image=plate_jpeg(text))
+        frame.update(source_kind="file", source_uri=f"/photos/7/{name}", capture_time_ms=1_700_000_000_000)
+        frames.append(frame)
+    send_frames(kafka_settings, frames)
+    with running_worker(worker_settings(kafka_settings), engine):
+        results = read_topic(kafka_settings, "alpr_results", "alpr_results", count=2, timeout_s=60)
+    uuids = [record["uuid"] for _, record in results]
+    assert len(set(uuids)) == 2
+    assert all(uuid.startswith(f"{results[0][1]['agent_uid']}-7-1700000000000-") for uuid in uuids)
+
+
+def test_a_live_cameras_frames_keep_rekors_uuid_and_a_backfill_read_again_keeps_its_own() -> None:
+    from platestream.workers.results import frame_uuid
+
+    assert frame_uuid("agent", 12, 1000, source_kind="camera", source="rtsp://cam", frame_number=5) == "agent-12-1000"
+    first = frame_uuid("agent", 12, 1000, source_kind="s3", source="s3://b/k.jpg?versionId=1", frame_number=5)
+    assert first == frame_uuid("agent", 12, 1000, source_kind="s3", source="s3://b/k.jpg?versionId=1", frame_number=5)
+    assert first != frame_uuid("agent", 12, 1000, source_kind="s3", source="s3://b/k2.jpg", frame_number=6)

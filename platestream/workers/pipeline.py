@@ -18,7 +18,7 @@ from platestream.errors import PlatestreamError, SchemaError
 from platestream.schemas import Codec
 from platestream.workers.engine import Engine, Image, ImageError, Options, decode_image
 from platestream.workers.fetch import FetchError, reference_uri
-from platestream.workers.results import alpr_results
+from platestream.workers.results import alpr_results, frame_uuid
 
 
 @dataclass(frozen=True)
@@ -172,16 +172,23 @@ class FramePipeline:
         if not result.plates and not self.defaults.emit_empty and request_id is None:
             return
         camera = frame["camera_id"]
+        camera_id = int(camera) if camera.isdigit() and len(camera) < 18 else camera
+        source = reference_uri(frame["image_ref"]) if frame.get("image_ref") else frame.get("source_uri")
+        uuid = frame_uuid(
+            self.defaults.agent_uid, camera_id, frame["capture_time_ms"], source_kind=frame["source_kind"],
+            source=source, frame_number=frame["frame_number"],
+        )  # fmt: skip
         record = alpr_results(
             result,
             epoch_ms=frame["capture_time_ms"],
-            camera_id=int(camera) if camera.isdigit() and len(camera) < 18 else camera,
+            camera_id=camera_id,
             agent_uid=self.defaults.agent_uid,
             agent_version=self.defaults.agent_version,
             agent_type="platestream-worker",
             company_id=self.defaults.company_id,
             frame_number=frame["frame_number"],
             request_id=request_id,
+            uuid=uuid,
         )
         if result.plates or self.defaults.emit_empty:
             report.outputs.append(Output("alpr_results", "alpr_results", camera.encode(), record))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Any
 
 from platestream.workers.engine import ImageResult, PlateRead
@@ -37,6 +38,22 @@ def plate_result(read: PlateRead, index: int) -> dict[str, Any]:
     }
 
 
+def frame_uuid(
+    agent_uid: str, camera_id: int | str | None, epoch_ms: int, *, source_kind: str, source: str | None,
+    frame_number: int,
+) -> str:  # fmt: skip
+    """Rekor's `<agent_uid>-<camera_id>-<epoch_ms>` for a live camera's frames, whose capture times
+    are distinct. A frame whose time is an estimate (a file's modification time, an S3 object's
+    one-second LastModified, a position in a video file) adds a digest of where it came from and its
+    frame number: two images of one camera at one millisecond never share a uuid, and the same
+    image read again by the same backfill keeps its uuid."""
+    base = f"{agent_uid}-{camera_id}-{epoch_ms}"
+    if source_kind == "camera":
+        return base
+    digest = hashlib.sha1(f"{source}#{frame_number}".encode(), usedforsecurity=False).hexdigest()[:12]
+    return f"{base}-{digest}"
+
+
 def alpr_results(
     result: ImageResult,
     *,
@@ -48,9 +65,10 @@ def alpr_results(
     company_id: str | None = None,
     frame_number: int | None = None,
     request_id: str | None = None,
+    uuid: str | None = None,
 ) -> dict[str, Any]:
-    """One frame's record. With an agent uid it takes the agent form, whose uuid is
-    `<agent_uid>-<camera_id>-<epoch_ms>` as Rekor Scout's."""
+    """One frame's record. With an agent uid it takes the agent form, whose uuid is `uuid` or
+    else `<agent_uid>-<camera_id>-<epoch_ms>` as Rekor Scout's (see frame_uuid)."""
     agent = agent_uid is not None
     return {
         "version": 2,
@@ -63,7 +81,7 @@ def alpr_results(
             {"x": r.x, "y": r.y, "width": r.width, "height": r.height} for r in result.regions_of_interest
         ],
         "results": [plate_result(read, index) for index, read in enumerate(result.plates)],
-        "uuid": f"{agent_uid}-{camera_id}-{epoch_ms}" if agent else None,
+        "uuid": (uuid or f"{agent_uid}-{camera_id}-{epoch_ms}") if agent else None,
         "camera_id": camera_id,
         "agent_uid": agent_uid,
         "agent_version": agent_version,
