@@ -218,8 +218,10 @@ class WorkerSettings(EngineSettings, ServiceSettings):
     batch_wait_ms: int = Field(200, ge=0, description="Longest wait to fill a batch.")
     decode_threads: int = Field(2, ge=1, description="Threads that fetch and decode images.")
     emit_empty: bool = Field(True, description="Emit a result for frames with no plate (False: as OpenALPR agents).")
-    agent_uid: str | None = Field(None, description="Agent uid in results and heartbeats; unset: the hostname.")
-    company_id: str | None = Field(None, description="Company id written into results.")
+    agent_uid: str | None = Field(
+        None, description="Agent uid in results and heartbeats; unset: a 40-hex id derived from the hostname."
+    )
+    company_id: str | None = Field(None, description="Company id written into results (Rekor: a UUID).")
     health_port: int = Field(8080, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics; 0: off.")
     heartbeat_interval_s: float = Field(60.0, gt=0, description="Seconds between heartbeat records.")
     max_poll_interval_ms: int = Field(300000, ge=10000, description="Longest time between polls before a rebalance.")

@@ -150,3 +150,22 @@ def test_a_working_service_logs_its_totals_and_rates_at_each_interval_and_nothin
     lines = [entry for entry in logs if entry["event"] == "worker_progress"]
     assert [(line["frames"], line["frames_per_s"]) for line in lines] == [(610, 10.0), (1260, 10.0)]
     assert not ProgressLog("off", 0.0).update({"frames": 1})  # 0 turns the lines off
+
+
+def test_the_agent_uid_has_rekors_form_and_the_heartbeat_measures_this_process() -> None:
+    import re
+
+    import psutil
+
+    from platestream.heartbeat import heartbeat, install_id
+
+    uid = install_id("worker-3")
+    assert re.fullmatch(r"[0-9a-f]{40}", uid)  # as /etc/openalpr/install_id
+    assert install_id("worker-3") == uid  # a StatefulSet pod keeps it across restarts
+    assert install_id("worker-4") != uid
+    beat = heartbeat(uid, "1.0", "platestream-worker", threads_active=1, threads_configured=1)
+    rss = psutil.Process().memory_info().rss
+    assert 0.5 * rss < beat["memory_consumed_bytes"] < 2 * rss  # resident memory now, not the peak
+    assert beat["memory_total_bytes"] == psutil.virtual_memory().total
+    assert 0 <= beat["cpu_usage_percent"] <= 100
+    assert beat["system_uptime_seconds"] > 0

@@ -107,14 +107,13 @@ class CameraResults:
     agent form (keyed by camera), as a worker would, so that the aggregator groups it."""
 
     def __init__(self, settings: ApiSettings) -> None:
-        import socket
-
         from platestream import __version__
+        from platestream.heartbeat import install_id
 
         self._producer = make_producer(settings)
         self._encode = codec(settings, "alpr_results").encode
         self._topic = settings.topic_name("alpr_results")
-        self._agent = {"agent_uid": socket.gethostname(), "agent_version": __version__, "agent_type": "platestream-api"}
+        self._agent = {"agent_uid": install_id(), "agent_version": __version__, "agent_type": "platestream-api"}
         self._numbers: dict[str, int] = {}
         self._lock = threading.Lock()
 

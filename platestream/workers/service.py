@@ -20,7 +20,7 @@ from kafka.structs import OffsetAndMetadata
 
 from platestream import __version__
 from platestream.deadletter import Origin, service_name
-from platestream.heartbeat import heartbeat
+from platestream.heartbeat import heartbeat, install_id
 from platestream.kafka import Send, codec, make_consumer
 from platestream.log import get_logger
 from platestream.service import ProgressLog, Service, StallLimits, run_until_signalled
@@ -40,7 +40,7 @@ class Worker(Service):
     def __init__(self, settings: WorkerSettings, engine: Engine | None = None) -> None:
         super().__init__(settings.health_port, StallLimits(settings.stall_not_ready_s, settings.stall_not_alive_s))
         self.settings = settings
-        self.agent_uid = settings.agent_uid or socket.gethostname()
+        self.agent_uid = settings.agent_uid or install_id()
         self.transactional_id = settings.transactional_id or f"platestream-worker-{socket.gethostname()}"
         self.engine = engine or engine_from_settings(settings)
         self.metrics = worker_metrics()
