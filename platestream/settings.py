@@ -57,6 +57,21 @@ def check_state(value: str | None) -> str | None:
     return state
 
 
+def parse_camera_gps(value: str) -> dict[str, tuple[float, float]]:
+    """'12=52.37,4.89;gate-2=52.38,4.90' as {camera: (latitude, longitude)}, each checked."""
+    positions: dict[str, tuple[float, float]] = {}
+    for entry in filter(None, (part.strip() for part in value.split(";"))):
+        camera, _, where = entry.partition("=")
+        try:
+            latitude, longitude = (float(number) for number in where.split(","))
+        except ValueError:
+            raise ValueError(f"camera position {entry!r} is not CAMERA=LATITUDE,LONGITUDE") from None
+        if not camera.strip() or not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+            raise ValueError(f"camera position {entry!r}: latitude -90..90 and longitude -180..180 after a camera id")
+        positions[camera.strip()] = (latitude, longitude)
+    return positions
+
+
 class Settings(BaseSettings):
     """Settings every service shares: where Kafka is, how records look, how to log."""
 
@@ -222,6 +237,10 @@ class WorkerSettings(EngineSettings, ServiceSettings):
         None, description="Agent uid in results and heartbeats; unset: a 40-hex id derived from the hostname."
     )
     company_id: str | None = Field(None, description="Company id written into results (Rekor: a UUID).")
+    plate_crop_jpeg: bool = Field(
+        False,
+        description="Attach each plate's crop to its result as base64 JPEG (plate_crop_jpeg), as Rekor agents can.",
+    )
     health_port: int = Field(8080, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics; 0: off.")
     heartbeat_interval_s: float = Field(60.0, gt=0, description="Seconds between heartbeat records.")
     max_poll_interval_ms: int = Field(300000, ge=10000, description="Longest time between polls before a rebalance.")
@@ -303,7 +322,20 @@ class AggregatorSettings(ServiceSettings):
         10000, ge=0, description="Close a partition's open groups after this long (wall time) without reads; 0: never."
     )
     country: str | None = Field(None, description="Country written into groups.")
+    camera_gps: str = Field(
+        "", description="Cameras' positions for groups' gps_latitude/gps_longitude: 'CAMERA=LAT,LON;...' (degrees)."
+    )
     topn: int = Field(10, ge=1, description="Candidates per group.")
+
+    @field_validator("camera_gps")
+    @classmethod
+    def _camera_gps(cls, value: str) -> str:
+        parse_camera_gps(value)  # refused here, with the entry at fault, rather than when a group closes
+        return value
+
+    def gps_of(self, camera_id: int | str) -> tuple[float, float] | None:
+        return parse_camera_gps(self.camera_gps).get(str(camera_id))
+
     health_port: int = Field(8081, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics; 0: off.")
 
 

@@ -23,7 +23,8 @@ T0 = 1_700_000_000_000
 
 
 def read(plate: str, t: int, x: float = 500, *, camera: int = 1, confidence: float = 90.0,
-         candidates: tuple[str, ...] = (), frame: int | None = None) -> Read:  # fmt: skip
+         candidates: tuple[str, ...] = (), frame: int | None = None,
+         vehicle: dict[str, int] | None = None) -> Read:  # fmt: skip
     record: dict[str, Any] = {
         "epoch_time": T0 + t, "img_width": 1280, "img_height": 720, "camera_id": camera, "uuid": f"u-{camera}-{t}",
         "agent_uid": "a", "agent_version": "1", "agent_type": "t", "company_id": None,
@@ -35,7 +36,7 @@ def read(plate: str, t: int, x: float = 500, *, camera: int = 1, confidence: flo
                             {"x": int(x), "y": 440}],
             "candidates": [{"plate": c, "confidence": confidence - 5 * i, "matches_template": 1}
                            for i, c in enumerate((plate, *candidates))],
-            "plate_crop_jpeg": None, "vehicle_region": None,
+            "plate_crop_jpeg": None, "vehicle_region": vehicle,
         }],
     }  # fmt: skip
     (only,) = reads_from_results(record)
@@ -147,3 +148,30 @@ def test_simulated_traffic_groups_precisely() -> None:
     assert result.precision > 0.95
     assert result.recall > 0.95
     assert result.group_accuracy > result.read_accuracy
+
+
+def test_a_group_carries_the_vehicles_path_and_its_cameras_position() -> None:
+    from platestream.settings import AggregatorSettings, load
+
+    reads = [read("ABC1234", t, 400 + t, vehicle={"x": 300 + t, "y": 200, "width": 360, "height": 360})
+             for t in (0, 100, 200)]  # fmt: skip
+    reads.append(read("ABC1234", 300, 700))  # a read without a vehicle region adds no point
+    settings = load(AggregatorSettings, camera_gps="1=52.3731,4.8922; gate-2=-33.9,18.4")
+    grouper = Grouper(GroupingConfig())
+    (group,) = [g for r in reads for g in grouper.add(r)] + grouper.close_all()
+    record = alpr_group(group, GroupingConfig(), gps=settings.gps_of(group.reads[0].camera_id))
+    assert [(p["x"], p["w"], p["t"] - T0) for p in record["vehicle_path"]] == [(300, 360, 0), (400, 360, 100),
+                                                                               (500, 360, 200)]  # fmt: skip
+    assert (record["gps_latitude"], record["gps_longitude"]) == (52.3731, 4.8922)
+    assert settings.gps_of("gate-2") == (-33.9, 18.4)
+    assert settings.gps_of("unknown") is None
+    assert Codec("alpr_group").decode(Codec("alpr_group").encode(record)) == record  # the contract takes it
+
+
+@pytest.mark.parametrize("bad", ["1=91,4", "1=52", "=52,4", "1=north,east"])
+def test_a_malformed_camera_position_is_refused_naming_the_entry(bad: str) -> None:
+    from platestream.errors import ConfigError
+    from platestream.settings import AggregatorSettings, load
+
+    with pytest.raises(ConfigError, match="camera position"):
+        load(AggregatorSettings, camera_gps=bad)

@@ -239,3 +239,19 @@ def test_a_live_cameras_frames_keep_rekors_uuid_and_a_backfill_read_again_keeps_
     first = frame_uuid("agent", 12, 1000, source_kind="s3", source="s3://b/k.jpg?versionId=1", frame_number=5)
     assert first == frame_uuid("agent", 12, 1000, source_kind="s3", source="s3://b/k.jpg?versionId=1", frame_number=5)
     assert first != frame_uuid("agent", 12, 1000, source_kind="s3", source="s3://b/k2.jpg", frame_number=6)
+
+
+def test_plate_crops_are_attached_when_the_worker_is_told_to(kafka_settings: Settings, engine: Engine) -> None:
+    import base64
+
+    import cv2
+    import numpy as np
+
+    send_frames(kafka_settings, [frame_record("5", 0, image=plate_jpeg("AB12CDE"))])
+    with running_worker(worker_settings(kafka_settings, plate_crop_jpeg=True), engine):
+        ((_, record),) = read_topic(kafka_settings, "alpr_results", "alpr_results", count=1, timeout_s=60)
+    (plate,) = record["results"]
+    crop = cv2.imdecode(np.frombuffer(base64.b64decode(plate["plate_crop_jpeg"]), np.uint8), cv2.IMREAD_COLOR)
+    assert crop is not None
+    xs = [p["x"] for p in plate["coordinates"]]
+    assert 0.8 * (max(xs) - min(xs)) < crop.shape[1] < 3 * (max(xs) - min(xs))  # the plate, not the frame

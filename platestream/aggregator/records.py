@@ -45,7 +45,21 @@ def is_parked(reads: list[Read], config: GroupingConfig) -> bool:
     return span >= config.parked_min_ms and math.hypot(x1 - x0, y1 - y0) < config.parked_motion * width
 
 
-def alpr_group(group: Group, config: GroupingConfig, *, country: str | None = None, topn: int = 10) -> dict[str, Any]:
+def vehicle_path(reads: list[Read]) -> list[dict[str, int]]:
+    """The vehicle's box in each read that has one (the engine's `vehicle_region`), in time order."""
+    path = []
+    for read in reads:
+        region = read.result.get("vehicle_region")
+        if region:
+            path.append({"x": int(region["x"]), "y": int(region["y"]), "w": int(region["width"]),
+                         "h": int(region["height"]), "t": read.epoch_ms, "f": read.frame_number})  # fmt: skip
+    return path
+
+
+def alpr_group(
+    group: Group, config: GroupingConfig, *, country: str | None = None, topn: int = 10,
+    gps: tuple[float, float] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     reads = sorted(group.reads, key=lambda read: (read.epoch_ms, read.frame_number))
     candidates = vote(reads, topn)
     best_number, best_confidence, matches = candidates[0]
@@ -70,8 +84,8 @@ def alpr_group(group: Group, config: GroupingConfig, *, country: str | None = No
         "agent_type": best.agent.get("agent_type"),
         "company_id": best.agent.get("company_id"),
         "country": country,
-        "gps_latitude": None,
-        "gps_longitude": None,
+        "gps_latitude": gps[0] if gps else None,
+        "gps_longitude": gps[1] if gps else None,
         "uuids": [read.uuid for read in reads],
         "plate_indexes": [read.plate_index for read in reads],
         "candidates": [{"plate": p, "confidence": c, "matches_template": int(m)} for p, c, m in candidates],
@@ -92,5 +106,5 @@ def alpr_group(group: Group, config: GroupingConfig, *, country: str | None = No
             {"x": r.box[0], "y": r.box[1], "w": r.box[2], "h": r.box[3], "t": r.epoch_ms, "f": r.frame_number}
             for r in reads
         ],
-        "vehicle_path": [],
+        "vehicle_path": vehicle_path(reads),
     }

@@ -183,7 +183,8 @@ class Aggregator(Service):
     def _group_sends(self, groups: Iterable[Any]) -> list[Send]:
         sends = []
         for group in groups:
-            record = alpr_group(group, self.config, country=self.settings.country, topn=self.settings.topn)
+            record = alpr_group(group, self.config, country=self.settings.country, topn=self.settings.topn,
+                                gps=self.settings.gps_of(group.reads[0].camera_id))  # fmt: skip
             key = str(record["camera_id"]).encode()
             sends.append(Send(self.settings.topic_name("alpr_group"), self._codecs["alpr_group"].encode(record), key))
         return sends

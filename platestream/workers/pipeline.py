@@ -51,6 +51,7 @@ class FrameDefaults:
     company_id: str | None
     max_image_bytes: int
     max_image_pixels: int
+    plate_crop: bool = False
 
 
 @dataclass
@@ -164,6 +165,7 @@ class FramePipeline:
             regions=tuple(requested.get("regions") or ()),
             region_strict=bool(requested.get("region_strict")),
             topn=requested.get("topn") or self.defaults.topn,
+            plate_crop=self.defaults.plate_crop,
         )
 
     def _emit(self, work: _Work, result: Any, report: BatchReport) -> None:

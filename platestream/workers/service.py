@@ -71,6 +71,7 @@ class Worker(Service):
                 company_id=settings.company_id,
                 max_image_bytes=settings.max_image_bytes,
                 max_image_pixels=settings.max_image_pixels,
+                plate_crop=settings.plate_crop_jpeg,
             ),
             service_name("worker"),
             executor,
