@@ -55,12 +55,16 @@ def _click_type(annotation: Any) -> tuple[Any, bool]:
     return str, False
 
 
-def settings_options(cls: type[Settings]) -> Callable[[F], F]:
+KAFKA_FIELDS = ("kafka_", "topic_prefix", "wire_format", "schema_ids")
+
+
+def settings_options(cls: type[Settings], *, kafka: bool = True) -> Callable[[F], F]:
     """Add one option per settings field, read from its PLATESTREAM_* variable too,
-    and hand the command a `settings` object instead of the separate values."""
+    and hand the command a `settings` object instead of the separate values. A command that
+    never reaches Kafka (`kafka=False`) shows no Kafka or record-format options."""
 
     def decorate(command: F) -> F:
-        fields = cls.model_fields
+        fields = {name: field for name, field in cls.model_fields.items() if kafka or not name.startswith(KAFKA_FIELDS)}
 
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -235,7 +239,7 @@ def _engine(settings: EngineSettings) -> Any:
 @click.option("--annotate", "annotate_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write each image into this folder as JPEG, its plates outlined with text and"
               " confidence.")  # fmt: skip
-@settings_options(EngineSettings)
+@settings_options(EngineSettings, kafka=False)
 def recognize(settings: EngineSettings, images: tuple[Path, ...], output: str, annotate_dir: Path | None) -> None:
     """Recognise the plates of images (files, or folders searched recursively); exits 1 when any
     input could not be read, after the others. A progress bar shows on a terminal."""
@@ -522,7 +526,7 @@ def store(settings: StoreSettings) -> None:
 )
 @click.option("--exact", is_flag=True, help="No fuzzy matching (look-alikes O/0, B/8, I/1... and one edit).")
 @click.option("--limit", default=50, show_default=True, help="Most matches to print.")
-@settings_options(StoreLocation)
+@settings_options(StoreLocation, kafka=False)
 def search(settings: StoreLocation, plate: str, camera_id: str | None, since: str | None, exact: bool,
            limit: int) -> None:  # fmt: skip
     """Find vehicle passes by plate in the store (SQLite, or PostgreSQL when configured)."""
@@ -575,7 +579,7 @@ def bench() -> None:
 @click.option("--show-misreads", is_flag=True, help="List the first misreads per folder.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write a page of every miss (crop, truth, read, candidates): this folder's index.html.")  # fmt: skip
-@settings_options(EngineSettings)
+@settings_options(EngineSettings, kafka=False)
 def bench_accuracy(settings: EngineSettings, folder: Path, as_json: bool, show_misreads: bool,
                    report_dir: Path | None) -> None:  # fmt: skip
     """Score FOLDER in the OpenALPR benchmark format; each subfolder separately. A progress bar
@@ -620,7 +624,7 @@ def bench_accuracy(settings: EngineSettings, folder: Path, as_json: bool, show_m
 
 @bench.command("speed")
 @click.option("--repeats", default=20, show_default=True, help="Images per resolution.")
-@settings_options(EngineSettings)
+@settings_options(EngineSettings, kafka=False)
 def bench_speed(settings: EngineSettings, repeats: int) -> None:
     """Images/s of one process at 720p and 1080p, on synthetic street scenes with one plate."""
     import os

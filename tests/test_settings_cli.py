@@ -181,3 +181,12 @@ def test_recognize_annotate_writes_each_image_with_its_plates_drawn(tmp_path: Pa
 
     assert green(drawn) > green(scene) + 500
     assert green(empty) < 200  # nothing drawn where nothing was read
+
+
+@pytest.mark.parametrize("command", [["recognize"], ["search"], ["bench", "accuracy"], ["bench", "speed"]])
+def test_commands_that_never_reach_kafka_show_no_kafka_options(command: list[str]) -> None:
+    shown = CliRunner().invoke(main, [*command, "--help"]).output
+    assert "--kafka-bootstrap" not in shown
+    assert "--wire-format" not in shown
+    assert "--topic-prefix" not in shown
+    assert "--log-level" in shown  # what does apply stays
