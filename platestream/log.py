@@ -21,6 +21,10 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
     # kafka-python warns about transient states (a topic's metadata not there yet, a slow poll);
     # its errors still show, and all of it at DEBUG.
     logging.getLogger("kafka").setLevel(logging.DEBUG if numeric <= logging.DEBUG else logging.ERROR)
+    # Its connection errors repeat what platestream reports itself, once and with what to do: a
+    # cluster that cannot be reached (commands) or a broker that went away (services' own
+    # `kafka_error` lines, and /readyz). They show at DEBUG.
+    logging.getLogger("kafka.net").setLevel(logging.DEBUG if numeric <= logging.DEBUG else logging.CRITICAL)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

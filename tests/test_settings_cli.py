@@ -190,3 +190,23 @@ def test_commands_that_never_reach_kafka_show_no_kafka_options(command: list[str
     assert "--wire-format" not in shown
     assert "--topic-prefix" not in shown
     assert "--log-level" in shown  # what does apply stays
+
+
+def test_an_unreachable_cluster_is_one_line_without_the_clients_own_noise() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PLATESTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:9", "PLATESTREAM_KAFKA_CONNECT_TIMEOUT_MS": "1500"}
+    done = subprocess.run([sys.executable, "-m", "platestream", "topics", "create"], capture_output=True, text=True,
+                          env=env, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines == [lines[0]]
+    assert lines[0].startswith("platestream: error: cannot reach Kafka at '127.0.0.1:9'")
+
+
+def test_a_bad_flag_value_names_the_flag_and_its_variable(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["recognize", "--topn", "0", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--topn / PLATESTREAM_TOPN: Input should be greater than or equal to 1 (got 0)" in result.output
