@@ -30,6 +30,7 @@ from platestream.settings import (
     StoreLocation,
     StoreSettings,
     VideoSettings,
+    WebhookSettings,
     WorkerSettings,
     env_name,
     load,
@@ -512,10 +513,19 @@ def serve(settings: ApiSettings) -> None:
 @main.command("store")
 @settings_options(StoreSettings)
 def store(settings: StoreSettings) -> None:
-    """Write alpr_group records to SQLite or PostgreSQL, JSON-lines files (local or S3) and webhooks."""
+    """Write alpr_group records to SQLite or PostgreSQL and JSON-lines files (local or S3)."""
     from platestream.aggregator.store_service import run_store
 
     run_store(settings)
+
+
+@main.command("webhooks")
+@settings_options(WebhookSettings)
+def webhooks(settings: WebhookSettings) -> None:
+    """POST each alpr_group to PLATESTREAM_WEBHOOK_URLS (own consumer group; retries, dead letters)."""
+    from platestream.aggregator.webhook_service import run_webhooks
+
+    run_webhooks(settings)
 
 
 @main.command("search")

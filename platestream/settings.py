@@ -363,11 +363,34 @@ class StoreSettings(ServiceSettings, StoreLocation):
     jsonl_target: str | None = Field(
         None, description="Folder or s3://bucket/prefix for JSON-lines files by date and camera; unset: none."
     )
-    webhook_urls: str = Field("", description="Comma-separated URLs that each group is POSTed to.")
-    webhook_attempts: int = Field(4, ge=1, description="Attempts per webhook delivery, with backoff.")
-    webhook_include_crop: bool = Field(False, description="Keep the plate crop in webhook payloads.")
     batch_size: int = Field(200, ge=1, description="Groups per write.")
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint for jsonl_target; unset: AWS.")
+
+
+class WebhookSettings(ServiceSettings):
+    """`platestream webhooks`: each alpr_group POSTed to URLs, in its own consumer group."""
+
+    group_id: str = Field("platestream-webhooks", description="Consumer group of the webhook senders.")
+    health_port: int = Field(8083, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics; 0: off.")
+    webhook_urls: str = Field(..., min_length=1, description="Comma-separated URLs that each group is POSTed to.")
+    webhook_attempts: int = Field(4, ge=1, description="Attempts per delivery, with exponential backoff.")
+    webhook_backoff_s: float = Field(0.5, gt=0, description="First wait between attempts; it doubles each time.")
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one attempt.")
+    webhook_concurrency: int = Field(8, ge=1, le=256, description="Deliveries in flight at once.")
+    webhook_include_crop: bool = Field(False, description="Keep the plate crop in webhook payloads.")
+    batch_size: int = Field(50, ge=1, description="Groups per poll and transaction.")
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _http_urls(cls, value: str) -> str:
+        for url in (part.strip() for part in value.split(",")):
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"webhook URL {url!r} is not http:// or https://")
+        return value
+
+    @property
+    def urls(self) -> list[str]:
+        return [url.strip() for url in self.webhook_urls.split(",") if url.strip()]
 
 
 class BackfillSettings(ProducerSettings):

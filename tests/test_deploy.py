@@ -26,6 +26,7 @@ SETTINGS_OF: dict[str, type[settings_module.Settings]] = {
     "worker": settings_module.WorkerSettings,
     "aggregate": settings_module.AggregatorSettings,
     "store": settings_module.StoreSettings,
+    "webhooks": settings_module.WebhookSettings,
     "topics": settings_module.Settings,
     "produce": settings_module.BackfillSettings,
     "serve": settings_module.ApiSettings,
@@ -119,7 +120,7 @@ def test_every_workload_is_pinned_probed_bounded_and_non_root(overlay: str) -> N
                 assert env["PLATESTREAM_TRANSACTIONAL_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
         labels = workload["spec"]["selector"]["matchLabels"]
         assert any(b["spec"]["selector"]["matchLabels"] == labels for b in budgets), f"{name} has no PDB"
-    assert len(workloads) == 4
+    assert len(workloads) == 5
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -269,7 +270,16 @@ def test_the_readme_runbook_uses_what_the_manifests_define() -> None:
         for item in container.get("env", [])
         if "secretKeyRef" in item.get("valueFrom", {})
     }
+    map_keys = {
+        (item["valueFrom"]["configMapKeyRef"]["name"], item["valueFrom"]["configMapKeyRef"]["key"])
+        for overlay in OVERLAYS
+        for workload in _of_kind(overlay, "StatefulSet", "Deployment")
+        for container in workload["spec"]["template"]["spec"]["containers"]
+        for item in container.get("env", [])
+        if "configMapKeyRef" in item.get("valueFrom", {})
+    }
     created: set[tuple[str, str]] = set()
+    created_maps: set[tuple[str, str]] = set()
     applied = []
     for command in commands:
         words = command.split()
@@ -283,7 +293,10 @@ def test_the_readme_runbook_uses_what_the_manifests_define() -> None:
         elif "secret" in words:
             name = words[words.index("generic") + 1]
             created |= {(name, w.split("=", 2)[1]) for w in words if w.startswith("--from-literal=")}
-        elif "wait" in words or "rollout" in words or "port-forward" in words:
+        elif "configmap" in words:
+            name = words[words.index("configmap") + 1]
+            created_maps |= {(name, w.split("=", 2)[1]) for w in words if w.startswith("--from-literal=")}
+        elif "wait" in words or "rollout" in words or "port-forward" in words or "scale" in words:
             namespace = words[words.index("-n") + 1]
             kind, _, name = next(w for w in words if "/" in w and not w.startswith("--")).partition("/")
             if name.endswith("-0"):  # a StatefulSet's first pod
@@ -299,3 +312,4 @@ def test_the_readme_runbook_uses_what_the_manifests_define() -> None:
             raise AssertionError(f"a runbook step no test checks: {command}")
     assert applied, "the runbook applies no overlay"
     assert secret_keys <= created, f"secrets the pods read that the runbook does not create: {secret_keys - created}"
+    assert map_keys <= created_maps, f"ConfigMap keys the pods read that the runbook does not create: {map_keys}"

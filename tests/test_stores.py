@@ -88,10 +88,16 @@ class _Target(http.server.BaseHTTPRequestHandler):
     plan: ClassVar[list[int]] = []
     received: ClassVar[list[dict[str, Any]]] = []
     keys: ClassVar[list[str | None]] = []
+    refuse: ClassVar[set[str]] = set()  # plates answered 400
+    release: ClassVar[threading.Event | None] = None  # when set: every request waits for it
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.release is not None:
+            self.release.wait(60)
         status = self.plan.pop(0) if self.plan else 200
+        if body.get("best_plate_number") in self.refuse:
+            status = 400
         self.keys.append(self.headers.get("Idempotency-Key"))
         if status == 200:
             self.received.append(body)
@@ -105,7 +111,7 @@ class _Target(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def target() -> Iterator[tuple[str, type[_Target]]]:
-    handler = type("Handler", (_Target,), {"plan": [], "received": [], "keys": []})
+    handler = type("Handler", (_Target,), {"plan": [], "received": [], "keys": [], "refuse": set(), "release": None})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/hook", handler
@@ -131,33 +137,96 @@ def test_webhooks_give_up_with_the_reason(target: tuple[str, type[_Target]]) -> 
         Webhooks(["http://127.0.0.1:9/none"], attempts=2, backoff_s=0.01).post(group("ABC1234"))
 
 
-@pytest.mark.kafka
-def test_store_writer_fills_the_stores_from_the_topic(kafka_settings: Any, tmp_path: Path,
-                                                      target: tuple[str, type[_Target]]) -> None:  # fmt: skip
-    from platestream.aggregator.store_service import StoreWriter
-    from platestream.kafka import codec, make_producer, read_topic
-    from platestream.settings import StoreSettings
+def _send_groups(settings: Any, plates: list[str], *, broken: bool = False) -> None:
+    from platestream.kafka import codec, make_producer
 
-    url, handler = target
-    producer = make_producer(kafka_settings)
-    encode = codec(kafka_settings, "alpr_group").encode
-    for record in (group("ABC1234", 1, DAY), group("XYZ9876", 2, DAY + 5000)):
-        producer.send(kafka_settings.topic_name("alpr_group"), encode(record), key=str(record["camera_id"]).encode())
-    producer.send(kafka_settings.topic_name("alpr_group"), b"\x01 broken", key=b"1")
+    producer = make_producer(settings)
+    encode = codec(settings, "alpr_group").encode
+    for index, plate in enumerate(plates):
+        record = group(plate, index + 1, DAY + 5000 * index)
+        producer.send(settings.topic_name("alpr_group"), encode(record), key=str(record["camera_id"]).encode())
+    if broken:
+        producer.send(settings.topic_name("alpr_group"), b"\x01 broken", key=b"1")
     producer.flush()
     producer.close()
-    settings = StoreSettings(**kafka_settings.model_dump(), sqlite_path=tmp_path / "db.sqlite", health_port=0,
-                             group_id=kafka_settings.topic_prefix + "store",
-                             transactional_id=kafka_settings.topic_prefix + "store-0",
-                             jsonl_target=str(tmp_path / "lake"), webhook_urls=url)  # fmt: skip
-    writer = StoreWriter(settings)
+
+
+def _store_settings(kafka_settings: Any, tmp_path: Path) -> Any:
+    from platestream.settings import StoreSettings
+
+    return StoreSettings(**kafka_settings.model_dump(), sqlite_path=tmp_path / "db.sqlite", health_port=0,
+                         group_id=kafka_settings.topic_prefix + "store",
+                         transactional_id=kafka_settings.topic_prefix + "store-0",
+                         jsonl_target=str(tmp_path / "lake"))  # fmt: skip
+
+
+def _webhook_settings(kafka_settings: Any, url: str, **overrides: Any) -> Any:
+    from platestream.settings import WebhookSettings
+
+    values = {"health_port": 0, "group_id": kafka_settings.topic_prefix + "webhooks",
+              "transactional_id": kafka_settings.topic_prefix + "webhooks-0", "webhook_urls": url,
+              "webhook_backoff_s": 0.01} | overrides  # fmt: skip
+    return WebhookSettings(**kafka_settings.model_dump(), **values)
+
+
+@pytest.mark.kafka
+def test_store_writer_fills_the_stores_from_the_topic(kafka_settings: Any, tmp_path: Path) -> None:
+    from platestream.aggregator.store_service import StoreWriter
+    from platestream.kafka import read_topic
+
+    _send_groups(kafka_settings, ["ABC1234", "XYZ9876"], broken=True)
+    writer = StoreWriter(_store_settings(kafka_settings, tmp_path))
     writer.run(until_idle_s=3)
     assert writer.written == 2
     assert [m.plate for m in SqliteStore(tmp_path / "db.sqlite").search("ABC1234", fuzzy=False)] == ["ABC1234"]
     assert len(list((tmp_path / "lake").rglob("*.jsonl"))) == 2
-    assert sorted(body["best_plate_number"] for body in handler.received) == ["ABC1234", "XYZ9876"]
     letters = read_topic(kafka_settings, "dead_letter", "dead_letter", count=1, timeout_s=10)
     assert letters[0][1]["reason"] == "schema_invalid"
+
+
+@pytest.mark.kafka
+def test_webhooks_deliver_each_group_once_and_dead_letter_what_a_target_refuses(
+    kafka_settings: Any, target: tuple[str, type[_Target]]
+) -> None:
+    from platestream.aggregator.webhook_service import WebhookSender
+    from platestream.kafka import read_topic
+
+    url, handler = target
+    handler.refuse = {"BAD0000"}
+    _send_groups(kafka_settings, ["ABC1234", "BAD0000", "XYZ9876"], broken=True)
+    sender = WebhookSender(_webhook_settings(kafka_settings, url))
+    sender.run(until_idle_s=3)
+    assert sorted(body["best_plate_number"] for body in handler.received) == ["ABC1234", "XYZ9876"]
+    assert all(key for key in handler.keys)  # every delivery carries its Idempotency-Key
+    letters = [letter for _, letter in read_topic(kafka_settings, "dead_letter", "dead_letter", count=2, timeout_s=10)]
+    assert sorted(letter["reason"] for letter in letters) == ["schema_invalid", "webhook_failed"]
+    refused = next(letter for letter in letters if letter["reason"] == "webhook_failed")
+    assert "HTTP 400" in refused["error_message"]
+    assert refused["original_value"]  # the group's own bytes: it can be sent again
+    assert sender.totals == {"delivered": 2, "failed": 1}
+
+
+@pytest.mark.kafka
+def test_a_webhook_target_that_hangs_does_not_hold_up_the_store(
+    kafka_settings: Any, tmp_path: Path, target: tuple[str, type[_Target]]
+) -> None:
+    from platestream.aggregator.store_service import StoreWriter
+    from platestream.aggregator.webhook_service import WebhookSender
+
+    url, handler = target
+    handler.release = threading.Event()
+    plates = [f"HNG{n:04d}" for n in range(20)]
+    _send_groups(kafka_settings, plates)
+    sender = WebhookSender(_webhook_settings(kafka_settings, url, webhook_timeout_s=60.0))
+    delivering = threading.Thread(target=sender.run, kwargs={"until_idle_s": 3}, daemon=True)
+    delivering.start()
+    writer = StoreWriter(_store_settings(kafka_settings, tmp_path))
+    writer.run(until_idle_s=3)
+    assert writer.written == 20  # every group stored ...
+    assert handler.received == []  # ... while the webhook target has answered nothing yet
+    handler.release.set()
+    delivering.join(60)
+    assert sorted(body["best_plate_number"] for body in handler.received) == plates
 
 
 def test_postgres_store_upserts_and_searches_like_sqlite(postgres_dsn: str, tmp_path: Path) -> None:

@@ -1,14 +1,15 @@
-"""`platestream store`: alpr_group records into SQLite or PostgreSQL, JSON-lines files and webhooks.
+"""`platestream store`: alpr_group records into SQLite or PostgreSQL and JSON-lines files.
 
 Each batch is written to every store first; then its dead letters and consumed offsets are committed
 in one Kafka transaction. A crash or a broker outage in between replays the batch: the database
 upserts by group id and files are rewritten whole, so both hold each group once, and the dead
-letters of an uncommitted batch are never seen (read_committed); a webhook target may receive a
-group twice and can deduplicate on `uuids[0]`.
+letters of an uncommitted batch are never seen (read_committed). Webhooks are delivered by their
+own service (`webhook_service.py`), so that a slow target never holds the stores up.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from typing import Any
@@ -17,7 +18,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from platestream.aggregator.stores import JsonLinesStore, WebhookError, Webhooks, open_store
+from platestream.aggregator.stores import JsonLinesStore, open_store
 from platestream.deadletter import Origin, dead_letter, service_name
 from platestream.errors import SchemaError
 from platestream.kafka import Send, codec, make_consumer
@@ -44,12 +45,9 @@ class StoreWriter(Service):
             if settings.jsonl_target
             else None
         )
-        urls = [url.strip() for url in settings.webhook_urls.split(",") if url.strip()]
-        self.webhooks = (
-            Webhooks(urls, attempts=settings.webhook_attempts, include_crop=settings.webhook_include_crop)
-            if urls
-            else None
-        )
+        if os.environ.get("PLATESTREAM_WEBHOOK_URLS"):
+            log.warning("webhooks_not_sent_here", hint="the store writer no longer sends webhooks: run "
+                        "`platestream webhooks` with PLATESTREAM_WEBHOOK_URLS")  # fmt: skip
         self.service = service_name("store")
         self.written = 0
         self.progress_log = ProgressLog("store_progress", settings.progress_log_s)
@@ -114,27 +112,16 @@ class StoreWriter(Service):
                     letters.append(
                         self._letter(dead_letter(origin, "schema_invalid", error, self.service), message.key)
                     )
-            letters += self._write(records, tp.partition, messages[0].offset)
+            self._write(records, tp.partition, messages[0].offset)
             offsets[TopicPartition(tp.topic, tp.partition)] = OffsetAndMetadata(messages[-1].offset + 1, "", -1)
         return letters, offsets
 
-    def _write(self, records: list[dict[str, Any]], partition: int, first_offset: int) -> list[Send]:
+    def _write(self, records: list[dict[str, Any]], partition: int, first_offset: int) -> None:
         self.store.write(records)
         if self.files is not None:
             self.files.write_batch(records, partition, first_offset)
-        letters = []
-        if self.webhooks is not None:
-            for record in records:
-                try:
-                    self.webhooks.post(record)
-                except WebhookError as error:
-                    origin = Origin(self.settings.topic_name("alpr_group"), partition, first_offset, None, None)
-                    letter = dead_letter(origin, error.reason, error, self.service,
-                                         reference=f"group {record['uuids'][0]}")  # fmt: skip
-                    letters.append(self._letter(letter, None))
         self.written += len(records)
         self.progress_log.update({"groups_written": self.written})
-        return letters
 
     def _letter(self, letter: dict[str, Any], key: bytes | None) -> Send:
         return Send(self.settings.topic_name("dead_letter"), self._encode_letter(letter), key)

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from platestream.errors import PlatestreamError
 
 
 class WebhookError(PlatestreamError):
     reason = "webhook_failed"
+
+
+class _TransientError(Exception):
+    """A failure worth another attempt: no answer, a timeout, 408, 429 or a 5xx."""
 
 
 class Webhooks:
@@ -30,13 +35,13 @@ class Webhooks:
         self.include_crop = include_crop
 
     def post(self, record: Mapping[str, Any]) -> None:
-        """Deliver to every URL; raise WebhookError naming those that still failed after retries."""
+        """Deliver to every URL; raise WebhookError naming those that still failed after retries.
+        Every attempt, and a delivery repeated after a crash, carries the group's first uuid as its
+        `Idempotency-Key` header, so that a receiver can drop a repeat."""
         payload = dict(record)
         if not self.include_crop and isinstance(payload.get("best_plate"), Mapping):
             payload["best_plate"] = {k: v for k, v in payload["best_plate"].items() if k != "plate_crop_jpeg"}
         body = json.dumps(payload, default=str).encode()
-        # A replayed batch (a crash before its offsets were committed) posts a group again with the
-        # same key: a receiver drops the repeat.
         uuids = record.get("uuids") or []
         key = str(uuids[0]) if uuids else ""
         failures = [f"{url}: {error}" for url in self.urls if (error := self._deliver(url, body, key)) is not None]
@@ -44,21 +49,29 @@ class Webhooks:
             raise WebhookError("; ".join(failures))
 
     def _deliver(self, url: str, body: bytes, key: str) -> str | None:
-        last = ""
+        """None when delivered, else why not (after the retries a transient failure deserves)."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(multiplier=self.backoff_s, max=30 * self.backoff_s),
+            retry=retry_if_exception_type(_TransientError),
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, url, body, key)
+        except _TransientError as error:
+            return str(error)
+
+    def _attempt(self, url: str, body: bytes, key: str) -> str | None:
         headers = {"Content-Type": "application/json"} | ({"Idempotency-Key": key} if key else {})
-        for attempt in range(self.attempts):
-            request = urllib.request.Request(url, data=body, method="POST", headers=headers)
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    if 200 <= response.status < 300:
-                        return None
-                    last = f"HTTP {response.status}"
-            except urllib.error.HTTPError as error:
-                last = f"HTTP {error.code}"
-                if 400 <= error.code < 500 and error.code not in (408, 429):
-                    return last  # the target refuses this payload: retrying will not help
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-                last = str(getattr(error, "reason", error))
-            if attempt + 1 < self.attempts:
-                time.sleep(self.backoff_s * 2**attempt)
-        return last
+        request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                if 200 <= response.status < 300:
+                    return None
+                raise _TransientError(f"HTTP {response.status}")
+        except urllib.error.HTTPError as error:
+            if 400 <= error.code < 500 and error.code not in (408, 429):
+                return f"HTTP {error.code}"  # the target refuses this payload: retrying will not help
+            raise _TransientError(f"HTTP {error.code}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            raise _TransientError(str(getattr(error, "reason", error))) from None

@@ -1,0 +1,134 @@
+"""`platestream webhooks`: each alpr_group POSTed to the configured URLs, apart from the stores.
+
+Its own consumer group reads alpr_group, so a slow or dead target delays only the deliveries,
+never the database or the data lake. A poll's groups are delivered concurrently (at most
+`webhook_concurrency` at a time, each with its retries); then the dead letters of the groups that
+still failed and the consumed offsets are committed in one Kafka transaction. A crash before that
+commit delivers the poll's groups again, with the same `Idempotency-Key` (the group's first uuid),
+so a receiver drops the repeats; a group is never skipped.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from kafka import TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from platestream.aggregator.stores import WebhookError, Webhooks
+from platestream.deadletter import Origin, dead_letter, service_name
+from platestream.errors import SchemaError
+from platestream.kafka import Send, codec, make_consumer
+from platestream.log import get_logger
+from platestream.service import ProgressLog, Service, StallLimits, run_until_signalled
+from platestream.settings import WebhookSettings
+from platestream.transactions import TransactionalWriter, input_waiting
+
+log = get_logger(__name__)
+
+
+class WebhookSender(Service):
+    kind = "webhooks"
+
+    def __init__(self, settings: WebhookSettings) -> None:
+        super().__init__(settings.health_port, StallLimits(settings.stall_not_ready_s, settings.stall_not_alive_s))
+        self.settings = settings
+        self.transactional_id = settings.transactional_id or f"platestream-webhooks-{socket.gethostname()}"
+        self._decode = codec(settings, "alpr_group").decode
+        self._encode_letter = codec(settings, "dead_letter").encode
+        self.webhooks = Webhooks(
+            settings.urls, attempts=settings.webhook_attempts, timeout_s=settings.webhook_timeout_s,
+            backoff_s=settings.webhook_backoff_s, include_crop=settings.webhook_include_crop,
+        )  # fmt: skip
+        self.service = service_name("webhooks")
+        self.totals = {"delivered": 0, "failed": 0}
+        self.progress_log = ProgressLog("webhooks_progress", settings.progress_log_s)
+
+    def run(self, *, until_idle_s: float | None = None) -> None:
+        """Deliver until stopped (or, with `until_idle_s`, until no group came for that long)."""
+        with self.serving_health(), ThreadPoolExecutor(self.settings.webhook_concurrency) as pool:
+            self._run(pool, until_idle_s)
+
+    def _run(self, pool: ThreadPoolExecutor, until_idle_s: float | None) -> None:
+        settings = self.settings
+        consumer = make_consumer(settings, "alpr_group", group_id=settings.group_id,
+                                 max_poll_records=settings.batch_size, session_timeout_ms=settings.session_timeout_ms,
+                                 heartbeat_interval_ms=settings.session_timeout_ms // 4)  # fmt: skip
+        writer = TransactionalWriter(
+            settings, self.transactional_id, transaction_timeout_ms=settings.transaction_timeout_ms,
+            service="webhooks", stopping=lambda: self._stopping, progress=self.progress,
+        )  # fmt: skip
+        idle_since = time.monotonic()
+        try:
+            writer.open()
+            self._ready = True
+            log.info("webhooks_started", transactional_id=self.transactional_id, urls=len(settings.urls))
+            while not self._stopping:
+                try:
+                    polled = consumer.poll(timeout_ms=500, max_records=settings.batch_size)
+                    if not polled:
+                        if not input_waiting(consumer):
+                            self.progress.advanced()  # caught up
+                        if until_idle_s is not None and time.monotonic() - idle_since > until_idle_s:
+                            break
+                        continue
+                    idle_since = time.monotonic()
+                    error = writer.commit(*self._deliver(pool, polled), consumer)
+                    if error is None:
+                        self.progress_log.update(self.totals)
+                        continue
+                    log.warning("batch_aborted", error=str(error), groups=sum(map(len, polled.values())))
+                except KafkaError as error:  # the broker went away outside a transaction
+                    log.warning("kafka_error", error=str(error), kind=type(error).__name__)
+                    self.progress.blocked(f"Kafka: {error}")
+                writer.recover(consumer)  # the poll is read and delivered again, with the same keys
+        finally:
+            self._ready = False
+            consumer.close()
+            writer.close()
+            log.info("webhooks_stopped", **self.totals)
+
+    def _deliver(
+        self, pool: ThreadPoolExecutor, polled: dict[TopicPartition, list[Any]]
+    ) -> tuple[list[Send], dict[TopicPartition, OffsetAndMetadata]]:
+        """Deliver a poll's groups concurrently; return the dead letters and the offsets to commit."""
+        letters: list[Send] = []
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        pending = []
+        for tp, messages in polled.items():
+            for message in messages:
+                origin = Origin(message.topic, message.partition, message.offset, message.key, message.value)
+                try:
+                    record = self._decode(message.value)
+                except SchemaError as error:
+                    letters.append(
+                        self._letter(dead_letter(origin, "schema_invalid", error, self.service), message.key)
+                    )
+                    continue
+                pending.append((origin, record, pool.submit(self.webhooks.post, record)))
+            offsets[TopicPartition(tp.topic, tp.partition)] = OffsetAndMetadata(messages[-1].offset + 1, "", -1)
+        for origin, record, delivery in pending:
+            try:
+                delivery.result()
+                self.totals["delivered"] += 1
+            except WebhookError as error:
+                self.totals["failed"] += 1
+                log.warning("webhook_failed", group=record["uuids"][0], error=str(error))
+                # the letter keeps the group's bytes: it can be sent again once the target is back
+                letter = dead_letter(origin, error.reason, error, self.service, reference=f"group {record['uuids'][0]}")
+                letters.append(self._letter(letter, origin.key))
+        return letters, offsets
+
+    def _letter(self, letter: dict[str, Any], key: bytes | None) -> Send:
+        return Send(self.settings.topic_name("dead_letter"), self._encode_letter(letter), key)
+
+
+def run_webhooks(settings: WebhookSettings) -> None:
+    run_until_signalled(WebhookSender(settings))
+
+
+__all__ = ["WebhookSender", "run_webhooks"]
