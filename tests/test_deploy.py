@@ -5,6 +5,7 @@ Dockerfiles through hadolint. Each container is checked against the settings of 
 from __future__ import annotations
 
 import functools
+import os
 import re
 import subprocess
 import sys
@@ -313,3 +314,44 @@ def test_the_readme_runbook_uses_what_the_manifests_define() -> None:
     assert applied, "the runbook applies no overlay"
     assert secret_keys <= created, f"secrets the pods read that the runbook does not create: {secret_keys - created}"
     assert map_keys <= created_maps, f"ConfigMap keys the pods read that the runbook does not create: {map_keys}"
+
+
+PLACEHOLDERS = {  # what a secret or the downward API would give, in the form the setting expects
+    "PLATESTREAM_POSTGRES_DSN": "postgresql://alpr:secret@postgres:5432/alpr",
+    "PLATESTREAM_WEBHOOK_URLS": "https://hooks.example/alpr",
+    "PLATESTREAM_API_TOKENS": "token-1,token-2",
+}
+
+
+def _container_env(overlay: str, container: dict[str, Any]) -> dict[str, str]:
+    maps = {doc["metadata"]["name"]: doc["data"] for doc in _of_kind(overlay, "ConfigMap")}
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env |= {k: str(v) for k, v in maps[source["configMapRef"]["name"]].items()}
+    for item in container.get("env", []):
+        env[item["name"]] = str(item["value"]) if "value" in item else PLACEHOLDERS.get(item["name"], "pod-0")
+    return {name: value for name, value in env.items() if name.startswith("PLATESTREAM_")}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_service_loads_the_values_its_manifest_gives_it(overlay: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only the names: every container's settings load, with the values it would get, and a
+    service's own defaults are not another service's values (the aggregator's snapshot interval is
+    not the workers' batch size; groups are not all labelled with the workers' country)."""
+    loaded: dict[str, Any] = {}
+    for workload in _of_kind(overlay, "StatefulSet", "Deployment"):
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            command = container["command"][1]
+            env = _container_env(overlay, container)
+            with monkeypatch.context() as patch:
+                for name in [n for n in os.environ if n.startswith("PLATESTREAM_")]:
+                    patch.delenv(name)
+                for name, value in env.items():
+                    patch.setenv(name, value)
+                loaded[command] = settings_module.load(SETTINGS_OF[command])
+    worker, aggregator, store = loaded["worker"], loaded["aggregate"], loaded["store"]
+    assert aggregator.batch_size == settings_module.AggregatorSettings.model_fields["batch_size"].default
+    assert store.batch_size == settings_module.StoreSettings.model_fields["batch_size"].default
+    assert aggregator.batch_size != worker.batch_size
+    assert aggregator.country is None  # groups take the country their reads name, not the workers' default
+    assert loaded["webhooks"].urls == ["https://hooks.example/alpr"]
