@@ -354,11 +354,17 @@ class DefaultEngine(Engine):
         choice = choose(readings(positions), templates, topn=options.topn, strict=options.region_strict)
         if choice is None or (detection.confidence < SURE_DETECTION and not choice.matches_template):
             return None
+        # The reader's box of the characters, learnt on rendered plates, is narrower than the
+        # characters on photographs; the detector's is the plate's border, wider than they are: the
+        # mean of the two boxes them best (dev set, IoU > 0.4: 97.9 % of US plates against 77 / 91 %).
         x1, y1, x2, y2 = reading.box
         crop_h, crop_w = crop.shape[:2]
-        characters = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], dtype=np.float32) * (crop_w, crop_h)
+        read_box = np.array([x1 * crop_w + left, y1 * crop_h + top, x2 * crop_w + left, y2 * crop_h + top])
+        mean = (read_box + np.array([detection.x1, detection.y1, detection.x2, detection.y2])) / 2
+        characters = np.array([[mean[0], mean[1]], [mean[2], mean[1]], [mean[2], mean[3]], [mean[0], mean[3]]],
+                              dtype=np.float32)  # fmt: skip
         height, width = image.shape[:2]
-        corners = _plate_corners(characters + np.array([left, top], dtype=np.float32), 0, 0, (height, width))
+        corners = _plate_corners(characters, 0, 0, (height, width))
         return PlateRead(
             plate=choice.plate,
             confidence=choice.confidence,
