@@ -35,20 +35,20 @@ class ProgressLog:
         self._since = clock()
         self._last: dict[str, float] = {}
 
-    def update(self, totals: Mapping[str, float], **context: object) -> bool:
-        """Log a line if the interval has passed and something moved; True when it did."""
+    def update(self, totals: Mapping[str, float], **context: object) -> dict[str, object] | None:
+        """Log a line if the interval has passed and something moved; the line's fields, or None."""
         now = self._clock()
         elapsed = now - self._since
         if self.interval_s <= 0 or elapsed < self.interval_s:
-            return False
-        rates = {
-            f"{key}_per_s": round((value - self._last.get(key, 0.0)) / elapsed, 2) for key, value in totals.items()
-        }
-        moved = any(rates.values())
-        if moved:
-            log.info(self.event, **{key: round(value, 3) for key, value in totals.items()}, **rates, **context)
+            return None
+        rates = {f"{key}_per_s": round((value - self._last.get(key, 0.0)) / elapsed, 2)
+                 for key, value in totals.items()}  # fmt: skip
         self._since, self._last = now, dict(totals)
-        return moved
+        if not any(rates.values()):
+            return None
+        line: dict[str, object] = {key: round(value, 3) for key, value in totals.items()} | rates | context
+        log.info(self.event, **line)
+        return line
 
 
 class Progress:

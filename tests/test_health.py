@@ -132,24 +132,19 @@ def test_the_images_healthcheck_follows_the_health_endpoint() -> None:
 
 
 def test_a_working_service_logs_its_totals_and_rates_at_each_interval_and_nothing_when_idle() -> None:
-    from structlog.testing import capture_logs
-
     from platestream.service import ProgressLog
 
     now = [0.0]
     progress = ProgressLog("worker_progress", 60.0, clock=lambda: now[0])
-    with capture_logs() as logs:
-        now[0] = 30.0
-        assert not progress.update({"frames": 300})  # the interval has not passed
-        now[0] = 61.0
-        assert progress.update({"frames": 610})
-        now[0] = 125.0
-        assert not progress.update({"frames": 610})  # idle for a minute: nothing to say
-        now[0] = 190.0
-        assert progress.update({"frames": 1260})
-    lines = [entry for entry in logs if entry["event"] == "worker_progress"]
-    assert [(line["frames"], line["frames_per_s"]) for line in lines] == [(610, 10.0), (1260, 10.0)]
-    assert not ProgressLog("off", 0.0).update({"frames": 1})  # 0 turns the lines off
+    now[0] = 30.0
+    assert progress.update({"frames": 300}) is None  # the interval has not passed
+    now[0] = 61.0
+    assert progress.update({"frames": 610}) == {"frames": 610, "frames_per_s": 10.0}
+    now[0] = 125.0
+    assert progress.update({"frames": 610}) is None  # idle for a minute: nothing to say
+    now[0] = 190.0
+    assert progress.update({"frames": 1260}, partition=3) == {"frames": 1260, "frames_per_s": 10.0, "partition": 3}
+    assert ProgressLog("off", 0.0).update({"frames": 1}) is None  # 0 turns the lines off
 
 
 def test_the_agent_uid_has_rekors_form_and_the_heartbeat_measures_this_process() -> None:
