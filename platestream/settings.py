@@ -431,3 +431,35 @@ class VideoSettings(ProducerSettings):
     cameras_file: Path | None = Field(
         None, description="TOML file of cameras ([[camera]] id, url, and optionally name, sample_fps)."
     )
+
+
+# Which commands read each settings group (a class's own fields), for the README's table.
+READERS_OF: tuple[tuple[type[Settings], str], ...] = (
+    (Settings, "every command"),
+    (EngineSettings, "recognize, worker, serve, bench accuracy / speed"),
+    (ServiceSettings, "worker, aggregate, store, webhooks"),
+    (WorkerSettings, "worker"),
+    (AggregatorSettings, "aggregate"),
+    (StoreLocation, "store, search"),
+    (StoreSettings, "store"),
+    (WebhookSettings, "webhooks"),
+    (ApiSettings, "serve"),
+    (ProducerSettings, "produce files / s3 / video"),
+    (BackfillSettings, "produce s3"),
+    (VideoSettings, "produce video"),
+)
+
+
+def own_fields(cls: type[Settings]) -> list[str]:
+    """The fields `cls` declares itself, not those of the classes it builds on."""
+    inherited = {name for base in cls.__mro__[1:] for name in getattr(base, "model_fields", {})}
+    return [name for name in cls.model_fields if name not in inherited]
+
+
+def settings_table() -> str:
+    """The README's table of which command reads which PLATESTREAM_* variables."""
+    rows = ["| settings | read by | variables (PLATESTREAM_...) |", "| --- | --- | --- |"]
+    for cls, readers in READERS_OF:
+        names = ", ".join(f"`{name.upper()}`" for name in own_fields(cls))
+        rows.append(f"| {cls.__name__} | {readers} | {names} |")
+    return "\n".join(rows)

@@ -210,3 +210,18 @@ def test_a_bad_flag_value_names_the_flag_and_its_variable(tmp_path: Path) -> Non
     result = CliRunner().invoke(main, ["recognize", "--topn", "0", str(tmp_path)])
     assert result.exit_code == 2
     assert "--topn / PLATESTREAM_TOPN: Input should be greater than or equal to 1 (got 0)" in result.output
+
+
+def test_the_readme_says_which_settings_each_command_reads() -> None:
+    import re
+
+    from platestream import settings as settings_module
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = re.search(r"<!-- settings-table:[^>]*-->\n(.*?)\n<!-- /settings-table -->", readme, re.S)
+    assert table is not None, "the README's settings table is missing"
+    assert table.group(1) == settings_module.settings_table()
+    listed = {cls for cls, _ in settings_module.READERS_OF}
+    every = {cls for cls in vars(settings_module).values()
+             if isinstance(cls, type) and issubclass(cls, settings_module.Settings)}  # fmt: skip
+    assert every == listed, f"settings groups missing from the table: {every - listed}"
