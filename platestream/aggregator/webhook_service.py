@@ -11,12 +11,10 @@ so a receiver drops the repeats; a group is never skipped.
 from __future__ import annotations
 
 import socket
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kafka import TopicPartition
-from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from platestream.aggregator.stores import WebhookError, Webhooks
@@ -26,7 +24,7 @@ from platestream.kafka import Send, codec, make_consumer
 from platestream.log import get_logger
 from platestream.service import ProgressLog, Service, StallLimits, run_until_signalled
 from platestream.settings import WebhookSettings
-from platestream.transactions import TransactionalWriter, input_waiting
+from platestream.transactions import TransactionalWriter, commit_polls
 
 log = get_logger(__name__)
 
@@ -62,30 +60,13 @@ class WebhookSender(Service):
             settings, self.transactional_id, transaction_timeout_ms=settings.transaction_timeout_ms,
             service="webhooks", stopping=lambda: self._stopping, progress=self.progress,
         )  # fmt: skip
-        idle_since = time.monotonic()
         try:
             writer.open()
             self._ready = True
             log.info("webhooks_started", transactional_id=self.transactional_id, urls=len(settings.urls))
-            while not self._stopping:
-                try:
-                    polled = consumer.poll(timeout_ms=500, max_records=settings.batch_size)
-                    if not polled:
-                        if not input_waiting(consumer):
-                            self.progress.advanced()  # caught up
-                        if until_idle_s is not None and time.monotonic() - idle_since > until_idle_s:
-                            break
-                        continue
-                    idle_since = time.monotonic()
-                    error = writer.commit(*self._deliver(pool, polled), consumer)
-                    if error is None:
-                        self.progress_log.update(self.totals)
-                        continue
-                    log.warning("batch_aborted", error=str(error), groups=sum(map(len, polled.values())))
-                except KafkaError as error:  # the broker went away outside a transaction
-                    log.warning("kafka_error", error=str(error), kind=type(error).__name__)
-                    self.progress.blocked(f"Kafka: {error}")
-                writer.recover(consumer)  # the poll is read and delivered again, with the same keys
+            commit_polls(consumer, writer, lambda polled: self._deliver(pool, polled), batch_size=settings.batch_size,
+                         stopping=lambda: self._stopping, progress=self.progress, until_idle_s=until_idle_s,
+                         on_committed=lambda: self.progress_log.update(self.totals))  # fmt: skip
         finally:
             self._ready = False
             consumer.close()

@@ -139,33 +139,31 @@ def plate_text(region: str, rng: Rng) -> tuple[str, list[int]]:
 def _text_mask(text: str, font: Path, height: int) -> Image:
     """White-on-black pixels of `text`, cropped to its ink, `height` pixels tall."""
     if font.as_posix() in HERSHEY_FONTS:
-        return _hershey_mask(text, HERSHEY_FONTS[font.as_posix()], height)
-    size = max(8, int(height * 1.25))
-    pil_font = _font(font, size)
+        return _fit_ink(_hershey_canvas(text, HERSHEY_FONTS[font.as_posix()], height), height)
+    pil_font = _font(font, max(8, int(height * 1.25)))
     left, top, right, bottom = pil_font.getbbox(text)
     canvas = PILImage.new("L", (max(1, int(right - left) + 4), max(1, int(bottom - top) + 4)), 0)
     ImageDraw.Draw(canvas).text((2 - left, 2 - top), text, fill=255, font=pil_font)
-    mask = np.asarray(canvas)
-    ys, xs = np.nonzero(mask > 40)
-    if len(xs) == 0:
-        return np.zeros((height, max(1, height // 2)), np.uint8)
-    mask = mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-    width = max(1, round(mask.shape[1] * height / mask.shape[0]))
-    return np.asarray(cv2.resize(mask, (width, height), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    return _fit_ink(np.asarray(canvas), height)
 
 
-def _hershey_mask(text: str, face: int, height: int) -> Image:
+def _hershey_canvas(text: str, face: int, height: int) -> Image:
     scale = height / 22.0
     thickness = max(1, round(height / 11))
     (width, text_h), baseline = cv2.getTextSize(text, face, scale, thickness)
     canvas = np.zeros((text_h + baseline + 2 * thickness + 4, width + 2 * thickness + 4), np.uint8)
     cv2.putText(canvas, text, (thickness + 2, text_h + thickness + 2), face, scale, 255, thickness, cv2.LINE_AA)
+    return canvas
+
+
+def _fit_ink(canvas: Image, height: int) -> Image:
+    """The canvas cropped to its ink and scaled to `height`, keeping its aspect."""
     ys, xs = np.nonzero(canvas > 40)
     if len(xs) == 0:
         return np.zeros((height, max(1, height // 2)), np.uint8)
     mask = canvas[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-    new_width = max(1, round(mask.shape[1] * height / mask.shape[0]))
-    return np.asarray(cv2.resize(mask, (new_width, height), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    width = max(1, round(mask.shape[1] * height / mask.shape[0]))
+    return np.asarray(cv2.resize(mask, (width, height), interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
 def _paint(plate: Image, mask: Image, x: int, y: int, colour: Sequence[int]) -> None:

@@ -33,7 +33,7 @@ from platestream.workers.engine.base import (
     Point,
     per_image_options,
 )
-from platestream.workers.engine.candidates import Alternatives, choose, merge_unused, readings
+from platestream.workers.engine.candidates import Alternatives, Choice, choose, merge_unused, readings
 from platestream.workers.engine.images import encode_jpeg
 from platestream.workers.engine.reader import MODEL_FILE, MODEL_SHA256, PlateReader, rectangle_crop
 from platestream.workers.engine.templates import regions_for
@@ -363,22 +363,8 @@ class DefaultEngine(Engine):
         mean = (read_box + np.array([detection.x1, detection.y1, detection.x2, detection.y2])) / 2
         characters = np.array([[mean[0], mean[1]], [mean[2], mean[1]], [mean[2], mean[3]], [mean[0], mean[3]]],
                               dtype=np.float32)  # fmt: skip
-        height, width = image.shape[:2]
-        corners = _plate_corners(characters, 0, 0, (height, width))
-        return PlateRead(
-            plate=choice.plate,
-            confidence=choice.confidence,
-            matches_template=choice.matches_template,
-            region=choice.region,
-            region_confidence=choice.region_confidence,
-            coordinates=corners,
-            candidates=choice.candidates,
-            processing_time_ms=round((time.perf_counter() - started) * 1000, 3),
-            requested_topn=options.topn,
-            vehicle_region=_vehicle_region(detection, detection.x2 - detection.x1, width, height),
-            plate_crop_jpeg=encode_jpeg(crop) if options.plate_crop else None,
-            detection_confidence=round(detection.confidence, 4),
-        )
+        corners = _plate_corners(characters, 0, 0, image.shape)
+        return _plate_read(choice, corners, detection, crop, image.shape, options, started)
 
     def _read_plate_ppocr(self, image: Image, detection: Detection, options: Options) -> PlateRead | None:
         assert self.reader is not None
@@ -404,21 +390,28 @@ class DefaultEngine(Engine):
         if choice is None or (detection.confidence < SURE_DETECTION and not choice.matches_template):
             return None
         plate_corners = _plate_corners(corners, left, top, crop.shape)
-        box_width = detection.x2 - detection.x1
-        return PlateRead(
-            plate=choice.plate,
-            confidence=choice.confidence,
-            matches_template=choice.matches_template,
-            region=choice.region,
-            region_confidence=choice.region_confidence,
-            coordinates=plate_corners,
-            candidates=choice.candidates,
-            processing_time_ms=round((time.perf_counter() - started) * 1000, 3),
-            requested_topn=options.topn,
-            vehicle_region=_vehicle_region(detection, box_width, width, height),
-            plate_crop_jpeg=encode_jpeg(crop) if options.plate_crop else None,
-            detection_confidence=round(detection.confidence, 4),
-        )
+        return _plate_read(choice, plate_corners, detection, crop, image.shape, options, started)
+
+
+def _plate_read(
+    choice: Choice, corners: tuple[Point, Point, Point, Point], detection: Detection, crop: Image,
+    shape: tuple[int, ...], options: Options, started: float,
+) -> PlateRead:  # fmt: skip
+    height, width = shape[:2]
+    return PlateRead(
+        plate=choice.plate,
+        confidence=choice.confidence,
+        matches_template=choice.matches_template,
+        region=choice.region,
+        region_confidence=choice.region_confidence,
+        coordinates=corners,
+        candidates=choice.candidates,
+        processing_time_ms=round((time.perf_counter() - started) * 1000, 3),
+        requested_topn=options.topn,
+        vehicle_region=_vehicle_region(detection, detection.x2 - detection.x1, width, height),
+        plate_crop_jpeg=encode_jpeg(crop) if options.plate_crop else None,
+        detection_confidence=round(detection.confidence, 4),
+    )
 
 
 def _overlap(a: Detection, b: Detection) -> float:
