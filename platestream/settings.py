@@ -157,8 +157,8 @@ def load(cls: type[S], **overrides: Any) -> S:
         return cls(**{key: value for key, value in overrides.items() if value is not None})
     except ValidationError as error:
         problems = "; ".join(
-            f"--{str(item['loc'][0]).replace('_', '-')} / {env_name(str(item['loc'][0]))}: {_message(item)}"
-            f" (got {item.get('input')!r})"
+            f"--{str(item['loc'][0]).replace('_', '-')} / {env_name(str(item['loc'][0]))}: "
+            + ("is required" if item["type"] == "missing" else f"{_message(item)} (got {item.get('input')!r})")
             if item["loc"]
             else _message(item)
             for item in error.errors()

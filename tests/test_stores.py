@@ -253,3 +253,17 @@ def test_postgres_store_upserts_and_searches_like_sqlite(postgres_dsn: str, tmp_
     with psycopg.connect(dsn) as check:
         assert check.execute("SELECT count(*) FROM plate_groups").fetchone() == (3,)
     postgres.close()
+
+
+def test_the_webhook_sender_needs_http_urls_and_says_so() -> None:
+    from platestream.errors import ConfigError
+    from platestream.settings import WebhookSettings, load
+
+    with pytest.raises(ConfigError, match="PLATESTREAM_WEBHOOK_URLS: is required"):
+        load(WebhookSettings)
+    with pytest.raises(ConfigError, match="webhook URL 'ftp://x' is not http"):
+        load(WebhookSettings, webhook_urls="https://a.example/hook, ftp://x")
+    assert load(WebhookSettings, webhook_urls="https://a.example/hook, http://b:8080/h").urls == [
+        "https://a.example/hook",
+        "http://b:8080/h",
+    ]
