@@ -65,8 +65,8 @@ def verify(path: Path, expected: str) -> bytes:
         data = path.read_bytes()
     except FileNotFoundError:
         raise ReaderModelError(
-            f"the plate reader model {path} is missing: reinstall platestream, or set PLATESTREAM_READER=ppocr "
-            "to read with the PP-OCR reader"
+            f"the plate reader model {path} is missing: reinstall platestream, or read with PP-OCR, the default"
+            " reader (PLATESTREAM_READER=ppocr)"
         ) from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != expected:
