@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,13 +15,21 @@ from tests.test_schemas import seed_json_blocks
 
 WEB_SERVICE = SHARED / "seeds" / "000_6fda98222c39bbe7.txt"
 AGENT = SHARED / "seeds" / "004_2802f942be6c874d.txt"
+EXAMPLES = Path(__file__).parent / "data" / "examples"  # our own records in the same two forms
 
 
-@pytest.mark.parametrize("seed", [WEB_SERVICE, AGENT], ids=["web service", "agent"])
-def test_recorded_openalpr_output_maps_field_for_field(seed: Path) -> None:
-    if not seed.exists():
-        pytest.skip(f"recorded OpenALPR output not at {seed}")
-    (recorded,) = seed_json_blocks(seed)
+@pytest.mark.parametrize(
+    "source",
+    [WEB_SERVICE, AGENT, EXAMPLES / "web_service_alpr_results.json", EXAMPLES / "agent_alpr_results.json"],
+    ids=["seed web service", "seed agent", "own web service", "own agent"],
+)
+def test_recorded_openalpr_output_maps_field_for_field(source: Path) -> None:
+    if not source.exists():
+        pytest.skip(f"recorded OpenALPR output not at {source}")
+    if source.suffix == ".json":
+        recorded = json.loads(source.read_text())
+    else:
+        (recorded,) = seed_json_blocks(source)
     mapped = alpr_results(image_result(recorded), epoch_ms=recorded["epoch_time"])
     expected = to_json_dict(from_json("alpr_results", recorded))
     got = to_json_dict(mapped)
