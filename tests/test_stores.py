@@ -45,6 +45,26 @@ def test_sqlite_search_exact_fuzzy_by_camera_and_time(tmp_path: Path) -> None:
     store.close()
 
 
+def test_fuzzy_search_finds_every_reading_within_one_edit_through_the_key_index(tmp_path: Path) -> None:
+    import sqlite3
+
+    from platestream.aggregator.similarity import within
+    from platestream.aggregator.stores.matching import search_query
+
+    store = SqliteStore(tmp_path / "db.sqlite")
+    near = ["ABC1234", "A8C1234", "ABC123", "XABC1234", "ABD1234", "ABC1Z34", "ABQ1Z34"]  # the last: two edits
+    store.write([group(plate, index, DAY + index) for index, plate in enumerate(near)])
+    found = {m.plate for m in store.search("ABC1234")}
+    assert found == {plate for plate in near if within("ABC1234", plate, 1.0) is not None}
+    assert "ABQ1Z34" not in found
+    query, params = search_query("ABC1234", camera_id=None, since_ms=None, fuzzy=True, mark="?")
+    plan = " ".join(row[-1] for row in sqlite3.connect(tmp_path / "db.sqlite").execute("EXPLAIN QUERY PLAN " + query,
+                                                                                      params))  # fmt: skip
+    assert "plate_candidates_key" in plan  # looked up by key, not by scanning every reading
+    assert "SCAN c" not in plan
+    store.close()
+
+
 def test_search_command(tmp_path: Path) -> None:
     database = tmp_path / "db.sqlite"
     SqliteStore(database).write([group("ABC1234", "gate", DAY)])

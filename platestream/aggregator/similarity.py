@@ -80,3 +80,23 @@ def similar(a: Iterable[str], b: Iterable[str]) -> float | None:
                 if best == 0.0:
                     return best
     return best
+
+
+_KEY_ALPHABET = sorted({_CANON.get(char, char) for char in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"})
+
+
+def one_edit_keys(plate: str) -> set[str]:
+    """The search keys of every reading within distance 1 of `plate`: its canonical key (look-alike
+    swaps cost less than 1 and vanish in it) and every key one edit away from that (one deletion,
+    insertion or substitution of a key character). A store looks these up in its key index instead
+    of ranking every reading of about the right length."""
+    key = canonical(plate)
+    keys = {key}
+    for index in range(len(key) + 1):
+        for char in _KEY_ALPHABET:
+            keys.add(key[:index] + char + key[index:])  # insertion
+            if index < len(key):
+                keys.add(key[:index] + char + key[index + 1 :])  # substitution
+        if index < len(key):
+            keys.add(key[:index] + key[index + 1 :])  # deletion
+    return keys

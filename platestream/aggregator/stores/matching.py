@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from platestream.aggregator.similarity import canonical, within
+from platestream.aggregator.similarity import canonical, one_edit_keys, within
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,16 @@ def candidate_rows(group_id: str, record: Mapping[str, Any]) -> list[tuple[str, 
 def search_query(
     wanted: str, *, camera_id: str | None, since_ms: int | None, fuzzy: bool, mark: str
 ) -> tuple[str, list[Any]]:
-    """The SQL (with `mark` as the parameter placeholder) that pre-selects search hits: readings of
-    about the wanted length when fuzzy, the exact reading otherwise."""
-    conditions = [f"length(c.plate) BETWEEN {mark} AND {mark}" if fuzzy else f"c.plate = {mark}"]
-    params: list[Any] = [len(wanted) - 1, len(wanted) + 1] if fuzzy else [wanted]
+    """The SQL (with `mark` as the parameter placeholder) that pre-selects search hits through the
+    readings' key index: the keys within one edit when fuzzy (rank() then keeps those truly within
+    distance 1), the exact reading otherwise."""
+    if fuzzy:
+        keys = sorted(one_edit_keys(wanted))
+        conditions = [f"c.plate_key IN ({', '.join([mark] * len(keys))})"]
+        params: list[Any] = list(keys)
+    else:
+        conditions = [f"c.plate = {mark}"]
+        params = [wanted]
     if camera_id is not None:
         conditions.append(f"g.camera_id = {mark}")
         params.append(camera_id)

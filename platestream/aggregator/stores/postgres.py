@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS plate_candidates (
     PRIMARY KEY (group_id, plate)
 );
 CREATE INDEX IF NOT EXISTS plate_candidates_plate ON plate_candidates (plate);
-CREATE INDEX IF NOT EXISTS plate_candidates_length ON plate_candidates (length(plate));
+CREATE INDEX IF NOT EXISTS plate_candidates_key ON plate_candidates (plate_key);
+DROP INDEX IF EXISTS plate_candidates_length;
 """
 
 

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS plate_candidates (
     PRIMARY KEY (group_id, plate)
 );
 CREATE INDEX IF NOT EXISTS plate_candidates_key ON plate_candidates (plate_key);
+CREATE INDEX IF NOT EXISTS plate_candidates_plate ON plate_candidates (plate);
 """
 
 
