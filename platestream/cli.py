@@ -771,6 +771,28 @@ def bench_aggregator(vehicles: int, cameras: int, misread_rate: float, drop_rate
     )
 
 
+@bench.command("search")
+@click.option("--passes", type=click.IntRange(1), default=10_000, show_default=True, help="Passes to store first.")
+@click.option("--queries", type=click.IntRange(1), default=200, show_default=True, help="Searches of each kind.")
+@settings_options(StoreLocation, kafka=False)
+def bench_search_command(settings: StoreLocation, passes: int, queries: int) -> None:
+    """Exact and fuzzy search times (p50, p99) over a store filled with PASSES synthetic passes.
+    Use an empty SQLite file (--sqlite-path) or an empty PostgreSQL database (--postgres-dsn)."""
+    from platestream.aggregator.bench_search import bench_search
+    from platestream.aggregator.stores import open_store
+
+    store = open_store(settings)
+    try:
+        result = bench_search(store, passes, queries=queries)
+    finally:
+        store.close()
+    click.echo(
+        f"{store.name} passes {result.passes:,}  load {result.load_s} s  exact p50 {result.exact_p50_ms} ms"
+        f"  p99 {result.exact_p99_ms} ms  fuzzy p50 {result.fuzzy_p50_ms} ms  p99 {result.fuzzy_p99_ms} ms"
+        f"  ({result.fuzzy_hits} matches per fuzzy search)"
+    )
+
+
 @main.command("demo")
 @click.option("--keep-broker/--stop-broker", default=False, help="Leave the local broker running afterwards.")
 @settings_options(Settings)

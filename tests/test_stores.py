@@ -287,3 +287,14 @@ def test_the_webhook_sender_needs_http_urls_and_says_so() -> None:
         "https://a.example/hook",
         "http://b:8080/h",
     ]
+
+
+def test_the_search_benchmark_finds_each_misread_plate_in_a_filled_store(tmp_path: Path) -> None:
+    from platestream.aggregator.bench_search import bench_search
+
+    store = SqliteStore(tmp_path / "bench.sqlite")
+    result = bench_search(store, 500, queries=20)
+    store.close()
+    assert result.passes == 500
+    assert result.fuzzy_hits >= 1.0  # a look-alike or one character off still finds its pass
+    assert result.exact_p50_ms <= result.exact_p99_ms

@@ -64,6 +64,19 @@ class PostgresStore:
                     candidate_rows(row[0], record),
                 )
 
+    def load_rows(self, groups: Iterable[tuple[Any, ...]], candidates: Iterable[tuple[Any, ...]]) -> None:
+        """Bulk-load rows shaped as group_row() and candidate_rows() give them (imports, benchmarks)."""
+        with self._db.transaction(), self._db.cursor() as cursor:
+            with cursor.copy("COPY plate_groups FROM STDIN") as copy:
+                for row in groups:
+                    copy.write_row(row)
+            with cursor.copy("COPY plate_candidates FROM STDIN") as copy:
+                for row in candidates:
+                    copy.write_row(row)
+        self._db.execute("ANALYZE plate_groups")
+        self._db.execute("ANALYZE plate_candidates")
+        self._db.commit()
+
     def search(
         self, plate: str, *, camera_id: str | None = None, since_ms: int | None = None, fuzzy: bool = True,
         limit: int = 100,

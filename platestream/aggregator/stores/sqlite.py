@@ -64,6 +64,12 @@ class SqliteStore:
                     "INSERT OR REPLACE INTO plate_candidates VALUES (?, ?, ?, ?)", candidate_rows(row[0], record)
                 )
 
+    def load_rows(self, groups: Iterable[tuple[Any, ...]], candidates: Iterable[tuple[Any, ...]]) -> None:
+        """Bulk-load rows shaped as group_row() and candidate_rows() give them (imports, benchmarks)."""
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO plate_groups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", groups)
+            self._db.executemany("INSERT OR REPLACE INTO plate_candidates VALUES (?, ?, ?, ?)", candidates)
+
     def search(
         self, plate: str, *, camera_id: str | None = None, since_ms: int | None = None, fuzzy: bool = True,
         limit: int = 100,
