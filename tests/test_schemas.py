@@ -166,3 +166,77 @@ def test_confluent_payload_without_magic_byte_is_rejected() -> None:
     plain = Codec("frame").encode(frame())
     with pytest.raises(SchemaError, match="magic byte"):
         Codec("frame", WireFormat.CONFLUENT, schema_id=1).decode(b"\x01" + plain)
+
+
+SAMPLES: dict[str, dict[str, Any]] = {
+    "frame": frame(),
+    "alpr_results": alpr_results(),
+    "alpr_group": alpr_group(),
+    "heartbeat": heartbeat(),
+    "dead_letter": dead_letter(),
+    "aggregator_state": {"source_topic": "alpr_results", "source_partition": 3, "next_offset": 42,
+                         "state_json": "{}", "state_version": 1, "time_ms": 1_700_000_000_000},
+    "producer_checkpoint": {"backfill_id": "b1", "source": "s3://archive/cams/", "last_key": "cams/1/a.jpg",
+                            "objects_produced": 10, "done": False, "time_ms": 1_700_000_000_000},
+}  # fmt: skip
+
+
+def _resolve(record: dict[str, Any], writer: Any, reader: Any) -> Any:
+    import io
+
+    import fastavro
+
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, writer, record)
+    buffer.seek(0)
+    return fastavro.schemaless_reader(buffer, writer, reader)
+
+
+@pytest.mark.parametrize("name", SCHEMA_NAMES)
+def test_each_contract_reads_and_is_read_by_the_last_release(name: str) -> None:
+    """Producers and consumers are upgraded at different times: the current contract reads what
+    the last release wrote (backward) and the last release reads what the current one writes
+    (forward), by Avro's schema resolution. A change that breaks either fails here."""
+    from platestream.schemas.codec import released_schema, released_versions, schema
+
+    last = released_versions()[-1]
+    old, new = released_schema(last, name), schema(name)
+    record = SAMPLES[name]
+    assert _resolve(record, old, new) is not None
+    assert _resolve(record, new, old) is not None
+
+
+def test_a_changed_contract_ships_as_a_new_release_beside_the_old() -> None:
+    """The released/ folder keeps every release's .avsc as shipped: once the contracts differ from
+    the last release's, the version must move on and its own copy be added."""
+    import tomllib
+    from importlib import resources
+
+    from platestream.schemas.codec import RELEASED, released_versions
+
+    version = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]["version"]
+    last = released_versions()[-1]
+    package = resources.files("platestream.schemas")
+    for name in (*SCHEMA_NAMES, "common"):
+        current = json.loads(package.joinpath(f"{name}.avsc").read_text())
+        shipped = json.loads(package.joinpath(f"{RELEASED}/{last}/{name}.avsc").read_text())
+        if current != shipped:
+            assert last == version, f"{name}.avsc changed since {last}: release it as released/{version}/"
+
+
+def test_a_consumer_of_the_last_release_reads_a_record_with_a_field_added_and_the_reverse() -> None:
+    """What a compatible change looks like: a field added with a default. The consumer of the last
+    release skips it; the new consumer fills it in when it reads the old record."""
+    import copy
+
+    import fastavro
+
+    from platestream.schemas.codec import _named_schemas, _read_json, released_schema
+
+    raw = copy.deepcopy(_read_json("heartbeat.avsc"))
+    raw["fields"].append({"name": "gpu_usage_percent", "type": ["null", "double"], "default": None, "doc": "GPU."})
+    next_release = fastavro.parse_schema(raw, named_schemas=dict(_named_schemas()))
+    last = released_schema("0.1.0", "heartbeat")
+    newer = SAMPLES["heartbeat"] | {"gpu_usage_percent": 41.5}
+    assert "gpu_usage_percent" not in _resolve(newer, next_release, last)
+    assert _resolve(SAMPLES["heartbeat"], last, next_release)["gpu_usage_percent"] is None

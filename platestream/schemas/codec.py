@@ -67,6 +67,28 @@ def schema(name: str) -> Schema:
     return parsed
 
 
+RELEASED = "released"  # released/<version>/*.avsc: every release's contracts, kept as shipped
+
+
+def released_versions() -> list[str]:
+    """The versions whose contracts are kept, oldest first."""
+    folder = resources.files(__package__).joinpath(RELEASED)
+    versions = [entry.name for entry in folder.iterdir() if entry.is_dir() and entry.name[0].isdigit()]
+    return sorted(versions, key=lambda version: tuple(int(part) for part in version.split(".")))
+
+
+@cache
+def released_schema(version: str, name: str) -> Schema:
+    """Schema `name` as release `version` shipped it (its own common types)."""
+    base = f"{RELEASED}/{version}"
+    if name not in SCHEMA_NAMES:
+        raise SchemaError(f"unknown schema {name!r}; known: {', '.join(SCHEMA_NAMES)}")
+    named: dict[str, Any] = {}
+    for shared in _read_json(f"{base}/common.avsc"):
+        fastavro.parse_schema(shared, named_schemas=named)
+    return fastavro.parse_schema(_read_json(f"{base}/{name}.avsc"), named_schemas=named)
+
+
 def schema_json(name: str) -> str:
     """The schema text as registered with a schema registry (self-contained, canonical)."""
     return json.dumps(fastavro.schema.to_parsing_canonical_form(schema(name)))
