@@ -17,6 +17,7 @@ from kafka.structs import OffsetAndMetadata
 from platestream.errors import BrokerError, ConfigError
 from platestream.log import get_logger
 from platestream.schemas import TOPICS, Codec, TopicSpec, WireFormat
+from platestream.schemas.registry import registry
 from platestream.settings import Settings
 
 log = get_logger(__name__)
@@ -53,7 +54,8 @@ def client_config(settings: Settings) -> dict[str, Any]:
 
 
 def codec(settings: Settings, schema: str) -> Codec:
-    return Codec(schema, WireFormat(settings.wire_format), settings.schema_id(schema))
+    writers = registry(settings.schema_registry_url).schema if settings.schema_registry_url else None
+    return Codec(schema, WireFormat(settings.wire_format), settings.schema_id(schema), writer_schemas=writers)
 
 
 def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     schema_ids: str = Field(
         "", description="For the confluent wire format: registry ids per schema, e.g. 'frame=1,alpr_results=2'."
     )
+    schema_registry_url: str | None = Field(
+        None, description="Schema Registry that records of other schema ids are read by (confluent wire format)."
+    )
     state_dir: Path = Field(
         Path(".platestream"), description="Folder for local state: the local broker, checkpoints, stores."
     )

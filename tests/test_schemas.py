@@ -240,3 +240,75 @@ def test_a_consumer_of_the_last_release_reads_a_record_with_a_field_added_and_th
     newer = SAMPLES["heartbeat"] | {"gpu_usage_percent": 41.5}
     assert "gpu_usage_percent" not in _resolve(newer, next_release, last)
     assert _resolve(SAMPLES["heartbeat"], last, next_release)["gpu_usage_percent"] is None
+
+
+@pytest.fixture
+def registry_url() -> Any:
+    """A Schema Registry's one read endpoint, `GET /schemas/ids/{id}`, serving the schemas it is given."""
+    import http.server
+    import threading
+
+    served: dict[int, str] = {}
+
+    class Registry(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            schema_id = int(self.path.rsplit("/", 1)[-1])
+            body = json.dumps({"schema": served[schema_id]}).encode() if schema_id in served else b"{}"
+            self.send_response(200 if schema_id in served else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", served
+    server.shutdown()
+
+
+def test_a_consumer_reads_records_of_another_release_by_their_writer_schema_from_the_registry(
+    registry_url: Any,
+) -> None:
+    import copy
+    import io
+    import struct
+
+    import fastavro
+
+    from platestream.schemas.codec import _named_schemas, _read_json, schema_json
+    from platestream.schemas.registry import SchemaRegistry
+    from platestream.settings import Settings, load
+
+    url, served = registry_url
+    raw = copy.deepcopy(_read_json("heartbeat.avsc"))
+    raw["fields"].append({"name": "gpu_usage_percent", "type": ["null", "double"], "default": None, "doc": "GPU."})
+    next_release = fastavro.parse_schema(raw, named_schemas=dict(_named_schemas()))
+    registered = json.loads(schema_json("heartbeat"))  # as the next release would register it
+    registered["fields"].append(raw["fields"][-1])
+    served[8] = json.dumps(registered)
+    served[7] = schema_json("heartbeat")
+    buffer = io.BytesIO()
+    buffer.write(struct.pack(">bI", 0, 8))
+    fastavro.schemaless_writer(buffer, next_release, SAMPLES["heartbeat"] | {"gpu_usage_percent": 41.5})
+    newer = buffer.getvalue()
+
+    from platestream.kafka import codec
+
+    settings = load(Settings, wire_format="confluent", schema_ids="heartbeat=7", schema_registry_url=url)
+    consumer = codec(settings, "heartbeat")
+    assert consumer.decode(newer) == SAMPLES["heartbeat"]  # the next release's record, its new field skipped
+    own = Codec("heartbeat", WireFormat.CONFLUENT, schema_id=7)
+    assert consumer.decode(own.encode(SAMPLES["heartbeat"])) == SAMPLES["heartbeat"]
+
+    without = Codec("heartbeat", WireFormat.CONFLUENT, schema_id=7)
+    with pytest.raises(SchemaError, match="written with schema id 8, this consumer's is 7: set PLATESTREAM_SCHEMA"):
+        without.decode(newer)
+    unknown = newer[:1] + struct.pack(">I", 99) + newer[5:]
+    with pytest.raises(SchemaError, match="the schema registry has no schema 99"):
+        Codec("heartbeat", WireFormat.CONFLUENT, 7, writer_schemas=SchemaRegistry(url).schema).decode(unknown)
+    with pytest.raises(SchemaError, match="did not give schema 8"):
+        Codec("heartbeat", WireFormat.CONFLUENT, 7, writer_schemas=SchemaRegistry("http://127.0.0.1:9").schema).decode(
+            newer
+        )

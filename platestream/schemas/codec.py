@@ -11,13 +11,14 @@ import enum
 import io
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import fastavro
+from fastavro.read import SchemaResolutionError
 from fastavro.types import Schema
 from fastavro.validation import ValidationError
 
@@ -90,8 +91,31 @@ def released_schema(version: str, name: str) -> Schema:
 
 
 def schema_json(name: str) -> str:
-    """The schema text as registered with a schema registry (self-contained, canonical)."""
-    return json.dumps(fastavro.schema.to_parsing_canonical_form(schema(name)))
+    """The schema text to register with a schema registry: self-contained (each shared type written
+    out where it is first used), with its defaults and docs, which a reader of another release
+    needs to resolve records."""
+    if name not in SCHEMA_NAMES:
+        raise SchemaError(f"unknown schema {name!r}; known: {', '.join(SCHEMA_NAMES)}")
+    shared = {f"{NAMESPACE}.{node['name']}": node for node in _read_json("common.avsc")}
+    return json.dumps(_inline(_read_json(f"{name}.avsc"), shared, set()))
+
+
+def _inline(node: Any, shared: dict[str, Any], written: set[str]) -> Any:
+    """`node` with each shared type's name replaced by its definition the first time it appears."""
+    if isinstance(node, str):
+        full = node if "." in node else f"{NAMESPACE}.{node}"
+        if full in shared and full not in written:
+            written.add(full)
+            return _inline(shared[full], shared, written)
+        return node
+    if isinstance(node, list):
+        return [_inline(item, shared, written) for item in node]
+    if isinstance(node, dict):
+        inlined = {}
+        for key, value in node.items():
+            inlined[key] = _inline(value, shared, written) if key in ("type", "items", "values", "fields") else value
+        return inlined
+    return node
 
 
 _NAMED_TYPES: dict[str, Any] = {}
@@ -180,6 +204,9 @@ class Codec:
     name: str
     wire_format: WireFormat = WireFormat.AVRO
     schema_id: int | None = None
+    # The confluent wire format: the writer's schema by the id a record carries, where it is not
+    # this codec's own (a producer of another release); None: such a record is refused, saying why.
+    writer_schemas: Callable[[int], Schema] | None = None
 
     def __post_init__(self) -> None:
         schema(self.name)  # fail fast on an unknown name
@@ -195,18 +222,33 @@ class Codec:
         fastavro.schemaless_writer(buffer, schema(self.name), dict(record))
         return buffer.getvalue()
 
+    def _writer(self, schema_id: int) -> Schema:
+        """The schema a confluent-framed record was written with: this codec's own, or another
+        release's from the registry."""
+        if schema_id == self.schema_id:
+            return schema(self.name)
+        if self.writer_schemas is None:
+            raise SchemaError(
+                f"{self.name} record was written with schema id {schema_id}, this consumer's is {self.schema_id}: set "
+                "PLATESTREAM_SCHEMA_REGISTRY_URL so that it reads the writer's schema"
+            )
+        return self.writer_schemas(schema_id)
+
     def decode(self, data: bytes) -> Record:
         """Decode one record; a truncated or foreign payload raises SchemaError."""
         if data is None:
             raise SchemaError(f"{self.name} record is empty (a tombstone)")
         buffer = io.BytesIO(data)
+        writer = schema(self.name)
         if self.wire_format is WireFormat.CONFLUENT:
             header = buffer.read(_CONFLUENT_HEADER.size)
             if len(header) < _CONFLUENT_HEADER.size or header[0] != _CONFLUENT_MAGIC:
                 raise SchemaError(f"{self.name} record lacks the confluent magic byte: {data[:8]!r}")
+            writer = self._writer(_CONFLUENT_HEADER.unpack(header)[1])
         try:
-            record = fastavro.schemaless_reader(buffer, schema(self.name), None)
-        except (EOFError, StopIteration, ValueError, IndexError, UnicodeDecodeError, OverflowError) as error:
+            record = fastavro.schemaless_reader(buffer, writer, schema(self.name))
+        except (EOFError, StopIteration, ValueError, IndexError, UnicodeDecodeError, OverflowError,
+                SchemaResolutionError) as error:  # fmt: skip
             raise SchemaError(
                 f"{self.name} record of {len(data)} bytes cannot be decoded: {type(error).__name__}: {error}"
             ) from None
