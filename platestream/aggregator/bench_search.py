@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 
 from platestream.aggregator.similarity import canonical
+from platestream.aggregator.simulate import LOOKALIKE
 from platestream.aggregator.stores import SearchableStore
-
-LOOKALIKE = {"0": "O", "O": "0", "8": "B", "B": "8", "1": "I", "I": "1", "5": "S", "S": "5", "2": "Z", "Z": "2"}
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-_LOOKALIKE = {"0": "O", "O": "0", "1": "I", "I": "1", "8": "B", "B": "8", "5": "S", "S": "5", "2": "Z", "Z": "2"}
+LOOKALIKE = {"0": "O", "O": "0", "1": "I", "I": "1", "8": "B", "B": "8", "5": "S", "S": "5", "2": "Z", "Z": "2"}
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def misread(plate: str, rng: random.Random) -> str:
     if rng.random() < 0.3:  # a character lost at the plate's edge
         return plate[1:] if position < len(plate) / 2 else plate[:-1]
     char = plate[position]
-    other = _LOOKALIKE.get(char) or rng.choice(string.ascii_uppercase + string.digits)
+    other = LOOKALIKE.get(char) or rng.choice(string.ascii_uppercase + string.digits)
     return plate[:position] + other + plate[position + 1 :]
 
 
