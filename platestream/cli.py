@@ -386,7 +386,8 @@ def train_reader_command(crops_root: Path, out: Path, steps: int | None, batch: 
                          resume: bool) -> None:  # fmt: skip
     """Train the plate reader on rendered plates and real crops; export OUT/plate-reader.onnx.
 
-    The defaults are the shipped model's recipe (about an hour on two CPU cores). To ship a new
+    The defaults take about an hour on two CPU cores; the shipped model came from a longer run on
+    a GPU (its model card has the command). To ship a new
     model, copy plate-reader.onnx to platestream/workers/engine/data/ and its SHA-256 (printed, and
     in metrics.json) to MODEL_SHA256 in platestream/workers/engine/reader.py.
     """

@@ -39,8 +39,9 @@ class TrainingError(PlatestreamError):
 
 @dataclass(frozen=True)
 class Recipe:
-    """Everything that decides the model, apart from the data's own files. The defaults are the
-    shipped model's recipe, sized to train in about an hour on two CPU cores."""
+    """Everything that decides the model, apart from the data's own files. The defaults are sized
+    for about an hour on two CPU cores; the shipped model's recipe (more steps, plates and views,
+    on a GPU) is in its model card."""
 
     steps: int = 3000
     batch: int = 128
