@@ -378,11 +378,10 @@ def train() -> None:
               help="Folder for the rendered data cache [OUT].")  # fmt: skip
 @click.option("--checkpoint-every", type=click.IntRange(1), default=500, show_default=True,
               help="Steps between checkpoints (and a provisional OUT/plate-reader.onnx).")  # fmt: skip
-@click.option("--head", type=click.Choice(["flat", "queries"]), default=None, help="Slot head [recipe: flat].")
 @click.option("--resume", is_flag=True, help="Go on from OUT/checkpoint.pkl (same recipe).")
 def train_reader_command(crops_root: Path, out: Path, steps: int | None, batch: int | None, synthetic: int | None,
                          real_views: int | None, seed: int | None, font_roots: tuple[Path, ...], workers: int | None,
-                         cache_dir: Path | None, checkpoint_every: int, head: str | None,
+                         cache_dir: Path | None, checkpoint_every: int,
                          resume: bool) -> None:  # fmt: skip
     """Train the plate reader on rendered plates and real crops; export OUT/plate-reader.onnx.
 
@@ -403,7 +402,6 @@ def train_reader_command(crops_root: Path, out: Path, steps: int | None, batch: 
         "synthetic": synthetic,
         "real_views": real_views,
         "seed": seed,
-        "head": head,
     }
     recipe = dataclasses.replace(Recipe(), **{k: v for k, v in chosen.items() if v is not None})
     try:

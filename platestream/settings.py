@@ -6,6 +6,7 @@ The optional file is TOML, named by PLATESTREAM_CONFIG (or --config); its keys a
 from __future__ import annotations
 
 import os
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -51,12 +52,13 @@ def check_state(value: str | None) -> str | None:
     from platestream.workers.engine.templates import TEMPLATES
 
     state = value.strip().lower()
-    known = {code for regions in TEMPLATES.values() for region in regions for code in (region, region[3:])}
+    known = {code for regions in TEMPLATES.values() for region in regions for code in (region, region[3:]) if code}
     if state not in known:
         raise ValueError(f"state {value!r} has no plate forms here: use a US state (md) or an EU country (fr)")
     return state
 
 
+@cache  # read for each group closed: parse each value once
 def parse_camera_gps(value: str) -> dict[str, tuple[float, float]]:
     """'12=52.37,4.89;gate-2=52.38,4.90' as {camera: (latitude, longitude)}, each checked."""
     positions: dict[str, tuple[float, float]] = {}

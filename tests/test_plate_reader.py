@@ -92,3 +92,10 @@ def test_a_missing_or_changed_model_file_is_refused_with_what_to_do(tmp_path: Pa
 
 def test_the_shipped_model_matches_its_pinned_checksum() -> None:
     assert hashlib.sha256(MODEL_FILE.read_bytes()).hexdigest() == MODEL_SHA256
+
+
+def test_rendering_without_the_fonts_says_which_packages_to_install(tmp_path: Path) -> None:
+    from platestream.training.render import AssetError
+
+    with pytest.raises(AssetError, match="install fonts-opendin fonts-bebas-neue fonts-roadgeek"):
+        Assets.find(font_roots=[tmp_path])

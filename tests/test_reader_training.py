@@ -70,3 +70,10 @@ def test_a_short_training_lowers_the_loss_and_exports_a_model_the_engine_reads_w
     # resume: a finished run's checkpoint exports again without rendering anything
     again = train_reader(crops, out, recipe, assets=assets, resume=True, workers=1)
     assert again["sha256"] == metrics["sha256"]
+
+
+def test_training_without_labelled_crops_says_what_it_expected(tmp_path: Path, assets: Assets) -> None:
+    from platestream.training.train import Recipe, TrainingError, train_reader
+
+    with pytest.raises(TrainingError, match=r"no labelled crops under .* \(expected us/labels.tsv"):
+        train_reader(tmp_path, tmp_path / "run", Recipe(steps=1), assets=assets)

@@ -93,15 +93,12 @@ def to_onnx(
     normed = g.layer_norm(tokens, enc["norm1"], "enc_norm1")
     tokens = g.op("Add", [tokens, g.attention(normed, normed, enc["attention"], arch, "enc_attn")])
     tokens = g.mlp(tokens, enc, "enc")
-    if arch.head == "flat":
-        flat = params["flat"]
-        narrow = g.linear(g.layer_norm(tokens, flat["norm"], "flat_norm"), flat["narrow"], "flat_narrow")
-        flattened = g.op("Reshape", [narrow, g.const("flatten", [0, -1], np.int64)])
-        hidden = g.op("Relu", [g.linear(flattened, flat["hidden"], "flat_hidden")])
-        logits = g.op("Reshape", [g.linear(hidden, flat["out"], "flat_out"),
-                                  g.const("slots_shape", [0, arch.slots, arch.classes], np.int64)])  # fmt: skip
-    else:
-        logits = _query_slots(g, params, tokens, arch)
+    flat = params["flat"]
+    narrow = g.linear(g.layer_norm(tokens, flat["norm"], "flat_norm"), flat["narrow"], "flat_narrow")
+    flattened = g.op("Reshape", [narrow, g.const("flatten", [0, -1], np.int64)])
+    hidden = g.op("Relu", [g.linear(flattened, flat["hidden"], "flat_hidden")])
+    logits = g.op("Reshape", [g.linear(hidden, flat["out"], "flat_out"),
+                              g.const("slots_shape", [0, arch.slots, arch.classes], np.int64)])  # fmt: skip
     g.nodes.append(helper.make_node("Softmax", [logits], ["probabilities"], axis=-1))
     pooled = g.layer_norm(g.op("ReduceMean", [tokens], axes=[1], keepdims=0), params["box"]["norm"], "box_norm")
     g.nodes.append(helper.make_node("Sigmoid", [g.linear(pooled, params["box"]["dense"], "box")], ["box"]))
@@ -131,15 +128,3 @@ def to_onnx(
     onnx.helper.set_model_props(model, metadata)
     onnx.checker.check_model(model)
     return bytes(model.SerializeToString())
-
-
-def _query_slots(g: _Graph, params: Params, tokens: str, arch: Architecture) -> str:
-    dec = params["decoder"]
-    batch = g.op("Slice", [g.op("Shape", [tokens]), g.const("zero", [0], np.int64), g.const("one", [1], np.int64)])
-    slots_shape = g.op("Concat", [batch, g.const("slots_dims", [arch.slots, arch.dim], np.int64)], axis=0)
-    slots = g.op("Expand", [g.const("queries", params["queries"]), slots_shape])
-    memory = g.layer_norm(tokens, dec["norm_kv"], "dec_norm_kv")
-    attended = g.attention(g.layer_norm(slots, dec["norm_q"], "dec_norm_q"), memory, dec["attention"], arch, "dec_attn")
-    slots = g.mlp(g.op("Add", [slots, attended]), dec, "dec")
-    slots = g.layer_norm(slots, dec["norm_out"], "dec_norm_out")
-    return g.linear(slots, params["classes"], "classes")

@@ -10,8 +10,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from platestream.training.crops import eu_candidates, name_hint, read_crop
 
 MIN_CONFIDENCE = 90.0  # the reader's mean per-character confidence, 0-100
@@ -30,7 +28,7 @@ class Label:
 def label_eu(root: Path) -> Iterator[Label]:
     """A label for each European crop under `root` that can be trusted; the rest are skipped."""
     from platestream.workers.engine.candidates import choose, merge_unused, readings
-    from platestream.workers.engine.default import TextReader, _rectify, _widen
+    from platestream.workers.engine.default import TextReader
     from platestream.workers.engine.templates import regions_for
 
     reader = TextReader(threads=1, providers=["CPUExecutionProvider"])
@@ -43,11 +41,8 @@ def label_eu(root: Path) -> Iterator[Label]:
         crop = read_crop(path)
         if crop.shape[1] < MIN_ASPECT * crop.shape[0]:
             continue
-        line = reader.main_line(crop)
-        height, width = crop.shape[:2]
-        corners = line if line is not None else np.array([[0, 0], [width, 0], [width, height], [0, height]],
-                                                          dtype=np.float32)  # fmt: skip
-        positions = merge_unused(reader.read(_rectify(crop, _widen(corners, 0.06))), "eu")
+        _, characters = reader.read_registration(crop)
+        positions = merge_unused(characters, "eu")
         choice = choose(readings(positions), templates, topn=10, strict=False)
         if choice is None:
             continue

@@ -33,10 +33,8 @@ class Architecture:
     )  # fmt: skip
     heads: int = 4
     mlp: int = 256
-    # "flat": each cell's features narrowed to `narrow`, all cells flattened into a dense layer
-    # that gives every slot its own view of the whole plate; "queries": one learned query per
-    # slot attends to the cells.
-    head: str = "flat"
+    # the slot head: each cell's features narrowed to `narrow`, all cells flattened into a dense
+    # layer that gives every slot its own view of the whole plate
     narrow: int = 48
     hidden: int = 512
 
@@ -90,16 +88,9 @@ def init(key: jax.Array, arch: Architecture) -> tuple[Params, Params]:
                     "mlp1": _dense(next(keys), dim, arch.mlp), "mlp2": _dense(next(keys), arch.mlp, dim)},
         "box": {"norm": _norm(dim), "dense": _dense(next(keys), dim, 4)},
     }  # fmt: skip
-    if arch.head == "flat":
-        params["flat"] = {"norm": _norm(dim), "narrow": _dense(next(keys), dim, arch.narrow),
-                          "hidden": _dense(next(keys), cells * arch.narrow, arch.hidden),
-                          "out": _dense(next(keys), arch.hidden, arch.slots * arch.classes)}  # fmt: skip
-    else:
-        params["queries"] = jax.random.normal(next(keys), (arch.slots, dim)) * 0.02
-        params["decoder"] = {"norm_q": _norm(dim), "norm_kv": _norm(dim), "attention": _attention(next(keys), dim),
-                             "norm2": _norm(dim), "mlp1": _dense(next(keys), dim, arch.mlp),
-                             "mlp2": _dense(next(keys), arch.mlp, dim), "norm_out": _norm(dim)}  # fmt: skip
-        params["classes"] = _dense(next(keys), dim, arch.classes)
+    params["flat"] = {"norm": _norm(dim), "narrow": _dense(next(keys), dim, arch.narrow),
+                      "hidden": _dense(next(keys), cells * arch.narrow, arch.hidden),
+                      "out": _dense(next(keys), arch.hidden, arch.slots * arch.classes)}  # fmt: skip
     return params, {"stem": stats}
 
 
@@ -155,34 +146,16 @@ def apply(
     normed = _layer_norm(tokens, enc["norm1"])
     tokens = tokens + _multi_head(normed, normed, enc["attention"], arch.heads)
     tokens = tokens + _linear(jax.nn.relu(_linear(_layer_norm(tokens, enc["norm2"]), enc["mlp1"])), enc["mlp2"])
-    if arch.head == "flat":
-        flat = params["flat"]
-        narrow = _linear(_layer_norm(tokens, flat["norm"]), flat["narrow"]).reshape(batch, -1)
-        hidden = jax.nn.relu(_linear(narrow, flat["hidden"]))
-        if train and dropout_key is not None:
-            keep = jax.random.bernoulli(dropout_key, 0.9, hidden.shape)
-            hidden = jnp.where(keep, hidden / 0.9, 0.0)
-        logits = _linear(hidden, flat["out"]).reshape(batch, arch.slots, arch.classes)
-    else:
-        logits = _query_slots(params, tokens, arch, train=train, dropout_key=dropout_key)
+    flat = params["flat"]
+    narrow = _linear(_layer_norm(tokens, flat["norm"]), flat["narrow"]).reshape(batch, -1)
+    hidden = jax.nn.relu(_linear(narrow, flat["hidden"]))
+    if train and dropout_key is not None:
+        keep = jax.random.bernoulli(dropout_key, 0.9, hidden.shape)
+        hidden = jnp.where(keep, hidden / 0.9, 0.0)
+    logits = _linear(hidden, flat["out"]).reshape(batch, arch.slots, arch.classes)
     pooled = _layer_norm(tokens.mean(1), params["box"]["norm"])
     box = jax.nn.sigmoid(_linear(pooled, params["box"]["dense"]))
     return logits, box, {"stem": new_stats}
-
-
-def _query_slots(params: Params, tokens: jax.Array, arch: Architecture, *, train: bool,
-                 dropout_key: jax.Array | None) -> jax.Array:  # fmt: skip
-    batch = tokens.shape[0]
-    dec = params["decoder"]
-    slots = jnp.broadcast_to(params["queries"], (batch, *params["queries"].shape))
-    memory = _layer_norm(tokens, dec["norm_kv"])
-    slots = slots + _multi_head(_layer_norm(slots, dec["norm_q"]), memory, dec["attention"], arch.heads)
-    slots = slots + _linear(jax.nn.relu(_linear(_layer_norm(slots, dec["norm2"]), dec["mlp1"])), dec["mlp2"])
-    slots = _layer_norm(slots, dec["norm_out"])
-    if train and dropout_key is not None:
-        keep = jax.random.bernoulli(dropout_key, 0.9, slots.shape)
-        slots = jnp.where(keep, slots / 0.9, 0.0)
-    return _linear(slots, params["classes"])
 
 
 def encode_labels(texts: list[str], slots: int) -> np.ndarray:

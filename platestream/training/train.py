@@ -55,7 +55,6 @@ class Recipe:
     ema: float = 0.998
     box_weight: float = 2.0
     seed: int = 0
-    head: str = "flat"  # the reader's slot head (model.Architecture.head)
     region_mix: tuple[tuple[str, float], ...] = (("us", 0.45), ("eu", 0.35), ("br", 0.2))
 
     def data_key(self, crops_digest: str) -> str:
@@ -197,7 +196,7 @@ def train_reader(
     from platestream.training.model import Architecture, init
 
     started = time.time()
-    arch = Architecture(head=recipe.head)
+    arch = Architecture()
     crops = load_crops(crops_root)
     if not crops:
         raise TrainingError(f"no labelled crops under {crops_root} (expected us/labels.tsv, br/labels.tsv)")
@@ -304,7 +303,7 @@ def _training_data(
     """The rendered plates and real views of a recipe, from `cache` when an earlier run made them."""
     from platestream.training.model import Architecture
 
-    arch = Architecture(head=recipe.head)
+    arch = Architecture()
     if (cache / "synthetic" / "labels.npy").exists() and (cache / "real" / "labels.npy").exists():
         synthetic, views = Dataset.load(cache / "synthetic"), Dataset.load(cache / "real")
         progress(f"data: {len(synthetic)} rendered plates and {len(views)} real views from {cache}")

