@@ -15,7 +15,6 @@ from platestream.cli import main
 from platestream.schemas import Codec
 from platestream.workers.benchmark import iou, plate_box
 from platestream.workers.engine import Engine, Options
-from platestream.workers.engine.base import Image
 from platestream.workers.engine.default import DefaultEngine
 from platestream.workers.results import alpr_results
 from platestream.workers.synthetic import render_plate, street_scene
@@ -105,28 +104,27 @@ def test_a_plate_boxed_twice_is_reported_once(engine: Engine, monkeypatch: pytes
     assert [plate.plate for plate in result.plates] == ["AB12CDE"]
 
 
-def test_only_the_strongest_weak_detection_of_an_image_is_read(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    image = street_scene("AB12CDE", seed=1, plate_width=280)
+@pytest.mark.parametrize("stronger", [0, 1])
+def test_only_the_strongest_weak_detection_of_an_image_is_read(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, stronger: int
+) -> None:
+    # Two readable plates side by side, both detected weakly: one weak read per image, the stronger.
+    texts = ["AB12CDE", "XY98ZZT"]
+    halves = [street_scene(text, seed=1, plate_width=280) for text in texts]
+    image = np.hstack(halves)
     assert isinstance(engine, DefaultEngine)
-    ((found, *_),) = engine.detector.detect([image])
-    elsewhere = [  # the weaker, the wider: a crop's width tells which was read
-        dataclasses.replace(found, x1=x, x2=x + 60 + x // 10, y1=10, y2=40, confidence=0.2 - x / 10000)
-        for x in range(0, 500, 100)
-    ]
-    monkeypatch.setattr(engine.detector, "detect", lambda images: [[found, *elsewhere] for _ in images])
-    read = []
-    assert engine.reader is not None
-    main_line = engine.reader.main_line
-
-    def counted(crop: Image) -> object:
-        read.append(crop.shape)
-        return main_line(crop)
-
-    monkeypatch.setattr(engine.reader, "main_line", counted)
+    found = [engine.detector.detect([half])[0][0] for half in halves]
+    width = halves[0].shape[1]
+    boxes = [found[0], dataclasses.replace(found[1], x1=found[1].x1 + width, x2=found[1].x2 + width)]
+    weak = [dataclasses.replace(box, confidence=0.2 if n == stronger else 0.1) for n, box in enumerate(boxes)]
+    ordered = sorted(weak, key=lambda d: -d.confidence)  # as the detector gives them
+    monkeypatch.setattr(engine.detector, "detect", lambda images: [ordered for _ in images])
     (result,) = engine.recognize([image], Options(country="eu"))
-    assert [plate.plate for plate in result.plates] == ["AB12CDE"]
-    assert len(read) == 2  # the sure detection and the strongest of the five weak ones
-    assert read[1][1] < 70  # the 60 px box padded, not one of the wider, weaker ones
+    assert [plate.plate for plate in result.plates] == [texts[stronger]]
+    sure = [dataclasses.replace(box, confidence=0.9) for box in boxes]
+    monkeypatch.setattr(engine.detector, "detect", lambda images: [sure for _ in images])
+    (result,) = engine.recognize([image], Options(country="eu"))
+    assert sorted(plate.plate for plate in result.plates) == texts  # both read when detected surely
 
 
 @pytest.mark.parametrize(("confidence", "reported"), [(0.9, ["AB12CDEF"]), (0.1, [])])
