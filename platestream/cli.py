@@ -56,7 +56,7 @@ def _click_type(annotation: Any) -> tuple[Any, bool]:
     return str, False
 
 
-KAFKA_FIELDS = ("kafka_", "topic_prefix", "wire_format", "schema_ids")
+KAFKA_FIELDS = ("kafka_", "topic_prefix", "wire_format", "write_schema_release", "schema_ids", "schema_registry_url")
 
 
 def settings_options(cls: type[Settings], *, kafka: bool = True) -> Callable[[F], F]:

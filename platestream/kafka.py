@@ -55,7 +55,8 @@ def client_config(settings: Settings) -> dict[str, Any]:
 
 def codec(settings: Settings, schema: str) -> Codec:
     writers = registry(settings.schema_registry_url).schema if settings.schema_registry_url else None
-    return Codec(schema, WireFormat(settings.wire_format), settings.schema_id(schema), writer_schemas=writers)
+    return Codec(schema, WireFormat(settings.wire_format), settings.schema_id(schema), writer_schemas=writers,
+                 write_release=settings.write_schema_release)  # fmt: skip
 
 
 def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:

@@ -96,8 +96,15 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = Field(None, description="SASL user name.")
     kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (never printed).")
     topic_prefix: str = Field("", description="Prefix of every topic name, e.g. 'prod.'.")
-    wire_format: Literal["avro", "confluent"] = Field(
-        "avro", description="Record framing: plain Avro binary, or the Confluent Schema Registry wire format."
+    wire_format: Literal["single-object", "avro", "confluent"] = Field(
+        "single-object",
+        description="Record framing: Avro single-object encoding (the writer schema's fingerprint first), plain"
+        " Avro binary (the 0.1.0 default), or the Confluent Schema Registry wire format.",
+    )
+    write_schema_release: str | None = Field(
+        None,
+        description="Single-object format: write records with this released contract (e.g. 0.1.0) instead of this"
+        " release's, while consumers of that release remain.",
     )
     schema_ids: str = Field(
         "", description="For the confluent wire format: registry ids per schema, e.g. 'frame=1,alpr_results=2'."
@@ -133,6 +140,15 @@ class Settings(BaseSettings):
     @property
     def broker_dir(self) -> Path:
         return self.state_dir / "broker"
+
+    @field_validator("write_schema_release")
+    @classmethod
+    def _released(cls, value: str | None) -> str | None:
+        from platestream.schemas.codec import released_versions
+
+        if value is not None and value not in released_versions():
+            raise ValueError(f"no released contract {value!r}; released: {', '.join(released_versions())}")
+        return value
 
     def topic_name(self, declared: str) -> str:
         return self.topic_prefix + declared

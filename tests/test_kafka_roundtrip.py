@@ -21,7 +21,7 @@ CASES: list[tuple[str, str, Callable[[int], dict[str, Any]]]] = [
 ]
 
 
-@pytest.mark.parametrize("wire_format", ["avro", "confluent"])
+@pytest.mark.parametrize("wire_format", ["single-object", "avro", "confluent"])
 def test_records_round_trip_through_the_broker(make_settings: Callable[..., Settings], wire_format: str) -> None:
     settings = make_settings(wire_format=wire_format, schema_ids="frame=1,alpr_results=2,alpr_group=3")
     create_topics(settings, TOPICS, partitions=2)

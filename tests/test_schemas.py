@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from platestream.errors import SchemaError
+from platestream.errors import ConfigError, SchemaError
 from platestream.schemas import SCHEMA_NAMES, Codec, WireFormat, from_json, to_json_dict, validate
 from tests.factories import SHARED, alpr_group, alpr_results, dead_letter, frame, heartbeat
 
@@ -98,11 +98,28 @@ def test_agent_example_keeps_types_a_consumer_relies_on() -> None:
     [("frame", frame()), ("alpr_results", alpr_results()), ("alpr_group", alpr_group()),
      ("heartbeat", heartbeat()), ("dead_letter", dead_letter())],
 )  # fmt: skip
-def test_every_schema_round_trips_in_both_wire_formats(name: str, record: dict[str, Any]) -> None:
-    for codec in (Codec(name), Codec(name, WireFormat.CONFLUENT, schema_id=7)):
+def test_every_schema_round_trips_in_each_wire_format(name: str, record: dict[str, Any]) -> None:
+    from platestream.schemas.codec import fingerprint, schema
+
+    for codec in (Codec(name), Codec(name, WireFormat.AVRO), Codec(name, WireFormat.CONFLUENT, schema_id=7)):
         assert codec.decode(codec.encode(record)) == record
     framed = Codec(name, WireFormat.CONFLUENT, schema_id=7).encode(record)
     assert framed[:5] == b"\x00\x00\x00\x00\x07"
+    single = Codec(name).encode(record)
+    assert single[:10] == b"\xc3\x01" + fingerprint(schema(name))
+    assert single[10:] == Codec(name, WireFormat.AVRO).encode(record)
+    assert Codec(name, WireFormat.AVRO).decode(single) == record  # a consumer of either format reads both
+    assert Codec(name).decode(Codec(name, WireFormat.AVRO).encode(record)) == record
+
+
+def test_the_single_object_fingerprint_is_avros() -> None:
+    """The Avro specification's CRC-64-AVRO of the schema "null" is 0x63dd24e7cc258f8a, written
+    little-endian: what a Java or Rust Avro library writes and expects."""
+    import fastavro
+
+    from platestream.schemas.codec import fingerprint
+
+    assert fingerprint(fastavro.parse_schema("null")).hex() == "8a8f25cce724dd63"
 
 
 def test_every_schema_field_is_documented() -> None:
@@ -240,6 +257,52 @@ def test_a_consumer_of_the_last_release_reads_a_record_with_a_field_added_and_th
     newer = SAMPLES["heartbeat"] | {"gpu_usage_percent": 41.5}
     assert "gpu_usage_percent" not in _resolve(newer, next_release, last)
     assert _resolve(SAMPLES["heartbeat"], last, next_release)["gpu_usage_percent"] is None
+
+
+def _next_release(name: str = "heartbeat") -> Any:
+    """A contract as a next release might ship it: `name` with a field added, with its default."""
+    import copy
+
+    import fastavro
+
+    from platestream.schemas.codec import Contract, _named_schemas, _read_json, fingerprint, this_release
+
+    raw = copy.deepcopy(_read_json(f"{name}.avsc"))
+    raw["fields"].append({"name": "gpu_usage_percent", "type": ["null", "double"], "default": None, "doc": "GPU."})
+    parsed = fastavro.parse_schema(raw, named_schemas=dict(_named_schemas()))
+    known = dict(this_release(name).known) | {fingerprint(parsed): ("next", parsed)}
+    return Contract("next", parsed, known)
+
+
+def test_single_object_records_of_the_next_release_and_of_this_one_are_read_by_both() -> None:
+    """Without a registry: every record names its writer's schema by fingerprint. The next release
+    reads this one's records (it ships this release's contract), and while consumers of this
+    release remain, its producers write this release's contract, which those consumers read."""
+    from platestream.schemas.codec import released_versions
+
+    nxt = _next_release()
+    record = SAMPLES["heartbeat"]
+    newer = record | {"gpu_usage_percent": 41.5}
+    this = Codec("heartbeat")
+    assert Codec("heartbeat", contract=nxt).decode(this.encode(record)) == record | {"gpu_usage_percent": None}
+    rolling = Codec("heartbeat", contract=nxt, write_release=released_versions()[-1])
+    assert this.decode(rolling.encode(newer)) == record  # its new field left out
+    assert Codec("heartbeat", contract=nxt).decode(rolling.encode(newer)) == record | {"gpu_usage_percent": None}
+    written_by_next = Codec("heartbeat", contract=nxt).encode(newer)
+    assert Codec("heartbeat", contract=nxt).decode(written_by_next) == newer
+    with pytest.raises(SchemaError, match=r"does not know .* upgrade this consumer"):
+        this.decode(written_by_next)
+
+
+def test_writing_an_older_contract_names_a_release_that_exists() -> None:
+    from platestream.settings import Settings, load
+
+    with pytest.raises(SchemaError, match=r"no released contract '0\.0\.1'"):
+        Codec("heartbeat", write_release="0.0.1")
+    with pytest.raises(ConfigError, match=r"PLATESTREAM_WRITE_SCHEMA_RELEASE: no released contract '0\.0\.1'"):
+        load(Settings, write_schema_release="0.0.1")
+    with pytest.raises(SchemaError, match="needs the single-object wire format"):
+        Codec("heartbeat", WireFormat.AVRO, write_release="0.1.0")
 
 
 @pytest.fixture

@@ -1,12 +1,15 @@
 """Avro codecs for every topic, and the OpenALPR JSON form of the same records.
 
-Records are plain dicts shaped like the OpenALPR JSON. On the wire they are Avro binary,
-optionally framed for the Confluent Schema Registry (magic byte 0, then a 4-byte schema id).
+Records are plain dicts shaped like the OpenALPR JSON. On the wire they are Avro binary in the
+Avro single-object encoding (marker C3 01, then the 8-byte CRC-64-AVRO fingerprint of the writer's
+schema), so a consumer reads a record of another release by that release's schema; or framed for the
+Confluent Schema Registry (magic byte 0, then a 4-byte schema id); or plain Avro binary.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import enum
 import io
 import json
@@ -19,6 +22,8 @@ from typing import Any
 
 import fastavro
 from fastavro.read import SchemaResolutionError
+from fastavro.schema import fingerprint as _fingerprint
+from fastavro.schema import to_parsing_canonical_form
 from fastavro.types import Schema
 from fastavro.validation import ValidationError
 
@@ -36,11 +41,14 @@ SCHEMA_NAMES = (
 )
 _CONFLUENT_MAGIC = 0
 _CONFLUENT_HEADER = struct.Struct(">bI")
+_SINGLE_OBJECT_MARKER = b"\xc3\x01"
+_SINGLE_OBJECT_HEADER_SIZE = len(_SINGLE_OBJECT_MARKER) + 8
 
 Record = dict[str, Any]
 
 
 class WireFormat(enum.StrEnum):
+    SINGLE_OBJECT = "single-object"
     AVRO = "avro"
     CONFLUENT = "confluent"
 
@@ -69,6 +77,7 @@ def schema(name: str) -> Schema:
 
 
 RELEASED = "released"  # released/<version>/*.avsc: every release's contracts, kept as shipped
+CURRENT = "this release"
 
 
 def released_versions() -> list[str]:
@@ -88,6 +97,43 @@ def released_schema(version: str, name: str) -> Schema:
     for shared in _read_json(f"{base}/common.avsc"):
         fastavro.parse_schema(shared, named_schemas=named)
     return fastavro.parse_schema(_read_json(f"{base}/{name}.avsc"), named_schemas=named)
+
+
+def fingerprint(parsed: Schema) -> bytes:
+    """The 8 bytes that name a schema in the single-object encoding: the CRC-64-AVRO fingerprint of
+    its parsing canonical form, little-endian as the Avro specification writes it."""
+    return bytes.fromhex(_fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+
+
+@dataclass(frozen=True)
+class Contract:
+    """One release's side of a schema: the schema its consumers read records into and its producers
+    write, and every schema it knows a record may have been written with, by fingerprint."""
+
+    version: str
+    own: Schema
+    known: Mapping[bytes, tuple[str, Schema]]
+
+    def schema_of(self, version: str | None) -> Schema:
+        """The schema to write records with: this release's, or a known release's (while consumers
+        of that release remain)."""
+        if version is None or version == self.version:
+            return self.own
+        for name, parsed in self.known.values():
+            if name == version:
+                return parsed
+        known = ", ".join(sorted({name for name, _ in self.known.values()}))
+        raise SchemaError(f"no released contract {version!r} to write records with; known: {known}")
+
+
+@cache
+def this_release(name: str) -> Contract:
+    """`name` as this release reads and writes it, knowing every released version's schema."""
+    own = schema(name)
+    known = {fingerprint(released_schema(version, name)): (version, released_schema(version, name))
+             for version in released_versions()}  # fmt: skip
+    known.setdefault(fingerprint(own), (CURRENT, own))
+    return Contract(CURRENT, own, known)
 
 
 def schema_json(name: str) -> str:
@@ -173,16 +219,14 @@ def _problem(node: Any, datum: Any, path: str) -> str | None:
     return None  # types this project does not use are left to fastavro
 
 
-def _describe(name: str, record: Mapping[str, Any], error: ValidationError) -> str:
-    return _problem(schema(name), record, "") or str(error)
-
-
-def validate(name: str, record: Mapping[str, Any]) -> None:
-    """Raise SchemaError naming the first offending field if `record` breaks schema `name`."""
+def validate(name: str, record: Mapping[str, Any], parsed: Schema | None = None) -> None:
+    """Raise SchemaError naming the first offending field if `record` breaks schema `name` (as
+    `parsed` has it, this release's by default)."""
+    parsed = parsed or schema(name)
     try:
-        fastavro.validation.validate(record, schema(name), raise_errors=True, strict=True)
+        fastavro.validation.validate(record, parsed, raise_errors=True, strict=True)
     except ValidationError as error:
-        raise SchemaError(f"{name} record is invalid: {_describe(name, record, error)}") from None
+        raise SchemaError(f"{name} record is invalid: {_problem(parsed, record, '') or error}") from None
     _check_semantics(name, record)
 
 
@@ -202,31 +246,47 @@ class Codec:
     """Encodes and decodes one schema's records in Avro binary."""
 
     name: str
-    wire_format: WireFormat = WireFormat.AVRO
+    wire_format: WireFormat = WireFormat.SINGLE_OBJECT
     schema_id: int | None = None
     # The confluent wire format: the writer's schema by the id a record carries, where it is not
     # this codec's own (a producer of another release); None: such a record is refused, saying why.
     writer_schemas: Callable[[int], Schema] | None = None
+    # The single-object format: write records with this released contract instead of this release's,
+    # so that consumers of that release read them (a rolling upgrade).
+    write_release: str | None = None
+    contract: Contract | None = None  # default: this release's
+    _written: Schema = dataclasses.field(init=False, repr=False, compare=False)  # the schema records are written with
 
     def __post_init__(self) -> None:
-        schema(self.name)  # fail fast on an unknown name
+        if self.contract is None:
+            object.__setattr__(self, "contract", this_release(self.name))  # fails fast on an unknown name
         if self.wire_format is WireFormat.CONFLUENT and self.schema_id is None:
             raise SchemaError(f"the confluent wire format needs a schema id for {self.name!r}")
+        if self.write_release is not None and self.wire_format is not WireFormat.SINGLE_OBJECT:
+            raise SchemaError("writing an older release's contract needs the single-object wire format")
+        object.__setattr__(self, "_written", self._contract.schema_of(self.write_release))  # an unknown release fails
+
+    @property
+    def _contract(self) -> Contract:
+        assert self.contract is not None  # set in __post_init__
+        return self.contract
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
-        validate(self.name, record)
+        validate(self.name, record, self._contract.own)
         buffer = io.BytesIO()
         if self.wire_format is WireFormat.CONFLUENT:
             assert self.schema_id is not None
             buffer.write(_CONFLUENT_HEADER.pack(_CONFLUENT_MAGIC, self.schema_id))
-        fastavro.schemaless_writer(buffer, schema(self.name), dict(record))
+        elif self.wire_format is WireFormat.SINGLE_OBJECT:
+            buffer.write(_SINGLE_OBJECT_MARKER + fingerprint(self._written))
+        fastavro.schemaless_writer(buffer, self._written, dict(record))  # a field the writer lacks is left out
         return buffer.getvalue()
 
     def _writer(self, schema_id: int) -> Schema:
         """The schema a confluent-framed record was written with: this codec's own, or another
         release's from the registry."""
         if schema_id == self.schema_id:
-            return schema(self.name)
+            return self._contract.own
         if self.writer_schemas is None:
             raise SchemaError(
                 f"{self.name} record was written with schema id {schema_id}, this consumer's is {self.schema_id}: set "
@@ -234,19 +294,38 @@ class Codec:
             )
         return self.writer_schemas(schema_id)
 
+    def _single_object_writer(self, print_: bytes) -> Schema | None:
+        """The schema a single-object record names by its fingerprint; None for a plain Avro record
+        read by a consumer of another format (its first bytes only look like the marker)."""
+        known = self._contract.known
+        if print_ in known:
+            return known[print_][1]
+        if self.wire_format is not WireFormat.SINGLE_OBJECT:
+            return None
+        releases = ", ".join(version for version, _ in known.values())
+        raise SchemaError(
+            f"{self.name} record was written with a schema this consumer does not know (fingerprint {print_.hex()};"
+            f" it knows those of {releases}): a newer release wrote it, upgrade this consumer"
+        )
+
     def decode(self, data: bytes) -> Record:
         """Decode one record; a truncated or foreign payload raises SchemaError."""
         if data is None:
             raise SchemaError(f"{self.name} record is empty (a tombstone)")
         buffer = io.BytesIO(data)
-        writer = schema(self.name)
-        if self.wire_format is WireFormat.CONFLUENT:
+        own = writer = self._contract.own
+        if data[:2] == _SINGLE_OBJECT_MARKER and len(data) >= _SINGLE_OBJECT_HEADER_SIZE:
+            named = self._single_object_writer(data[2:_SINGLE_OBJECT_HEADER_SIZE])
+            if named is not None:  # else plain Avro that happens to begin with the marker
+                writer = named
+                buffer.seek(_SINGLE_OBJECT_HEADER_SIZE)
+        elif self.wire_format is WireFormat.CONFLUENT:
             header = buffer.read(_CONFLUENT_HEADER.size)
             if len(header) < _CONFLUENT_HEADER.size or header[0] != _CONFLUENT_MAGIC:
                 raise SchemaError(f"{self.name} record lacks the confluent magic byte: {data[:8]!r}")
             writer = self._writer(_CONFLUENT_HEADER.unpack(header)[1])
         try:
-            record = fastavro.schemaless_reader(buffer, writer, schema(self.name))
+            record = fastavro.schemaless_reader(buffer, writer, own)
         except (EOFError, StopIteration, ValueError, IndexError, UnicodeDecodeError, OverflowError,
                 SchemaResolutionError) as error:  # fmt: skip
             raise SchemaError(
