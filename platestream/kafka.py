@@ -78,6 +78,10 @@ def make_consumer(settings: Settings, *topics: str, group_id: str | None, **over
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "isolation_level": "read_committed",
+        # Every fetch names every partition, so each answer carries each partition's end: with
+        # incremental fetch sessions a partition re-joined at its end with nothing new is left out of
+        # the answers, its end stays unknown, and whatever waits for it (an idle flush) waits forever.
+        "enable_incremental_fetch_sessions": False,
         "max_partition_fetch_bytes": 26 * 1024 * 1024,
         "fetch_max_bytes": 64 * 1024 * 1024,
     }

@@ -256,3 +256,54 @@ def _stored(database: Path) -> Counter[str]:
         return Counter()
     with sqlite3.connect(database) as connection:
         return Counter(row[0] for row in connection.execute("SELECT plate FROM plate_groups"))
+
+
+def test_a_partition_read_to_its_end_is_known_to_be_read_after_the_broker_returns(
+    fault_broker: LocalBroker, fault_settings: Settings
+) -> None:
+    """The idle flush of a backfill's last groups waits until its partition is read to the end. A
+    broker restart makes the group forget the consumer, which joins again with fresh partition
+    state; with nothing new to fetch, the consumer must still learn that it is at the end, or the
+    last vehicles of the backfill are never sent."""
+    from kafka import ConsumerRebalanceListener, TopicPartition
+
+    from platestream.kafka import make_consumer, make_producer
+    from platestream.transactions import caught_up
+
+    class Joins(ConsumerRebalanceListener):  # type: ignore[misc]
+        count = 0
+
+        def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+            return
+
+        def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+            Joins.count += 1
+
+    topic = fault_settings.topic_name("alpr_results")
+    producer = make_producer(fault_settings)
+    for n in range(6):
+        producer.send(topic, b"x", partition=n % 2)
+    producer.flush()
+    producer.close()
+    consumer = make_consumer(fault_settings, group_id=fault_settings.topic_prefix + "ends", session_timeout_ms=6000)
+    consumer.subscribe([topic], listener=Joins())
+    tps = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
+    try:
+        read, deadline = 0, time.monotonic() + 60
+        while not (read == 6 and all(caught_up(consumer, tp) for tp in tps)):
+            assert time.monotonic() < deadline, "never read to the end"
+            read += sum(map(len, consumer.poll(timeout_ms=300).values()))
+        consumer.commit()
+        fault_broker.kill()
+        time.sleep(DOWN_S)
+        fault_broker.start()
+        joins, deadline = Joins.count, time.monotonic() + 60
+        while Joins.count == joins:
+            assert time.monotonic() < deadline, "the consumer never joined the group again: nothing was tested"
+            assert not consumer.poll(timeout_ms=300), "nothing new was sent"
+        deadline = time.monotonic() + 20
+        while not all(caught_up(consumer, tp) for tp in tps):
+            assert time.monotonic() < deadline, "the consumer never knew again that it had read everything"
+            assert not consumer.poll(timeout_ms=300), "nothing new was sent"
+    finally:
+        consumer.close()
