@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,6 +215,32 @@ def create_topics(
         return created
     finally:
         admin.close()
+
+
+def read_to_end(
+    settings: Settings, topic: str, partitions: Iterable[int] | None = None, *, timeout_s: float = 60.0
+) -> Iterator[Any]:
+    """The committed records of `topic` (its full name; of `partitions`, all by default) from the
+    start to its end as of the call. KafkaTimeoutError when the end is not reached in `timeout_s`
+    (a broker that stopped answering), so a caller that retries Kafka errors retries this too;
+    ConfigError when the topic does not exist."""
+    reader = make_consumer(settings, group_id=None)
+    try:
+        existing = reader.partitions_for_topic(topic)
+        if not existing:
+            raise ConfigError(f"topic {topic} does not exist: run `platestream topics create`")
+        tps = [TopicPartition(topic, number) for number in sorted(existing if partitions is None else partitions)]
+        reader.assign(tps)
+        reader.seek_to_beginning(*tps)
+        ends = reader.end_offsets(tps)
+        deadline = time.monotonic() + timeout_s
+        while any(reader.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise KafkaTimeoutError(f"{topic} was not read to its end in {timeout_s:.0f} s")
+            for records in reader.poll(timeout_ms=1000).values():
+                yield from records
+    finally:
+        reader.close()
 
 
 def read_topic(

@@ -244,38 +244,3 @@ def _sleep(seconds: float, stopping: Callable[[], bool]) -> None:
     deadline = time.monotonic() + seconds
     while not stopping() and time.monotonic() < deadline:
         time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-
-
-Handler = Callable[[dict[TopicPartition, list[Any]]], tuple[list[Send], dict[TopicPartition, OffsetAndMetadata]]]
-
-
-def commit_polls(
-    consumer: KafkaConsumer, writer: TransactionalWriter, handle: Handler, *, batch_size: int,
-    stopping: Callable[[], bool], progress: Progress, until_idle_s: float | None = None,
-    on_committed: Callable[[], object] = lambda: None,
-) -> None:  # fmt: skip
-    """The loop of a service whose output is a side effect plus its dead letters (the store, the
-    webhooks): poll; `handle` does the poll's work and returns the records to send and the offsets
-    to commit; both go in one transaction. A failed transaction or a broker gone away reads the
-    poll again from the last commit (the work must be idempotent). Returns when `stopping`, or
-    after `until_idle_s` without a record."""
-    idle_since = time.monotonic()
-    while not stopping():
-        try:
-            polled = consumer.poll(timeout_ms=500, max_records=batch_size)
-            if not polled:
-                if not input_waiting(consumer):
-                    progress.advanced()  # caught up
-                if until_idle_s is not None and time.monotonic() - idle_since > until_idle_s:
-                    return
-                continue
-            idle_since = time.monotonic()
-            error = writer.commit(*handle(polled), consumer)
-            if error is None:
-                on_committed()
-                continue
-            log.warning("batch_aborted", error=str(error), records=sum(map(len, polled.values())))
-        except KafkaError as error:  # the broker went away outside a transaction
-            log.warning("kafka_error", error=str(error), kind=type(error).__name__)
-            progress.blocked(f"Kafka: {error}")
-        writer.recover(consumer)  # the poll is read and handled again

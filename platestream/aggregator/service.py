@@ -11,22 +11,22 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
 
 from platestream.aggregator.grouping import Grouper, GroupingConfig, reads_from_results, restore, snapshot
 from platestream.aggregator.records import alpr_group
+from platestream.consume_loop import run_batches
 from platestream.deadletter import Origin, dead_letter, service_name
 from platestream.errors import ConfigError, SchemaError
-from platestream.kafka import Send, codec, make_consumer
+from platestream.kafka import Send, codec, make_consumer, read_to_end
 from platestream.log import get_logger
 from platestream.service import ProgressLog, Service, StallLimits, run_until_signalled
 from platestream.settings import AggregatorSettings
-from platestream.transactions import TransactionalWriter, caught_up, input_waiting
+from platestream.transactions import TransactionalWriter, caught_up
 
 log = get_logger(__name__)
 
@@ -83,34 +83,31 @@ class Aggregator(Service):
             writer.open()
             self._ready = True
             log.info("aggregator_started", transactional_id=self.transactional_id)
-            while not self._stopping:
-                try:
-                    messages = self._gather(consumer)
-                    self._restore_assigned()
-                    sends, offsets, touched = self._consume(messages)
-                    sends += self._flush_idle(touched, consumer)
-                    if not sends and not offsets:
-                        if not input_waiting(consumer):
-                            self.progress.advanced()  # caught up
-                        continue
-                    sends += [self._state_send(partition) for partition in sorted(touched)]
-                    error = writer.commit(sends, offsets, consumer)
-                    if error is None:
-                        self.totals["results"] += len(messages)
-                        self.totals["commits"] += 1
-                        self.progress_log.update(self.totals)
-                        continue
-                    log.warning("batch_aborted", error=str(error), results=len(messages))
-                except KafkaError as error:  # the broker went away outside a transaction
-                    log.warning("kafka_error", error=str(error), kind=type(error).__name__)
-                    self.progress.blocked(f"Kafka: {error}")
-                # Nothing of the batch is visible: positions and open groups go back to the last commit.
-                writer.recover(consumer, then=lambda: self._reload(consumer))
+            run_batches(
+                consumer, writer, lambda messages: self._step(messages, consumer), batch_size=settings.batch_size,
+                batch_wait_ms=settings.batch_wait_ms, stopping=lambda: self._stopping, progress=self.progress,
+                reload=lambda: self._reload(consumer), on_committed=self._committed,
+            )  # fmt: skip
         finally:
             self._ready = False
             consumer.close()
             writer.close()
             log.info("aggregator_stopped")
+
+    def _step(self, messages: list[Any], consumer: KafkaConsumer) -> list[Send]:
+        """A batch's closed groups, the groups gone idle, and a snapshot of the open groups of each
+        partition it touched."""
+        self._restore_assigned()
+        sends, touched = self._consume(messages)
+        sends += self._flush_idle(touched, consumer)
+        if not sends and not messages:
+            return []
+        return sends + [self._state_send(partition) for partition in sorted(touched)]
+
+    def _committed(self, messages: list[Any]) -> None:
+        self.totals["results"] += len(messages)
+        self.totals["commits"] += 1
+        self.progress_log.update(self.totals)
 
     def _check_span_cameras(self, consumer: KafkaConsumer) -> None:
         """Results are keyed by camera, and each partition has its own grouper: cameras of one site
@@ -126,28 +123,15 @@ class Aggregator(Service):
                 " in different groupers; give it one partition (a topic of its own), or leave cameras apart"
             )
 
-    def _gather(self, consumer: KafkaConsumer) -> list[Any]:
-        messages: list[Any] = []
-        deadline = time.monotonic() + self.settings.batch_wait_ms / 1000
-        while len(messages) < self.settings.batch_size and not self._stopping:
-            timeout = max(0, int((deadline - time.monotonic()) * 1000))
-            polled = consumer.poll(timeout_ms=timeout or 100, max_records=self.settings.batch_size - len(messages))
-            for records in polled.values():
-                messages.extend(records)
-            if time.monotonic() >= deadline:
-                break
-        return messages
-
-    def _consume(self, messages: list[Any]) -> tuple[list[Send], dict[TopicPartition, OffsetAndMetadata], set[int]]:
+    def _consume(self, messages: list[Any]) -> tuple[list[Send], set[int]]:
+        """The groups that `messages` close, and the partitions they touched."""
         sends: list[Send] = []
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         touched: set[int] = set()
         now = time.monotonic()
         for message in messages:
             partition = message.partition
             touched.add(partition)
             self.last_read[partition] = now
-            offsets[TopicPartition(message.topic, partition)] = OffsetAndMetadata(message.offset + 1, "", -1)
             self.positions[partition] = message.offset + 1
             grouper = self.groupers.setdefault(partition, Grouper(self.config))
             try:
@@ -160,7 +144,7 @@ class Aggregator(Service):
                 continue
             for read in reads_from_results(record):
                 sends += self._group_sends(grouper.add(read))
-        return sends, offsets, touched
+        return sends, touched
 
     def _flush_idle(self, touched: set[int], consumer: KafkaConsumer) -> list[Send]:
         """Groups of partitions that went quiet (in wall time) with nothing left to read: a backfill's
@@ -203,22 +187,10 @@ class Aggregator(Service):
 
     def load_state(self, partition: int) -> Grouper:
         """The open groups of `partition` as last committed, from the changelog."""
-        reader = make_consumer(self.settings, group_id=None)
-        tp = TopicPartition(self.state_topic, partition)
-        try:
-            reader.assign([tp])
-            reader.seek_to_beginning(tp)
-            end = reader.end_offsets([tp])[tp]
-            last = None
-            while reader.position(tp) < end:
-                for records in reader.poll(timeout_ms=1000).values():
-                    if records:
-                        last = records[-1]
-        finally:
-            reader.close()
-        if last is None:
+        latest = deque(read_to_end(self.settings, self.state_topic, [partition]), maxlen=1)
+        if not latest:
             return Grouper(self.config)
-        state = self._codecs["aggregator_state"].decode(last.value)
+        state = self._codecs["aggregator_state"].decode(latest[0].value)
         grouper = restore(self.config, json.loads(state["state_json"]))
         log.info("aggregator_state_restored", partition=partition, open_groups=sum(map(len, grouper.open.values())))
         return grouper

@@ -13,17 +13,15 @@ import os
 import socket
 from typing import Any
 
-from kafka import TopicPartition
-from kafka.structs import OffsetAndMetadata
-
 from platestream.aggregator.stores import JsonLinesStore, open_store
+from platestream.consume_loop import by_partition, run_batches
 from platestream.deadletter import Origin, dead_letter, service_name
 from platestream.errors import SchemaError
 from platestream.kafka import Send, codec, make_consumer
 from platestream.log import get_logger
 from platestream.service import ProgressLog, Service, StallLimits, run_until_signalled
 from platestream.settings import StoreSettings
-from platestream.transactions import TransactionalWriter, commit_polls
+from platestream.transactions import TransactionalWriter
 
 log = get_logger(__name__)
 
@@ -68,8 +66,8 @@ class StoreWriter(Service):
             writer.open()
             self._ready = True
             log.info("store_started", transactional_id=self.transactional_id, group_id=settings.group_id)
-            commit_polls(
-                consumer, writer, self._write_batch, batch_size=settings.batch_size,
+            run_batches(
+                consumer, writer, self._write_batch, batch_size=settings.batch_size, batch_wait_ms=0,
                 stopping=lambda: self._stopping, progress=self.progress, until_idle_s=until_idle_s,
             )  # fmt: skip
         finally:
@@ -79,13 +77,10 @@ class StoreWriter(Service):
             self.store.close()
             log.info("store_stopped", written=self.written)
 
-    def _write_batch(
-        self, polled: dict[TopicPartition, list[Any]]
-    ) -> tuple[list[Send], dict[TopicPartition, OffsetAndMetadata]]:
-        """Write a poll's groups to every store; return its dead letters and the offsets to commit."""
+    def _write_batch(self, batch: list[Any]) -> list[Send]:
+        """Write a batch's groups to every store; return its dead letters."""
         letters: list[Send] = []
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for tp, messages in polled.items():
+        for tp, messages in by_partition(batch).items():
             records = []
             for message in messages:
                 try:
@@ -96,8 +91,7 @@ class StoreWriter(Service):
                         self._letter(dead_letter(origin, "schema_invalid", error, self.service), message.key)
                     )
             self._write(records, tp.partition, messages[0].offset)
-            offsets[TopicPartition(tp.topic, tp.partition)] = OffsetAndMetadata(messages[-1].offset + 1, "", -1)
-        return letters, offsets
+        return letters
 
     def _write(self, records: list[dict[str, Any]], partition: int, first_offset: int) -> None:
         self.store.write(records)

@@ -14,17 +14,15 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from kafka import TopicPartition
-from kafka.structs import OffsetAndMetadata
-
 from platestream.aggregator.stores import WebhookError, Webhooks
+from platestream.consume_loop import run_batches
 from platestream.deadletter import Origin, dead_letter, service_name
 from platestream.errors import SchemaError
 from platestream.kafka import Send, codec, make_consumer
 from platestream.log import get_logger
 from platestream.service import ProgressLog, Service, StallLimits, run_until_signalled
 from platestream.settings import WebhookSettings
-from platestream.transactions import TransactionalWriter, commit_polls
+from platestream.transactions import TransactionalWriter
 
 log = get_logger(__name__)
 
@@ -64,34 +62,29 @@ class WebhookSender(Service):
             writer.open()
             self._ready = True
             log.info("webhooks_started", transactional_id=self.transactional_id, urls=len(settings.urls))
-            commit_polls(consumer, writer, lambda polled: self._deliver(pool, polled), batch_size=settings.batch_size,
-                         stopping=lambda: self._stopping, progress=self.progress, until_idle_s=until_idle_s,
-                         on_committed=lambda: self.progress_log.update(self.totals))  # fmt: skip
+            run_batches(
+                consumer, writer, lambda batch: self._deliver(pool, batch), batch_size=settings.batch_size,
+                batch_wait_ms=0, stopping=lambda: self._stopping, progress=self.progress, until_idle_s=until_idle_s,
+                on_committed=lambda _: self.progress_log.update(self.totals),
+            )  # fmt: skip
         finally:
             self._ready = False
             consumer.close()
             writer.close()
             log.info("webhooks_stopped", **self.totals)
 
-    def _deliver(
-        self, pool: ThreadPoolExecutor, polled: dict[TopicPartition, list[Any]]
-    ) -> tuple[list[Send], dict[TopicPartition, OffsetAndMetadata]]:
-        """Deliver a poll's groups concurrently; return the dead letters and the offsets to commit."""
+    def _deliver(self, pool: ThreadPoolExecutor, batch: list[Any]) -> list[Send]:
+        """Deliver a batch's groups concurrently; return the dead letters."""
         letters: list[Send] = []
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         pending = []
-        for tp, messages in polled.items():
-            for message in messages:
-                origin = Origin(message.topic, message.partition, message.offset, message.key, message.value)
-                try:
-                    record = self._decode(message.value)
-                except SchemaError as error:
-                    letters.append(
-                        self._letter(dead_letter(origin, "schema_invalid", error, self.service), message.key)
-                    )
-                    continue
-                pending.append((origin, record, pool.submit(self.webhooks.post, record)))
-            offsets[TopicPartition(tp.topic, tp.partition)] = OffsetAndMetadata(messages[-1].offset + 1, "", -1)
+        for message in batch:
+            origin = Origin(message.topic, message.partition, message.offset, message.key, message.value)
+            try:
+                record = self._decode(message.value)
+            except SchemaError as error:
+                letters.append(self._letter(dead_letter(origin, "schema_invalid", error, self.service), message.key))
+                continue
+            pending.append((origin, record, pool.submit(self.webhooks.post, record)))
         for origin, record, delivery in pending:
             try:
                 delivery.result()
@@ -102,7 +95,7 @@ class WebhookSender(Service):
                 # the letter keeps the group's bytes: it can be sent again once the target is back
                 letter = dead_letter(origin, error.reason, error, self.service, reference=f"group {record['uuids'][0]}")
                 letters.append(self._letter(letter, origin.key))
-        return letters, offsets
+        return letters
 
     def _letter(self, letter: dict[str, Any], key: bytes | None) -> Send:
         return Send(self.settings.topic_name("dead_letter"), self._encode_letter(letter), key)

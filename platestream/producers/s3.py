@@ -21,10 +21,8 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from kafka import TopicPartition
-
 from platestream.errors import ConfigError, MissingExtraError, PlatestreamError
-from platestream.kafka import Send, codec, make_consumer, make_producer, transact
+from platestream.kafka import Send, codec, make_producer, read_to_end, transact
 from platestream.log import get_logger
 from platestream.producers.files import CONTENT_TYPES
 from platestream.settings import BackfillSettings
@@ -145,25 +143,12 @@ class Backfill:
 
     def checkpoint(self) -> dict[str, Any] | None:
         """The last committed checkpoint of this backfill, if any."""
-        reader = make_consumer(self.settings, group_id=None)
         topic = self.settings.topic_name("producer_checkpoints")
-        partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or [])]
-        if not partitions:
-            reader.close()
-            raise ConfigError(f"topic {topic} does not exist: run `platestream topics create`")
-        reader.assign(partitions)
-        reader.seek_to_beginning()
-        ends = reader.end_offsets(partitions)
         decode = codec(self.settings, "producer_checkpoint").decode
         found = None
-        try:
-            while any(reader.position(tp) < ends[tp] for tp in partitions):
-                for messages in reader.poll(timeout_ms=1000).values():
-                    for message in messages:
-                        if message.key == self.id.encode():
-                            found = decode(message.value)
-        finally:
-            reader.close()
+        for message in read_to_end(self.settings, topic):
+            if message.key == self.id.encode():
+                found = decode(message.value)
         return found
 
     def objects(self, start_after: str) -> Iterator[S3Object]:

@@ -19,6 +19,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from platestream import __version__
+from platestream.consume_loop import gather, next_offsets
 from platestream.deadletter import Origin, service_name
 from platestream.heartbeat import heartbeat, install_id
 from platestream.kafka import Send, codec, make_consumer
@@ -98,7 +99,8 @@ class Worker(Service):
                         pending = None  # read again from the committed offsets
                         writer.recover(consumer)
                         continue
-                    messages = self._gather(consumer, wait=pending is None)
+                    messages = gather(consumer, batch_size=settings.batch_size, wait_ms=settings.batch_wait_ms,
+                                      stopping=lambda: self._stopping, block=pending is None)  # fmt: skip
                     upcoming = (
                         _Batch(messages, prefetch.submit(pipeline.prepare, _origins(messages))) if messages else None
                     )
@@ -127,36 +129,12 @@ class Worker(Service):
             self.engine.close()
             log.info("worker_stopped", **{key: round(value, 3) for key, value in self.totals.items()})
 
-    def _gather(self, consumer: KafkaConsumer, *, wait: bool = True) -> list[Any]:
-        """Up to batch_size records, waiting at most batch_wait_ms once the first arrived (without
-        `wait`, only what has already been fetched: a batch is waiting for the engine)."""
-        wanted = self.settings.batch_size
-        messages: list[Any] = []
-        deadline = None
-        while len(messages) < wanted and not self._stopping:
-            remaining = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            timeout = remaining if remaining is not None else (500 if wait else 0)
-            polled = consumer.poll(timeout_ms=timeout, max_records=wanted - len(messages))
-            for records in polled.values():
-                messages.extend(records)
-            if deadline is None:
-                if not messages:
-                    return []
-                # With a batch waiting for the engine, take what is here rather than wait for more.
-                deadline = time.monotonic() + (self.settings.batch_wait_ms / 1000 if wait else 0)
-            if time.monotonic() >= deadline:
-                break
-        return messages
-
     def _complete(self, batch: _Batch, pipeline: FramePipeline, consumer: KafkaConsumer) -> bool:
         """Recognise a prepared batch and commit it with its offsets; False when the transaction
         failed (nothing of it is visible: the writer must recover before the next)."""
         started = time.perf_counter()
         report = pipeline.finish(batch.prepared.result())
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for message in batch.messages:
-            offsets[TopicPartition(message.topic, message.partition)] = OffsetAndMetadata(message.offset + 1, "", -1)
-        error = self._transact(report.outputs, offsets, consumer)
+        error = self._transact(report.outputs, next_offsets(batch.messages), consumer)
         if error is not None:
             log.warning("batch_aborted", error=str(error), frames=len(batch.messages))
             self.metrics.aborted.inc()

@@ -1,0 +1,104 @@
+"""The consume-transform-produce loop that every Kafka service runs, written once.
+
+A batch of input records is gathered, turned into output records by the service's `step`, and the
+outputs are committed in one transaction with the offsets that the batch consumed. When the
+transaction fails, or the broker goes away between transactions, nothing of the batch is
+visible: the writer opens a new producer, the consumer goes back to the group's committed offsets,
+the service reloads whatever state it keeps (`reload`), and the batch is read again. The worker,
+which overlaps decoding one batch with recognising the one before, uses the same pieces (`gather`,
+`next_offsets`, the writer's `commit` and `recover`) in a loop of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from platestream.kafka import Send
+from platestream.log import get_logger
+from platestream.service import Progress
+from platestream.transactions import TransactionalWriter, input_waiting
+
+log = get_logger(__name__)
+
+FIRST_RECORD_WAIT_MS = 500  # how long one poll waits for a batch's first record
+
+Step = Callable[[list[Any]], list[Send]]
+
+
+def gather(
+    consumer: KafkaConsumer, *, batch_size: int, wait_ms: int, stopping: Callable[[], bool], block: bool = True
+) -> list[Any]:
+    """Up to `batch_size` records: the first waited for up to FIRST_RECORD_WAIT_MS (not at all
+    without `block`: only what the consumer has already fetched), then more for at most `wait_ms`.
+    An empty list when nothing came."""
+    messages: list[Any] = []
+    deadline: float | None = None
+    while len(messages) < batch_size and not stopping():
+        if deadline is None:
+            timeout = FIRST_RECORD_WAIT_MS if block else 0
+        else:
+            timeout = max(0, int((deadline - time.monotonic()) * 1000))
+        for records in consumer.poll(timeout_ms=timeout, max_records=batch_size - len(messages)).values():
+            messages.extend(records)
+        if deadline is None:
+            if not messages:
+                return []
+            deadline = time.monotonic() + (wait_ms / 1000 if block else 0)
+        if time.monotonic() >= deadline:
+            break
+    return messages
+
+
+def next_offsets(messages: list[Any]) -> dict[TopicPartition, OffsetAndMetadata]:
+    """The offsets to commit once `messages` are done: one past the last of each partition."""
+    offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+    for message in messages:
+        offsets[TopicPartition(message.topic, message.partition)] = OffsetAndMetadata(message.offset + 1, "", -1)
+    return offsets
+
+
+def by_partition(messages: list[Any]) -> dict[TopicPartition, list[Any]]:
+    """`messages` grouped by their partition, each in offset order as read."""
+    grouped: dict[TopicPartition, list[Any]] = {}
+    for message in messages:
+        grouped.setdefault(TopicPartition(message.topic, message.partition), []).append(message)
+    return grouped
+
+
+def run_batches(
+    consumer: KafkaConsumer, writer: TransactionalWriter, step: Step, *, batch_size: int, batch_wait_ms: int,
+    stopping: Callable[[], bool], progress: Progress, reload: Callable[[], None] | None = None,
+    until_idle_s: float | None = None, on_committed: Callable[[list[Any]], object] = lambda messages: None,
+) -> None:  # fmt: skip
+    """Gather, `step`, commit, until `stopping` (or `until_idle_s` without a record). `step` gets
+    each batch, empty ones too (a service may have output of its own to send: groups gone idle),
+    and returns the records to send; its work must be redone the same way when a batch is read
+    again. `reload` puts the service's own state back as of the last commit."""
+    idle_since = time.monotonic()
+    while not stopping():
+        try:
+            messages = gather(consumer, batch_size=batch_size, wait_ms=batch_wait_ms, stopping=stopping)
+            sends = step(messages)
+            if not messages and not sends:
+                if not input_waiting(consumer):
+                    progress.advanced()  # caught up
+                if until_idle_s is not None and time.monotonic() - idle_since > until_idle_s:
+                    return
+                continue
+            if messages:
+                idle_since = time.monotonic()
+            error = writer.commit(sends, next_offsets(messages), consumer)
+            if error is None:
+                on_committed(messages)
+                continue
+            log.warning("batch_aborted", service=writer.service, error=str(error), records=len(messages))
+        except KafkaError as error:  # the broker went away outside a transaction
+            log.warning("kafka_error", service=writer.service, error=str(error), kind=type(error).__name__)
+            progress.blocked(f"Kafka: {error}")
+        writer.recover(consumer, then=reload)  # the batch is read, and stepped, again

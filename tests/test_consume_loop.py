@@ -1,0 +1,89 @@
+"""The consume-transform-produce loop every service runs: on the real broker, a batch whose
+transaction fails is read and stepped again, and each input ends in exactly one committed output."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from kafka.errors import KafkaTimeoutError
+
+from platestream.consume_loop import by_partition, gather, next_offsets, run_batches
+from platestream.kafka import Send, make_consumer, make_producer, read_to_end
+from platestream.service import Progress, StallLimits
+from platestream.settings import Settings, StoreSettings
+from platestream.transactions import TransactionalWriter
+
+pytestmark = pytest.mark.kafka
+
+
+def _send_inputs(settings: Settings, count: int) -> list[bytes]:
+    values = [f"input-{n}".encode() for n in range(count)]
+    producer = make_producer(settings)
+    for n, value in enumerate(values):
+        producer.send(settings.topic_name("frames"), value, partition=n % 2)
+    producer.flush()
+    producer.close()
+    return values
+
+
+def test_a_failed_batch_is_stepped_again_and_every_input_lands_once(
+    kafka_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import platestream.transactions
+    from platestream.kafka import transact as real_transact
+
+    values = _send_inputs(kafka_settings, 30)
+    settings = StoreSettings(**kafka_settings.model_dump(), group_id=kafka_settings.topic_prefix + "loop")
+    failures = [2]  # the second transaction fails
+
+    def flaky_transact(producer: Any, sends: Any, *args: Any, **kwargs: Any) -> None:
+        failures[0] -= 1
+        if failures[0] == 0:
+            raise KafkaTimeoutError("the broker did not answer (test)")
+        real_transact(producer, sends, *args, **kwargs)
+
+    monkeypatch.setattr(platestream.transactions, "transact", flaky_transact)
+    stepped: list[bytes] = []
+    reloads: list[int] = []
+    output = kafka_settings.topic_name("alpr_replies")
+
+    def step(messages: list[Any]) -> list[Send]:
+        stepped.extend(m.value for m in messages)
+        return [Send(output, m.value, m.key) for m in messages]
+
+    consumer = make_consumer(settings, "frames", group_id=settings.group_id)
+    writer = TransactionalWriter(settings, kafka_settings.topic_prefix + "loop-0", transaction_timeout_ms=10000,
+                                 service="test", stopping=lambda: False)  # fmt: skip
+    try:
+        writer.open()
+        run_batches(consumer, writer, step, batch_size=7, batch_wait_ms=100, stopping=lambda: False,
+                    progress=Progress(StallLimits()), reload=lambda: reloads.append(1), until_idle_s=2)  # fmt: skip
+    finally:
+        consumer.close()
+        writer.close()
+    written = Counter(message.value for message in read_to_end(settings, output))
+    assert written == Counter(values), "each input once in the output"
+    assert reloads == [1], "the failed batch made the service reload its state once"
+    assert len(stepped) > len(values), "the failed batch was stepped again"
+
+
+def test_gather_takes_a_batch_at_most_and_waits_only_when_told(kafka_settings: Settings) -> None:
+    _send_inputs(kafka_settings, 10)
+    consumer = make_consumer(kafka_settings, "frames", group_id=kafka_settings.topic_prefix + "gather")
+    try:
+        batches = []
+        while sum(len(batch) for batch in batches) < 10:
+            batch = gather(consumer, batch_size=4, wait_ms=200, stopping=lambda: False)
+            assert batch, "the records are there to be read"
+            batches.append(batch)
+        assert all(len(batch) <= 4 for batch in batches)
+        assert gather(consumer, batch_size=4, wait_ms=200, stopping=lambda: False, block=False) == []
+        messages = [m for batch in batches for m in batch]
+        offsets = next_offsets(messages)
+        grouped = by_partition(messages)
+        assert {tp: len(ms) for tp, ms in grouped.items()} == {tp: 5 for tp in grouped}
+        assert {tp.partition: o.offset for tp, o in offsets.items()} == {0: 5, 1: 5}
+    finally:
+        consumer.close()
