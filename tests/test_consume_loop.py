@@ -73,7 +73,7 @@ def test_gather_takes_a_batch_at_most_and_waits_only_when_told(kafka_settings: S
     _send_inputs(kafka_settings, 10)
     consumer = make_consumer(kafka_settings, "frames", group_id=kafka_settings.topic_prefix + "gather")
     try:
-        batches = []
+        batches: list[list[Any]] = []
         while sum(len(batch) for batch in batches) < 10:
             batch = gather(consumer, batch_size=4, wait_ms=200, stopping=lambda: False)
             assert batch, "the records are there to be read"
