@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import re
+import struct
 import warnings
 
 import cv2
@@ -14,6 +16,7 @@ from platestream.workers.engine.base import Image
 
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000  # 8K video is 33 Mpx
+EXIF_ORIENTATION = 0x0112
 
 
 class ImageError(PlatestreamError):
@@ -34,34 +37,51 @@ def decode_image(
         raise ImageError(f"{name} is empty (0 bytes)")
     if len(data) > max_bytes:
         raise ImageTooLargeError(f"{name} is {len(data)} bytes, over the limit of {max_bytes}")
-    width, height = _header_size(data, name)
+    width, height, orientation = _header(data, name, max_pixels)
     if width * height > max_pixels:
         raise ImageTooLargeError(
             f"{name} is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}"
         )
-    pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)  # turned upright by its EXIF
     if pixels is None or pixels.size == 0:
         raise ImageError(f"{name} ({len(data)} bytes, {width}x{height} by its header) cannot be decoded")
-    if pixels.shape[:2] != (height, width):
+    # A quarter turn (EXIF orientations 5-8) swaps the sides; headers differ on whether they say so.
+    sizes = {(height, width), (width, height)} if orientation in (5, 6, 7, 8) else {(height, width)}
+    if pixels.shape[:2] not in sizes:
         raise ImageError(f"{name} decoded to {pixels.shape[1]}x{pixels.shape[0]}, its header says {width}x{height}")
     _check_complete(data, name)
     return pixels
 
 
-def _header_size(data: bytes, name: str) -> tuple[int, int]:
+def _header(data: bytes, name: str, max_pixels: int) -> tuple[int, int, int]:
+    """Width, height and EXIF orientation (1: upright) as the header declares them."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            warnings.simplefilter("ignore")  # bombs and broken headers are reported as errors below
             with PILImage.open(io.BytesIO(data)) as probe:  # reads the header only
-                return probe.size
+                width, height = probe.size
+                return width, height, _orientation(probe)
     except PILImage.DecompressionBombError as error:
-        raise ImageTooLargeError(f"{name}: {error}") from None
-    except (OSError, ValueError, SyntaxError):
-        # PIL's own message names its buffer object (<_io.BytesIO object at 0x...>), not the input.
+        declared = re.search(r"\((\d+) pixels\)", str(error))
+        pixels = f"{int(declared.group(1)):,} pixels" if declared else "more pixels than Pillow allows"
+        raise ImageTooLargeError(
+            f"{name} declares {pixels}, over the limit of {max_pixels:,}: not decoded (a decompression bomb?)"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as error:
+        # PIL's message names its buffer object (<_io.BytesIO object at 0x...>), not the input.
+        detail = "" if "BytesIO" in str(error) else f" ({error})"
         raise ImageError(
-            f"{name} is not a recognised image ({len(data)} bytes, starts {data[:8]!r}):"
+            f"{name} is not a recognised image ({len(data)} bytes, starts {data[:8]!r}){detail}:"
             " send JPEG, PNG, WebP, BMP or TIFF"
         ) from None
+
+
+def _orientation(probe: PILImage.Image) -> int:
+    try:
+        value = probe.getexif().get(EXIF_ORIENTATION, 1)
+    except (OSError, ValueError, SyntaxError, struct.error):
+        return 1  # an EXIF block that cannot be read: the image is taken as it is stored
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _check_complete(data: bytes, name: str) -> None:
