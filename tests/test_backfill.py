@@ -117,3 +117,24 @@ def test_a_backfill_killed_halfway_and_restarted_produces_each_object_once(
     seen = Counter(frame["image_ref"]["key"] for _, frame in frames)
     assert sorted(seen) == sorted(keys), "every object is produced"
     assert max(seen.values()) == 1, f"duplicated: {[k for k, n in seen.items() if n > 1][:5]}"
+
+
+def test_keys_with_unusual_characters_are_backfilled_and_read(
+    kafka_settings: Settings, s3_endpoint: str, bucket_with: Callable[[dict[str, bytes]], str], engine: Any
+) -> None:
+    """Spaces, plus signs, percent signs, hashes, question marks, non-ASCII letters and long names
+    go from the listing to the frame's reference to the worker's fetch unchanged."""
+    from tests.worker_tools import plate_jpeg, running_worker, worker_settings
+
+    keys = ["in/cam 1/a+b.jpg", "in/cam%201/100%.jpg", "in/#hash?query=1.jpg", "in/über/straße é.jpg",
+            "in/" + "long-" * 150 + ".jpg", "in/./dots/../x.jpg"]  # fmt: skip
+    bucket = bucket_with({key: plate_jpeg("AB12CDE") for key in keys})
+    settings = backfill_settings(kafka_settings, s3_endpoint)
+    assert Backfill(f"s3://{bucket}/in/", settings).run() == len(keys)
+    with running_worker(worker_settings(kafka_settings, s3_endpoint_url=s3_endpoint), engine):
+        results = read_topic(kafka_settings, "alpr_results", "alpr_results", count=len(keys), timeout_s=90)
+    letters = read_topic(kafka_settings, "dead_letter", "dead_letter", timeout_s=2)
+    assert letters == [], [letter["error_message"] for _, letter in letters]
+    assert sorted(len(record["results"]) for _, record in results) == [1] * len(keys)
+    frames = [frame for _, frame in read_topic(kafka_settings, "frames", "frame", count=len(keys))]
+    assert sorted(frame["image_ref"]["key"] for frame in frames) == sorted(keys)
