@@ -1,7 +1,9 @@
-"""A real, single-node Apache Kafka broker (KRaft) run from its jars on Maven Central.
+"""Real Apache Kafka brokers (KRaft) run from their jars on Maven Central.
 
 For tests and the demo: fetch the pinned jars with Maven (cached), format storage, start on
-free loopback ports, wait until it answers, stop cleanly.
+free loopback ports, wait until it answers, stop cleanly. `LocalBroker` is one node that is its
+own controller (the demo's); `LocalCluster` is N nodes that each are a broker and one voter of
+the controller quorum, with topics replicated to 3 and at least 2 in sync, as production runs.
 """
 
 from __future__ import annotations
@@ -110,12 +112,25 @@ class BrokerState:
     log_file: str
 
 
+@dataclass(frozen=True)
+class Membership:
+    """A node's place in its cluster: its id, the controller quorum's voters ('1@host:port,...';
+    None: the node alone), the cluster id all share, and how many copies topics are kept in."""
+
+    node_id: int = 1
+    voters: str | None = None
+    cluster_id: str | None = None
+    replicas: int = 1
+
+
 class LocalBroker:
     """One broker process whose data, logs and state live in `directory`."""
 
-    def __init__(self, directory: Path, *, heap_mb: int = 512) -> None:
+    def __init__(self, directory: Path, *, heap_mb: int = 512, membership: Membership | None = None) -> None:
         self.directory = directory.resolve()
         self.heap_mb = heap_mb
+        self.membership = membership or Membership()
+        self._process: subprocess.Popen[bytes] | None = None  # the process this object started
 
     @property
     def log_file(self) -> Path:
@@ -133,7 +148,9 @@ class LocalBroker:
             return None
         return state if _alive(state.pid) else None
 
-    def start(self, *, timeout_s: float = 90.0) -> BrokerState:
+    def start(self, *, timeout_s: float = 90.0, wait: bool = True) -> BrokerState:
+        """Start the broker (if it is not running) and, with `wait`, wait until it answers. A node of
+        a cluster answers only once a majority of the quorum runs: start them all, then wait."""
         running = self.state()
         if running is not None:
             return running
@@ -154,13 +171,23 @@ class LocalBroker:
             )
         state = BrokerState(process.pid, f"127.0.0.1:{port}", controller_port, str(self.log_file))
         self._state_file.write_text(json.dumps(state.__dict__))
+        self._process = process
+        if wait:
+            self.wait_ready(timeout_s)
+        return state
+
+    def wait_ready(self, timeout_s: float = 90.0) -> None:
+        """Wait until the started broker answers; stop it and raise BrokerError if it does not."""
+        state = self.state()
+        if state is None:
+            raise BrokerError(f"no broker runs from {self.directory}; its log ends:\n{self.log_tail()}")
         try:
-            self._wait_ready(process, state, timeout_s)
+            self._wait_ready(self._process, state, timeout_s)
         except BrokerError:
             self.stop()
             raise
-        log.info("broker_started", bootstrap=state.bootstrap, pid=state.pid, directory=str(self.directory))
-        return state
+        log.info("broker_started", bootstrap=state.bootstrap, pid=state.pid, directory=str(self.directory),
+                 node_id=self.membership.node_id)  # fmt: skip
 
     def _ports(self) -> tuple[int, int]:
         """The ports this data folder was first started on (clients given its address find it again
@@ -229,12 +256,14 @@ class LocalBroker:
     def _write_config(self, port: int, controller_port: int) -> Path:
         data = self.directory / "data"
         properties = self.directory / "server.properties"
+        node = self.membership
+        in_sync = min(2, node.replicas)
         properties.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+                    f"node.id={node.node_id}",
+                    f"controller.quorum.voters={node.voters or f'{node.node_id}@127.0.0.1:{controller_port}'}",
                     f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
                     f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
                     "controller.listener.names=CONTROLLER",
@@ -242,10 +271,12 @@ class LocalBroker:
                     "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                     f"log.dirs={data}",
                     "num.partitions=1",
-                    "offsets.topic.replication.factor=1",
+                    f"default.replication.factor={node.replicas}",
+                    f"min.insync.replicas={in_sync}",
+                    f"offsets.topic.replication.factor={node.replicas}",
                     "offsets.topic.num.partitions=6",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
+                    f"transaction.state.log.replication.factor={node.replicas}",
+                    f"transaction.state.log.min.isr={in_sync}",
                     "transaction.state.log.num.partitions=6",
                     "group.initial.rebalance.delay.ms=0",
                     # Topics are declared, never auto-created: a typo must fail loudly.
@@ -275,7 +306,7 @@ class LocalBroker:
     def _format(self, jars: Path, properties: Path) -> None:
         if (self.directory / "data" / "meta.properties").exists():
             return
-        cluster_id = new_cluster_id()
+        cluster_id = self.membership.cluster_id or new_cluster_id()
         java = shutil.which("java") or "java"
         done = subprocess.run(
             [java, "-cp", f"{jars}/*", "-Dlog4j.configuration=file:/dev/null",
@@ -285,10 +316,10 @@ class LocalBroker:
         if done.returncode != 0:
             raise BrokerError(f"formatting Kafka storage failed: {_tail(done.stdout + done.stderr)}")
 
-    def _wait_ready(self, process: subprocess.Popen[bytes], state: BrokerState, timeout_s: float) -> None:
+    def _wait_ready(self, process: subprocess.Popen[bytes] | None, state: BrokerState, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if process.poll() is not None:
+            if process is not None and process.poll() is not None:
                 raise BrokerError(
                     f"the Kafka broker exited with code {process.returncode} while starting;"
                     f" its log ends:\n{self.log_tail()}"
@@ -300,6 +331,115 @@ class LocalBroker:
             f"the Kafka broker did not answer on {state.bootstrap} within {timeout_s:.0f} s;"
             f" its log ends:\n{self.log_tail()}"
         )
+
+
+class LocalCluster:
+    """`size` nodes on loopback, each a broker and a voter of the one controller quorum, in
+    `directory`/node-N; topics are kept in 3 copies (fewer nodes: one per node), 2 in sync. Any one
+    node can be stopped, killed, frozen and started again by its id, at the same address."""
+
+    def __init__(self, directory: Path, *, size: int = 3, heap_mb: int = 384) -> None:
+        if size < 1:
+            raise BrokerError(f"a cluster has at least one node, not {size}")
+        self.directory = directory.resolve()
+        self.size = size
+        ports = self._ports()
+        voters = ",".join(f"{node}@127.0.0.1:{ports[node][1]}" for node in sorted(ports))
+        cluster_id = self._cluster_id()
+        self.nodes = {
+            node: LocalBroker(self.directory / f"node-{node}", heap_mb=heap_mb,
+                              membership=Membership(node, voters, cluster_id, replicas=min(3, size)))
+            for node in sorted(ports)
+        }  # fmt: skip
+
+    @property
+    def bootstrap(self) -> str:
+        ports = self._ports()
+        return ",".join(f"127.0.0.1:{ports[node][0]}" for node in sorted(ports))
+
+    def start(self, *, timeout_s: float = 120.0) -> str:
+        """Start every node that is not running, wait until all answer; the bootstrap list."""
+        for node in self.nodes.values():
+            node.start(wait=False)
+        try:
+            for node in self.nodes.values():
+                node.wait_ready(timeout_s)
+            self._wait_brokers(timeout_s)
+        except BrokerError:
+            self.stop()
+            raise
+        log.info("cluster_started", bootstrap=self.bootstrap, nodes=len(self.nodes))
+        return self.bootstrap
+
+    def node(self, node_id: int) -> LocalBroker:
+        try:
+            return self.nodes[node_id]
+        except KeyError:
+            raise BrokerError(f"the cluster has nodes {sorted(self.nodes)}, not {node_id}") from None
+
+    def controller(self) -> int:
+        """The node that leads the controller quorum now (the active controller), from the
+        quorum state the nodes keep: the latest epoch's leader."""
+        best: tuple[int, int] | None = None
+        for node in self.nodes.values():
+            try:
+                state = json.loads((node.directory / "data" / "__cluster_metadata-0" / "quorum-state").read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                continue
+            epoch, leader = int(state.get("leaderEpoch", -1)), int(state.get("leaderId", -1))
+            if leader > 0 and (best is None or epoch > best[0]) and self.nodes[leader].state() is not None:
+                best = (epoch, leader)
+        if best is None:
+            raise BrokerError("no node of the cluster says which controller leads")
+        return best[1]
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            node.stop()
+
+    def _wait_brokers(self, timeout_s: float) -> None:
+        """Until every node is a registered broker (topics can then be given all their copies)."""
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        deadline = time.monotonic() + timeout_s
+        seen: set[int] = set()
+        while time.monotonic() < deadline:
+            try:
+                admin = KafkaAdminClient(bootstrap_servers=self.bootstrap.split(","), request_timeout_ms=5000)
+                try:
+                    seen = {broker["broker_id"] for broker in admin.describe_cluster()["brokers"]}
+                finally:
+                    admin.close()
+            except (KafkaError, OSError):
+                seen = set()
+            if seen == set(self.nodes):
+                return
+            time.sleep(0.5)
+        raise BrokerError(f"only brokers {sorted(seen)} of {sorted(self.nodes)} joined in {timeout_s:.0f} s")
+
+    def _ports(self) -> dict[int, tuple[int, int]]:
+        """Each node's (port, controller port), chosen on the first start and kept in the folder."""
+        recorded = self.directory / _PORTS_FILE
+        try:
+            saved = json.loads(recorded.read_text())
+            return {int(node): (int(ports[0]), int(ports[1])) for node, ports in saved.items()}
+        except (FileNotFoundError, json.JSONDecodeError, TypeError, ValueError, IndexError):
+            pass
+        chosen = {node: (free_port(), free_port()) for node in range(1, self.size + 1)}
+        self.directory.mkdir(parents=True, exist_ok=True)
+        recorded.write_text(json.dumps({str(node): list(ports) for node, ports in chosen.items()}))
+        for node, (port, controller_port) in chosen.items():
+            folder = self.directory / f"node-{node}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / _PORTS_FILE).write_text(json.dumps({"port": port, "controller_port": controller_port}))
+        return chosen
+
+    def _cluster_id(self) -> str:
+        recorded = self.directory / "cluster-id"
+        if not recorded.exists():
+            recorded.write_text(new_cluster_id())
+        return recorded.read_text().strip()
 
 
 def broker_answers(bootstrap: str) -> bool:

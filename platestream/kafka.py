@@ -11,7 +11,13 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, KafkaTimeoutError, ProducerFencedError, TopicAlreadyExistsError
+from kafka.errors import (
+    KafkaError,
+    KafkaTimeoutError,
+    ProducerFencedError,
+    TopicAlreadyExistsError,
+    UnknownBrokerIdError,
+)
 from kafka.structs import OffsetAndMetadata
 
 from platestream.errors import BrokerError, ConfigError
@@ -187,6 +193,23 @@ def topic_manifests(cluster: str = "platestream", replicas: int = 3, namespace: 
     return "---\n" + "\n---\n".join(documents) + "\n"
 
 
+def _create_topic(admin: KafkaAdminClient, new_topic: NewTopic, *, timeout_s: float = 30.0) -> bool:
+    """Create one topic; False when it exists. A cluster still settling (a broker just started, the
+    controller moving) is asked again for up to `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin.create_topics([new_topic])
+            return True
+        except TopicAlreadyExistsError:
+            return False
+        except (UnknownBrokerIdError, KafkaError) as error:
+            settling = isinstance(error, UnknownBrokerIdError) or getattr(error, "retriable", False)
+            if not settling or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def create_topics(
     settings: Settings, specs: Iterable[TopicSpec] = TOPICS, *, partitions: int | None = None
 ) -> list[str]:
@@ -206,11 +229,8 @@ def create_topics(
         ]
         created = []
         for new_topic in wanted:
-            try:
-                admin.create_topics([new_topic])
+            if _create_topic(admin, new_topic):
                 created.append(new_topic.name)
-            except TopicAlreadyExistsError:
-                continue
         log.info("topics_created", created=created, existing=sorted(existing))
         return created
     finally:

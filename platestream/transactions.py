@@ -20,7 +20,7 @@ from functools import cache
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from platestream.kafka import Send, make_producer, transact
@@ -193,9 +193,9 @@ class TransactionalWriter:
         if not self._initialized:
             try:
                 self._producer.init_transactions()
-            except KafkaTimeoutError:
-                raise  # the same producer waits on for its request
             except KafkaError:
+                # Timed out too: a producer whose request went to a broker that died may wait on it
+                # forever, even once the cluster has moved the transaction coordinator elsewhere.
                 self._replace = True
                 raise
             self._initialized = True
