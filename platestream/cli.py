@@ -800,3 +800,52 @@ def demo(settings: Settings, keep_broker: bool) -> None:
     from platestream.demo import run_demo
 
     run_demo(settings, keep_broker=keep_broker)
+
+
+@main.command("soak")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=30),
+    default=180.0,
+    show_default=True,
+    help="Seconds of traffic and faults (the pipeline then drains).",
+)
+@click.option("--vehicles", type=click.IntRange(min=1), default=30, show_default=True, help="Vehicle passes.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Worker processes.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the traffic and the fault schedule.")
+@click.option(
+    "--bad-objects",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="S3 objects that are not images: each must end as exactly one dead letter.",
+)
+@click.option("--faults", default="", help="Comma-separated fault kinds (default: all); see below.")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    default=Path(".platestream/soak"),
+    show_default=True,
+    help="Where the cluster, logs, store and report go (a folder per run).",
+)
+@settings_options(Settings)
+def soak(settings: Settings, duration: float, vehicles: int, workers: int, seed: int, bad_objects: int, faults: str,
+         directory: Path) -> None:  # fmt: skip
+    """Run the pipeline on a three-node local cluster (unless one is configured) while a seeded
+    schedule kills and pauses its parts and brokers; check that nothing was lost or duplicated.
+
+    Fault kinds: kill-worker, pause-worker, kill-aggregator, kill-store, kill-producer, kill-broker,
+    kill-controller. Exit status 1 when anything was lost or duplicated."""
+    from platestream.soak.faults import KINDS
+    from platestream.soak.run import Plan, print_report, run_soak
+
+    kinds = tuple(kind.strip() for kind in faults.split(",") if kind.strip()) or None
+    unknown = sorted(set(kinds or ()) - set(KINDS))
+    if unknown:
+        raise click.BadParameter(f"unknown kinds {unknown}; known: {', '.join(KINDS)}", param_hint="--faults")
+    plan = Plan(duration, vehicles, workers, seed, bad_objects, kinds, directory)
+    report = run_soak(settings, plan)
+    print_report(report)
+    if not report.ok:
+        sys.exit(1)

@@ -1,0 +1,400 @@
+"""Running a soak: a three-node cluster, a local S3 server with the rendered traffic, the pipeline as
+separate processes (an S3 backfill, workers, the aggregator, the store writer), the fault schedule
+carried out on them, and the committed outputs collected and checked."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from kafka import TopicPartition
+from kafka.errors import KafkaError
+
+from platestream.aggregator.service import grouping_config
+from platestream.broker import LocalCluster, free_port
+from platestream.errors import PlatestreamError
+from platestream.kafka import codec, create_topics, make_consumer, read_topic
+from platestream.log import get_logger
+from platestream.settings import AggregatorSettings, Settings
+from platestream.soak.check import Report, verify
+from platestream.soak.faults import Fault, schedule
+from platestream.soak.traffic import KEY_PATTERN, START_MS, Frame, render, traffic
+
+log = get_logger(__name__)
+
+BUCKET = "soak"
+SESSION_TIMEOUT_MS = 6000
+IDLE_FLUSH_MS = 40_000  # longer than any fault starves the aggregator: groups are never split by one
+DOWN_S = 3.0  # how long a killed part stays down
+
+
+class SoakError(PlatestreamError):
+    """The soak could not be set up or run (not: it found something lost; that is its report)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    duration_s: float = 180.0
+    vehicles: int = 30
+    workers: int = 2
+    seed: int = 1
+    bad_objects: int = 3
+    faults: tuple[str, ...] | None = None  # kinds; None: all
+    directory: Path = Path(".platestream/soak")
+
+
+class Part:
+    """One service of the pipeline, run as its own process so it can be killed and paused."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], logs: Path) -> None:
+        self.name, self.args, self.env = name, args, env
+        self.log_path = logs / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self._out: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self._out = open(self.log_path, "ab")  # noqa: SIM115 (kept open while the process runs)
+        command = [sys.executable, "-m", "platestream", *self.args]
+        self.process = subprocess.Popen(
+            command, env=self.env, stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        self.starts += 1
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.running():
+            assert self.process is not None
+            self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGCONT)  # a paused process dies too
+        self.signal(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait(timeout=30)
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        if self.process is None:
+            return None
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self._out is not None:
+            self._out.close()
+        return self.process.returncode
+
+
+class Collector(threading.Thread):
+    """Reads alpr_results as read_committed consumers do, noting when each was written (its Kafka
+    timestamp: when the worker that committed it sent it)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(name="soak-collector", daemon=True)
+        self.settings = settings
+        self.records: list[dict[str, Any]] = []
+        self.written: list[float] = []  # epoch seconds
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        topic = self.settings.topic_name("alpr_results")
+        decode = codec(self.settings, "alpr_results").decode
+        consumer = make_consumer(self.settings, group_id=None)
+        try:
+            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+            consumer.assign(partitions)
+            consumer.seek_to_beginning()
+            while not self._done.is_set():
+                try:
+                    polled = consumer.poll(timeout_ms=500)
+                except KafkaError:
+                    time.sleep(0.5)  # a broker away: the client finds the partitions' new leaders
+                    continue
+                with self._lock:
+                    for messages in polled.values():
+                        for message in messages:
+                            self.records.append(decode(message.value))
+                            self.written.append(message.timestamp / 1000)
+        finally:
+            consumer.close()
+
+    def frames_seen(self) -> set[tuple[int, int]]:
+        with self._lock:
+            return {(int(r["camera_id"]), int(r["epoch_time"])) for r in self.records}
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(timeout=30)
+
+
+@dataclass
+class Injected:
+    fault: Fault
+    started: float  # epoch seconds
+    ended: float
+    detail: str
+
+
+def run_soak(settings: Settings, plan: Plan) -> Report:
+    """Run the soak; its report (`report.ok` says whether nothing was lost or duplicated)."""
+    started = time.monotonic()
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the collector rides out broker faults quietly
+    directory = plan.directory.resolve() / time.strftime("%Y%m%d-%H%M%S")
+    logs = directory / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    frames = traffic(plan.vehicles, seed=plan.seed)
+    cluster = None
+    kinds = list(plan.faults) if plan.faults else None
+    if settings.kafka_bootstrap:
+        kinds = [kind for kind in (kinds or _all_kinds()) if kind not in ("kill-broker", "kill-controller")]
+    else:
+        cluster = LocalCluster(directory / "cluster", size=3)
+        print(f"cluster of 3 on {cluster.start()}", flush=True)
+        settings = settings.model_copy(update={"kafka_bootstrap": cluster.bootstrap})
+    settings = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}soak-{uuid.uuid4().hex[:6]}."})
+    create_topics(settings, partitions=4)
+    s3, endpoint = _s3_server()
+    parts: dict[str, Part] = {}
+    collector = Collector(settings)
+    try:
+        bad_keys = _upload(endpoint, frames, plan.bad_objects)
+        print(f"{len(frames)} frames of {plan.vehicles} vehicles and {len(bad_keys)} bad objects in s3://{BUCKET}",
+              flush=True)  # fmt: skip
+        parts = _parts(settings, plan, endpoint, logs, directory, rate=len(frames) / (plan.duration_s * 0.6))
+        collector.start()
+        for part in parts.values():
+            part.start()
+        traffic_start = time.time()
+        faults = schedule(plan.duration_s, seed=plan.seed, workers=plan.workers, kinds=kinds)
+        injected = _inject(faults, parts, cluster, traffic_start)
+        _drain(parts, collector, frames, deadline=time.monotonic() + plan.duration_s + 300)
+        config = grouping_config(AggregatorSettings(**_aggregator_overrides()))
+        report = _finish(settings, parts, collector, frames, bad_keys, config, directory)
+        report.faults = {
+            kind: sum(1 for i in injected if i.fault.kind == kind) for kind in sorted({f.kind for f in faults})
+        }
+        report.longest_recovery_s, report.longest_gap_s = _recovery(injected, collector, traffic_start)
+        report.duration_s = round(time.monotonic() - started, 1)
+        (directory / "report.json").write_text(json.dumps(asdict(report) | {"ok": report.ok}, indent=2))
+        (directory / "faults.json").write_text(json.dumps(
+            [asdict(i.fault) | {"at": round(i.started - traffic_start, 1), "down_s": round(i.ended - i.started, 1),
+                                "detail": i.detail} for i in injected], indent=2))  # fmt: skip
+        return report
+    finally:
+        collector.stop()
+        for part in parts.values():
+            part.stop()
+        s3.stop()
+        if cluster is not None:
+            cluster.stop()
+
+
+def _all_kinds() -> list[str]:
+    from platestream.soak.faults import KINDS
+
+    return list(KINDS)
+
+
+def _aggregator_overrides() -> dict[str, Any]:
+    return {"idle_flush_ms": IDLE_FLUSH_MS, "country": "eu"}
+
+
+def _s3_server() -> tuple[Any, str]:
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        raise SoakError("the soak's S3 server is moto's: pip install 'platestream[test]'") from None
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "soak")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "soak")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # not a line per request
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return server, f"http://127.0.0.1:{port}"
+
+
+def _upload(endpoint: str, frames: list[Frame], bad_objects: int) -> list[str]:
+    """The frames as the cameras' JPEGs, and `bad_objects` objects that are not images; their keys."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda frame: client.put_object(Bucket=BUCKET, Key=frame.key, Body=render(frame)), frames))
+    bad = [f"frames/9/{START_MS + n}.jpg" for n in range(bad_objects)]
+    for n, key in enumerate(bad):
+        client.put_object(Bucket=BUCKET, Key=key, Body=b"\xff\xd8 not a jpeg " + bytes([n]) * 64)
+    return bad
+
+
+def _parts(
+    settings: Settings, plan: Plan, endpoint: str, logs: Path, directory: Path, *, rate: float
+) -> dict[str, Part]:
+    prefix = settings.topic_prefix
+    base = {key: value for key, value in os.environ.items() if not key.startswith("PLATESTREAM_")} | {
+        "PLATESTREAM_KAFKA_BOOTSTRAP": str(settings.kafka_bootstrap),
+        "PLATESTREAM_TOPIC_PREFIX": prefix,
+        "PLATESTREAM_STATE_DIR": str(directory / "state"),
+        "PLATESTREAM_S3_ENDPOINT_URL": endpoint,
+        "PLATESTREAM_HEALTH_PORT": "0",
+        "PLATESTREAM_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+        "PLATESTREAM_TRANSACTION_TIMEOUT_MS": "10000",
+        "PLATESTREAM_KAFKA_REQUEST_TIMEOUT_MS": "10000",
+        "PLATESTREAM_KAFKA_RETRY_BACKOFF_MAX_MS": "1000",
+        "PLATESTREAM_PROGRESS_LOG_S": "0",
+        "PLATESTREAM_LOG_FORMAT": "json",
+    }
+    workers = {
+        "PLATESTREAM_GROUP_ID": prefix + "workers", "PLATESTREAM_BATCH_SIZE": "4", "PLATESTREAM_COUNTRY": "eu",
+        "PLATESTREAM_HEARTBEAT_INTERVAL_S": "3600",
+    }  # fmt: skip
+    parts = {}
+    for n in range(1, plan.workers + 1):
+        env = base | workers | {"PLATESTREAM_TRANSACTIONAL_ID": f"{prefix}worker-{n}"}
+        parts[f"worker-{n}"] = Part(f"worker-{n}", ["worker"], env, logs)
+    aggregator = {f"PLATESTREAM_{key.upper()}": str(value) for key, value in _aggregator_overrides().items()}
+    env = base | aggregator | {"PLATESTREAM_GROUP_ID": prefix + "aggregator",
+                               "PLATESTREAM_TRANSACTIONAL_ID": prefix + "aggregator-0"}  # fmt: skip
+    parts["aggregator"] = Part("aggregator", ["aggregate"], env, logs)
+    env = base | {"PLATESTREAM_GROUP_ID": prefix + "store", "PLATESTREAM_TRANSACTIONAL_ID": prefix + "store-0",
+                  "PLATESTREAM_SQLITE_PATH": str(directory / "soak.db")}  # fmt: skip
+    parts["store"] = Part("store", ["store"], env, logs)
+    command = ["produce", "s3", f"s3://{BUCKET}/frames/", "--key-pattern", KEY_PATTERN, "--rate", f"{rate:.3f}"]
+    parts["producer"] = Part("producer", command, base | {"PLATESTREAM_BACKFILL_ID": prefix + "backfill"}, logs)
+    return parts
+
+
+def _inject(faults: list[Fault], parts: dict[str, Part], cluster: LocalCluster | None, start: float) -> list[Injected]:
+    done = []
+    for fault in faults:
+        time.sleep(max(0.0, start + fault.at_s - time.time()))
+        began = time.time()
+        detail = ""
+        if fault.kind in ("kill-broker", "kill-controller"):
+            assert cluster is not None
+            leader = cluster.controller()
+            node = leader if fault.kind == "kill-controller" else next(n for n in cluster.nodes if n != leader)
+            detail = f"node {node}"
+            cluster.node(node).kill()
+            time.sleep(DOWN_S)
+            cluster.node(node).start()
+        elif fault.kind == "pause-worker":
+            part = parts[fault.target]
+            part.signal(signal.SIGSTOP)
+            time.sleep(SESSION_TIMEOUT_MS / 1000 + 6)  # its partitions move to the others meanwhile
+            part.signal(signal.SIGCONT)
+        else:
+            part = parts[fault.target]
+            if fault.target == "producer" and not part.running():
+                detail = "skipped: the backfill had finished"
+            else:
+                part.kill()
+                time.sleep(DOWN_S)
+                part.start()
+        ended = time.time()
+        log.info("soak_fault", kind=fault.kind, target=fault.target, detail=detail, seconds=round(ended - began, 1))
+        print(f"  {ended - start:6.1f} s  {fault.kind} {fault.target} {detail}".rstrip(), flush=True)
+        done.append(Injected(fault, began, ended, detail))
+    return done
+
+
+def _drain(parts: dict[str, Part], collector: Collector, frames: list[Frame], *, deadline: float) -> None:
+    """Until every frame has its result (the backfill started again whenever it stopped short)."""
+    wanted = {(frame.camera, frame.capture_ms) for frame in frames}
+    producer = parts["producer"]
+    while time.monotonic() < deadline:
+        if not producer.running() and producer.process is not None and producer.process.returncode != 0:
+            producer.start()  # a backfill that gave up on the broker resumes from its checkpoint
+        if wanted <= collector.frames_seen():
+            return
+        time.sleep(1.0)
+
+
+def _finish(settings: Settings, parts: dict[str, Part], collector: Collector, frames: list[Frame],
+            bad_keys: list[str], config: Any, directory: Path) -> Report:  # fmt: skip
+    """Wait for the groups to be sent and stored (the last after the idle flush), then check."""
+    from platestream.soak.check import expected_groups
+
+    results = list(collector.records)
+    expected = sum(expected_groups(results, config).values())
+    deadline = time.monotonic() + IDLE_FLUSH_MS / 1000 + 120
+    groups: list[dict[str, Any]] = []
+    stored: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        groups = [record for _, record in read_topic(settings, "alpr_group", "alpr_group", timeout_s=5)]
+        stored = _stored(directory / "soak.db")
+        if len(groups) >= expected and len(stored) >= expected:
+            break
+        time.sleep(3)
+    time.sleep(3)  # anything sent twice would show now
+    groups = [record for _, record in read_topic(settings, "alpr_group", "alpr_group", timeout_s=5)]
+    stored = _stored(directory / "soak.db")
+    letters = [record for _, record in read_topic(settings, "dead_letter", "dead_letter", timeout_s=5)]
+    results = [record for _, record in read_topic(settings, "alpr_results", "alpr_results", timeout_s=10)]
+    return verify(frames, bad_keys, results, groups, stored, letters, config)
+
+
+def _stored(database: Path) -> list[dict[str, Any]]:
+    import sqlite3
+
+    if not database.exists():
+        return []
+    try:
+        with sqlite3.connect(database, timeout=10) as connection:
+            return [json.loads(row[0]) for row in connection.execute("SELECT record FROM plate_groups")]
+    except sqlite3.Error:
+        return []  # not created yet
+
+
+def _recovery(injected: list[Injected], collector: Collector, start: float) -> tuple[float, float]:
+    """The longest wait, after a fault ended, for the next result to be written (faults after the
+    last result are not counted: nothing was left to write); and the longest gap between results
+    written after traffic began."""
+    written = sorted(collector.written)
+    recovery = 0.0
+    for item in injected:
+        after = [t for t in written if t >= item.ended]
+        if after:
+            recovery = max(recovery, after[0] - item.ended)
+    gaps = [b - a for a, b in itertools.pairwise(written) if a >= start]
+    return round(recovery, 1), round(max(gaps, default=0.0), 1)
+
+
+def print_report(report: Report) -> None:
+    rows = [
+        ("frames sent", report.frames_sent), ("bad objects sent", report.bad_objects_sent),
+        ("alpr_results committed", report.results), ("frames lost", report.frames_lost),
+        ("frames read twice", report.frames_duplicated), ("vehicles", report.vehicles),
+        ("vehicles read right", report.vehicles_read), ("groups expected", report.groups_expected),
+        ("groups sent", report.groups_sent), ("groups lost", report.groups_lost),
+        ("groups sent twice", report.groups_duplicated), ("groups stored (SQLite)", report.groups_stored),
+        ("stored groups missing", report.stored_lost), ("stored groups extra", report.stored_extra),
+        ("dead letters", report.dead_letters), ("dead letters not injected", report.dead_letters_unexpected),
+        ("faults", ", ".join(f"{kind} x{n}" for kind, n in report.faults.items()) or "none"),
+        ("longest wait for a result after a fault", f"{report.longest_recovery_s} s"),
+        ("longest gap between results", f"{report.longest_gap_s} s"),
+        ("duration", f"{report.duration_s} s"),
+    ]  # fmt: skip
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    print("OK: nothing lost, nothing duplicated" if report.ok else "FAILED: something was lost or duplicated")

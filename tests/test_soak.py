@@ -1,0 +1,76 @@
+"""The soak: its fault schedule and its checks on their own, and a short run of the whole thing on
+a three-node cluster, in which nothing may be lost or duplicated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from platestream.aggregator.grouping import GroupingConfig
+from platestream.soak.check import verify
+from platestream.soak.faults import KINDS, schedule
+from platestream.soak.traffic import traffic
+
+
+def test_the_schedule_is_seeded_spread_and_holds_each_kind_once_a_round() -> None:
+    first = schedule(100, seed=3, workers=2)
+    assert first == schedule(100, seed=3, workers=2)
+    assert first != schedule(100, seed=4, workers=2)
+    assert sorted(fault.kind for fault in first) == sorted(KINDS)
+    times = [fault.at_s for fault in first]
+    assert times == sorted(times)
+    assert times[0] > 0
+    assert times[-1] < 100 * 0.7
+    assert {f.target for f in first if f.kind.endswith("worker")} <= {"worker-1", "worker-2"}
+    assert len(schedule(1200, seed=3, workers=2)) == len(KINDS) * 10  # a round per 84 s of the 840 s window
+    with pytest.raises(ValueError, match="unknown fault kinds"):
+        schedule(100, seed=1, workers=1, kinds=["unplug-the-rack"])
+
+
+def test_the_check_counts_what_was_lost_duplicated_and_injected() -> None:
+    from platestream.soak.check import expected_groups
+    from platestream.soak.traffic import Frame
+    from tests.test_aggregator_service import traffic as simulated_results
+
+    results = simulated_results(6, seed=2)
+    config = GroupingConfig()
+    sent = [{"uuids": list(uuids), "camera_id": 0, "best_plate_number": "", "epoch_start": 0, "epoch_end": 0}
+            for uuids in expected_groups(results, config)]  # fmt: skip
+    frames = [Frame(int(r["camera_id"]), int(r["epoch_time"]), "X", n, 0) for n, r in enumerate(results)]
+    injected = {"original_reference": "s3://soak/frames/9/1.jpg"}
+    clean = verify(frames, ["frames/9/1.jpg"], results, sent, sent, [injected], config)
+    assert clean.ok, clean
+    assert (clean.frames_lost, clean.groups_lost, clean.groups_sent, clean.dead_letters) == (0, 0, len(sent), 1)
+    stray = {"original_reference": "s3://soak/frames/1/5.jpg"}
+    broken = verify([*frames, Frame(7, 1, "Y", 99, 0)], ["frames/9/1.jpg"], results + results[:1],
+                    sent + sent[:1], sent[2:], [injected, stray], config)  # fmt: skip
+    assert not broken.ok
+    assert (broken.frames_lost, broken.frames_duplicated) == (1, 1)
+    assert broken.groups_duplicated >= 1
+    assert broken.stored_lost >= 2
+    assert broken.dead_letters_unexpected == 1
+
+
+def test_traffic_is_seeded_and_each_frame_has_its_own_key() -> None:
+    frames = traffic(20, seed=7)
+    assert frames == traffic(20, seed=7)
+    assert len({f.vehicle for f in frames}) == 20
+    assert len({f.key for f in frames}) == len(frames)
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_a_short_soak_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    from platestream.settings import Settings
+    from platestream.soak.run import Plan, print_report, run_soak
+
+    settings = Settings.model_validate({"state_dir": tmp_path / "state"})
+    report = run_soak(settings, Plan(duration_s=90, vehicles=10, workers=2, seed=2, bad_objects=2,
+                                     directory=tmp_path / "soak"))  # fmt: skip
+    print_report(report)
+    assert report.ok, report
+    assert report.results == report.frames_sent
+    assert report.dead_letters == 2
+    assert sum(report.faults.values()) == len(KINDS)
+    assert report.groups_sent >= report.vehicles // 2, "the vehicles made groups"
