@@ -677,7 +677,8 @@ def bench_worker(settings: Settings, frames: int, processes: str) -> None:
         click.echo(
             f"{run.processes} worker(s): {run.frames} frames, {run.frames_per_second:6.1f} frames/s"
             f" ({run.frames_per_second / base:4.2f}x), {run.seconds:5.1f} s; outside the engine {run.overhead:6.1%}"
-            f" of engine time (engine {run.engine_s:5.1f} s, decode beside it {run.fetch_decode_s:4.1f} s)"
+            f" of engine time (engine {run.engine_s:5.1f} s, decode beside it {run.fetch_decode_s:4.1f} s);"
+            f" peak memory of a worker {run.peak_rss_mb:.0f} MB"
         )
 
 

@@ -366,13 +366,15 @@ def _stored(database: Path) -> list[dict[str, Any]]:
 
 
 def _recovery(injected: list[Injected], collector: Collector, start: float) -> tuple[float, float]:
-    """The longest wait, after a fault ended, for the next result to be written (faults after the
-    last result are not counted: nothing was left to write); and the longest gap between results
-    written after traffic began."""
+    """The longest wait, after a fault ended, for the next result to be written (counted for faults
+    that ended while results flowed: after the first and before the last); and the longest gap
+    between results written after traffic began."""
     written = sorted(collector.written)
     recovery = 0.0
     for item in injected:
         after = [t for t in written if t >= item.ended]
+        if written and item.started < written[0]:
+            continue  # the pipeline had not got going yet
         if after:
             recovery = max(recovery, after[0] - item.ended)
     gaps = [b - a for a, b in itertools.pairwise(written) if a >= start]

@@ -14,6 +14,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from platestream.kafka import create_topics, make_consumer
 from platestream.producers import produce_frames
 from platestream.settings import Settings
@@ -32,6 +34,7 @@ class WorkerRun:
     busy_s: float
     engine_s: float
     fetch_decode_s: float
+    peak_rss_mb: float = 0.0  # the largest resident memory of any one worker while it drained the backlog
 
     @property
     def overhead(self) -> float:
@@ -83,12 +86,15 @@ def run(settings: Settings, frames: int, processes: int, log_dir: Path) -> Worke
         for i in range(processes)
     ]
     consumer = make_consumer(settings, "alpr_results", group_id=None)
+    watched = [psutil.Process(worker.pid) for worker in workers]
+    peak_rss = 0
     seen = 0
     first_at = last_at = None
     first_count = 0
     deadline = time.monotonic() + 1800
     while seen < frames and time.monotonic() < deadline:
         polled = consumer.poll(timeout_ms=500)
+        peak_rss = max([peak_rss, *(_rss(process) for process in watched)])
         got = sum(len(batch) for batch in polled.values())
         if got:
             now = time.monotonic()
@@ -110,7 +116,14 @@ def run(settings: Settings, frames: int, processes: int, log_dir: Path) -> Worke
                     totals[key] += float(event.get(key, 0.0))
     elapsed = (last_at or 0.0) - (first_at or 0.0)
     rate = (seen - first_count) / elapsed if elapsed > 0 else 0.0
-    return WorkerRun(processes, seen, elapsed, rate, **totals)
+    return WorkerRun(processes, seen, elapsed, rate, **totals, peak_rss_mb=round(peak_rss / 2**20, 1))
+
+
+def _rss(process: psutil.Process) -> int:
+    try:
+        return int(process.memory_info().rss)
+    except psutil.Error:
+        return 0  # it ended
 
 
 def bench(settings: Settings, frames: int, process_counts: list[int]) -> list[WorkerRun]:
