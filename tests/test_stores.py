@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -94,6 +95,38 @@ def test_json_lines_are_partitioned_by_date_and_camera_and_rewritten_whole(tmp_p
     store.write_batch(records, 3, 42)  # the replayed batch, now longer, replaces the file
     written = (tmp_path / "lake" / "date=2023-11-14/camera=1/part-003-000000000042.jsonl").read_text().splitlines()
     assert [json.loads(line)["best_plate_number"] for line in written] == ["ABC1234"]
+
+
+@pytest.mark.parametrize("where", ["folder", "s3"])
+def test_a_replayed_batch_shorter_than_the_failed_one_leaves_no_group_in_two_files(
+    where: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A batch fails after its files were written; read again, the batch holds fewer groups (one
+    camera's) and the rest come in the next batch, under the next name: the failed batch's other
+    file must not stay beside it."""
+    if where == "s3":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="lake2")
+        store = JsonLinesStore("s3://lake2/alpr", s3_endpoint_url=endpoint)
+    else:
+        store = JsonLinesStore(str(tmp_path / "lake"))
+    records = [group("ABC1234", 1, DAY), group("XYZ9876", 2, DAY + 1000), group("QRS5555", 2, DAY + 2000)]
+    store.write_batch(records, 0, 10)  # offsets 10-12; its transaction fails
+    store.write_batch(records[:1], 0, 10)  # read again: only offset 10 this time; committed
+    store.write_batch(records[1:], 0, 11)  # then 11-12; committed
+    store.write_batch([group("LMN4444", 1, DAY + 3000)], 0, 13)  # a later batch keeps the committed ones
+    plates = Counter(json.loads(line)["best_plate_number"] for line in _lake_lines(where, tmp_path / "lake", request))
+    assert plates == Counter({"ABC1234": 1, "XYZ9876": 1, "QRS5555": 1, "LMN4444": 1})
+
+
+def _lake_lines(where: str, folder: Path, request: pytest.FixtureRequest) -> list[str]:
+    """Every line of the lake's data files."""
+    if where == "folder":
+        return [line for path in sorted(folder.rglob("*.jsonl")) for line in path.read_text().splitlines()]
+    client = boto3.client("s3", endpoint_url=request.getfixturevalue("s3_endpoint"), region_name="us-east-1")
+    keys = [item["Key"] for item in client.list_objects_v2(Bucket="lake2", Prefix="alpr/date=")["Contents"]]
+    bodies = [client.get_object(Bucket="lake2", Key=key)["Body"].read().decode() for key in keys]
+    return [line for body in bodies for line in body.splitlines()]
 
 
 def test_json_lines_on_s3(s3_endpoint: str) -> None:
