@@ -39,17 +39,18 @@ def test_the_check_counts_what_was_lost_duplicated_and_injected() -> None:
             for uuids in expected_groups(results, config)]  # fmt: skip
     frames = [Frame(int(r["camera_id"]), int(r["epoch_time"]), "X", n, 0) for n, r in enumerate(results)]
     injected = {"original_reference": "s3://soak/frames/9/1.jpg"}
-    clean = verify(frames, ["frames/9/1.jpg"], results, sent, sent, [injected], config)
+    clean = verify(frames, ["frames/9/1.jpg"], results, sent, sent, sent, [injected], config)
     assert clean.ok, clean
     assert (clean.frames_lost, clean.groups_lost, clean.groups_sent, clean.dead_letters) == (0, 0, len(sent), 1)
     stray = {"original_reference": "s3://soak/frames/1/5.jpg"}
     broken = verify([*frames, Frame(7, 1, "Y", 99, 0)], ["frames/9/1.jpg"], results + results[:1],
-                    sent + sent[:1], sent[2:], [injected, stray], config)  # fmt: skip
+                    sent + sent[:1], sent[2:], sent + sent[-1:], [injected, stray], config)  # fmt: skip
     assert not broken.ok
     assert (broken.frames_lost, broken.frames_duplicated) == (1, 1)
     assert broken.groups_duplicated >= 1
     assert broken.stored_lost >= 2
     assert broken.dead_letters_unexpected == 1
+    assert broken.lake_extra == 1
 
 
 def test_traffic_is_seeded_and_each_frame_has_its_own_key() -> None:

@@ -27,6 +27,9 @@ class Report:
     groups_stored: int
     stored_lost: int
     stored_extra: int
+    groups_in_lake: int  # JSON-lines files
+    lake_lost: int
+    lake_extra: int
     dead_letters: int
     dead_letters_unexpected: int
     vehicles: int
@@ -39,7 +42,8 @@ class Report:
     @property
     def ok(self) -> bool:
         return not (self.frames_lost or self.frames_duplicated or self.groups_lost or self.groups_duplicated
-                    or self.stored_lost or self.stored_extra or self.dead_letters_unexpected
+                    or self.stored_lost or self.stored_extra or self.lake_lost or self.lake_extra
+                    or self.dead_letters_unexpected
                     or self.dead_letters != self.bad_objects_sent)  # fmt: skip
 
 
@@ -57,12 +61,14 @@ def expected_groups(results: Iterable[dict[str, Any]], config: GroupingConfig) -
 
 
 def verify(frames: list[Frame], bad_keys: list[str], results: list[dict[str, Any]], groups: list[dict[str, Any]],
-           stored: list[dict[str, Any]], letters: list[dict[str, Any]], config: GroupingConfig) -> Report:  # fmt: skip
+           stored: list[dict[str, Any]], lake: list[dict[str, Any]], letters: list[dict[str, Any]],
+           config: GroupingConfig) -> Report:  # fmt: skip
     wanted = Counter((frame.camera, frame.capture_ms) for frame in frames)
     seen = Counter((int(r["camera_id"]), int(r["epoch_time"])) for r in results)
     expected = expected_groups(results, config)
     sent = Counter(tuple(group["uuids"]) for group in groups)
     kept = Counter(tuple(group["uuids"]) for group in stored)
+    files = Counter(tuple(group["uuids"]) for group in lake)
     references = Counter(str(letter.get("original_reference") or "") for letter in letters)
     unexpected = sum(n for ref, n in references.items() if not any(ref.endswith(key) for key in bad_keys))
     return Report(
@@ -78,6 +84,9 @@ def verify(frames: list[Frame], bad_keys: list[str], results: list[dict[str, Any
         groups_stored=sum(kept.values()),
         stored_lost=sum((sent - kept).values()),
         stored_extra=sum((kept - sent).values()),
+        groups_in_lake=sum(files.values()),
+        lake_lost=sum((sent - files).values()),
+        lake_extra=sum((files - sent).values()),
         dead_letters=len(letters),
         dead_letters_unexpected=unexpected,
         vehicles=len({frame.vehicle for frame in frames}),

@@ -276,7 +276,8 @@ def _parts(
                                "PLATESTREAM_TRANSACTIONAL_ID": prefix + "aggregator-0"}  # fmt: skip
     parts["aggregator"] = Part("aggregator", ["aggregate"], env, logs)
     env = base | {"PLATESTREAM_GROUP_ID": prefix + "store", "PLATESTREAM_TRANSACTIONAL_ID": prefix + "store-0",
-                  "PLATESTREAM_SQLITE_PATH": str(directory / "soak.db")}  # fmt: skip
+                  "PLATESTREAM_SQLITE_PATH": str(directory / "soak.db"),
+                  "PLATESTREAM_JSONL_TARGET": str(directory / "lake")}  # fmt: skip
     parts["store"] = Part("store", ["store"], env, logs)
     command = ["produce", "s3", f"s3://{BUCKET}/frames/", "--key-pattern", KEY_PATTERN, "--rate", f"{rate:.3f}"]
     parts["producer"] = Part("producer", command, base | {"PLATESTREAM_BACKFILL_ID": prefix + "backfill"}, logs)
@@ -350,7 +351,9 @@ def _finish(settings: Settings, parts: dict[str, Part], collector: Collector, fr
     stored = _stored(directory / "soak.db")
     letters = [record for _, record in read_topic(settings, "dead_letter", "dead_letter", timeout_s=5)]
     results = [record for _, record in read_topic(settings, "alpr_results", "alpr_results", timeout_s=10)]
-    return verify(frames, bad_keys, results, groups, stored, letters, config)
+    lake = [json.loads(line) for path in sorted((directory / "lake").rglob("*.jsonl"))
+            for line in path.read_text().splitlines() if line]  # fmt: skip
+    return verify(frames, bad_keys, results, groups, stored, lake, letters, config)
 
 
 def _stored(database: Path) -> list[dict[str, Any]]:
@@ -390,6 +393,8 @@ def print_report(report: Report) -> None:
         ("groups sent", report.groups_sent), ("groups lost", report.groups_lost),
         ("groups sent twice", report.groups_duplicated), ("groups stored (SQLite)", report.groups_stored),
         ("stored groups missing", report.stored_lost), ("stored groups extra", report.stored_extra),
+        ("groups in JSON-lines files", report.groups_in_lake), ("missing from the files", report.lake_lost),
+        ("extra in the files", report.lake_extra),
         ("dead letters", report.dead_letters), ("dead letters not injected", report.dead_letters_unexpected),
         ("faults", ", ".join(f"{kind} x{n}" for kind, n in report.faults.items()) or "none"),
         ("longest wait for a result after a fault", f"{report.longest_recovery_s} s"),
