@@ -113,6 +113,39 @@ class BrokerState:
 
 
 @dataclass(frozen=True)
+class Security:
+    """A broker that takes clients only over TLS with SCRAM-SHA-512 passwords (SASL_SSL): its
+    certificate and key in a PKCS12 keystore, the CA that signed it (PEM, for its own connections
+    and its clients), and the users it knows, created when its storage is formatted."""
+
+    keystore: Path
+    keystore_password: str
+    ca_file: Path
+    users: tuple[tuple[str, str], ...]  # (name, password); the first is the broker's own
+
+    def client_config(self, user: str, password: str) -> dict[str, object]:
+        """kafka-python settings of a client that logs in as `user`."""
+        return {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": user,
+                "sasl_plain_password": password, "ssl_cafile": str(self.ca_file)}  # fmt: skip
+
+    def properties(self) -> list[str]:
+        name, password = self.users[0]
+        login = "org.apache.kafka.common.security.scram.ScramLoginModule required"
+        return [
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+            f'listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={login} username="{name}" password="{password}";',
+            f"ssl.keystore.location={self.keystore}",
+            "ssl.keystore.type=PKCS12",
+            f"ssl.keystore.password={self.keystore_password}",
+            f"ssl.key.password={self.keystore_password}",
+            f"ssl.truststore.location={self.ca_file}",
+            "ssl.truststore.type=PEM",
+            "ssl.client.auth=none",
+        ]
+
+
+@dataclass(frozen=True)
 class Membership:
     """A node's place in its cluster: its id, the controller quorum's voters ('1@host:port,...';
     None: the node alone), the cluster id all share, and how many copies topics are kept in."""
@@ -126,10 +159,12 @@ class Membership:
 class LocalBroker:
     """One broker process whose data, logs and state live in `directory`."""
 
-    def __init__(self, directory: Path, *, heap_mb: int = 512, membership: Membership | None = None) -> None:
+    def __init__(self, directory: Path, *, heap_mb: int = 512, membership: Membership | None = None,
+                 security: Security | None = None) -> None:  # fmt: skip
         self.directory = directory.resolve()
         self.heap_mb = heap_mb
         self.membership = membership or Membership()
+        self.security = security
         self._process: subprocess.Popen[bytes] | None = None  # the process this object started
 
     @property
@@ -258,17 +293,19 @@ class LocalBroker:
         properties = self.directory / "server.properties"
         node = self.membership
         in_sync = min(2, node.replicas)
+        client = "SASL_SSL" if self.security else "PLAINTEXT"
         properties.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
                     f"node.id={node.node_id}",
                     f"controller.quorum.voters={node.voters or f'{node.node_id}@127.0.0.1:{controller_port}'}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                    f"listeners={client}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+                    f"advertised.listeners={client}://127.0.0.1:{port}",
                     "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"inter.broker.listener.name={client}",
+                    f"listener.security.protocol.map={client}:{client},CONTROLLER:PLAINTEXT",
+                    *(self.security.properties() if self.security else []),
                     f"log.dirs={data}",
                     "num.partitions=1",
                     f"default.replication.factor={node.replicas}",
@@ -308,9 +345,12 @@ class LocalBroker:
             return
         cluster_id = self.membership.cluster_id or new_cluster_id()
         java = shutil.which("java") or "java"
+        users = [f"SCRAM-SHA-512=[name={name},password={password}]" for name, password in
+                 (self.security.users if self.security else ())]  # fmt: skip
         done = subprocess.run(
             [java, "-cp", f"{jars}/*", "-Dlog4j.configuration=file:/dev/null",
-             "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)],
+             "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties),
+             *(argument for user in users for argument in ("--add-scram", user))],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if done.returncode != 0:
@@ -324,7 +364,8 @@ class LocalBroker:
                     f"the Kafka broker exited with code {process.returncode} while starting;"
                     f" its log ends:\n{self.log_tail()}"
                 )
-            if broker_answers(state.bootstrap):
+            client = self.security.client_config(*self.security.users[0]) if self.security else {}
+            if broker_answers(state.bootstrap, **client):
                 return
             time.sleep(0.3)
         raise BrokerError(
@@ -442,8 +483,9 @@ class LocalCluster:
         return recorded.read_text().strip()
 
 
-def broker_answers(bootstrap: str) -> bool:
-    """True once the broker serves metadata (its listener alone is not enough)."""
+def broker_answers(bootstrap: str, **client: object) -> bool:
+    """True once the broker serves metadata (its listener alone is not enough); `client`: the
+    kafka-python settings of a secured listener."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
@@ -453,7 +495,7 @@ def broker_answers(bootstrap: str) -> bool:
     except OSError:
         return False  # not listening yet; spare the client's connection warnings
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, **client)
     except (KafkaError, OSError, ValueError):
         return False
     try:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
+import ssl
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from kafka.errors import (
     KafkaError,
     KafkaTimeoutError,
     ProducerFencedError,
+    SaslAuthenticationFailedError,
     TopicAlreadyExistsError,
     UnknownBrokerIdError,
 )
@@ -51,6 +55,8 @@ def client_config(settings: Settings) -> dict[str, Any]:
         "bootstrap_timeout_ms": settings.kafka_connect_timeout_ms,
         "request_timeout_ms": settings.kafka_request_timeout_ms,
     }
+    if settings.kafka_ssl_cafile is not None:
+        config["ssl_cafile"] = str(settings.kafka_ssl_cafile)
     if settings.kafka_sasl_mechanism:
         config["sasl_mechanism"] = settings.kafka_sasl_mechanism
         config["sasl_plain_username"] = settings.kafka_sasl_username
@@ -74,7 +80,8 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
         "linger_ms": 5,
         "max_request_size": 25 * 1024 * 1024,
     }
-    return KafkaProducer(**(config | overrides))
+    with explained_connect_errors(settings):
+        return KafkaProducer(**(config | overrides))
 
 
 def make_consumer(settings: Settings, *topics: str, group_id: str | None, **overrides: Any) -> KafkaConsumer:
@@ -91,17 +98,60 @@ def make_consumer(settings: Settings, *topics: str, group_id: str | None, **over
         "max_partition_fetch_bytes": 26 * 1024 * 1024,
         "fetch_max_bytes": 64 * 1024 * 1024,
     }
-    consumer = KafkaConsumer(**(config | overrides))
+    with explained_connect_errors(settings):
+        consumer = KafkaConsumer(**(config | overrides))
     if topics:
         consumer.subscribe([settings.topic_name(name) for name in topics])
     return consumer
 
 
 def make_admin(settings: Settings) -> KafkaAdminClient:
-    try:
+    with explained_connect_errors(settings):
         return KafkaAdminClient(**client_config(settings) | {"request_timeout_ms": 15000})
+
+
+class _ConnectFailures(logging.Handler):
+    """Why connections to the brokers failed, as kafka-python logs it (the timeout it raises in the
+    end does not say): a refused password, a certificate that does not verify."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.refused: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        arguments = record.args if isinstance(record.args, tuple) else ()
+        self.refused += [a for a in arguments if isinstance(a, (SaslAuthenticationFailedError, ssl.SSLError))]
+
+
+@contextmanager
+def explained_connect_errors(settings: Settings) -> Iterator[None]:
+    """A client that cannot bootstrap raises BrokerError saying why, where kafka-python knew: a
+    wrong password or user, or a broker certificate the CA does not vouch for."""
+    logger = logging.getLogger("kafka.net.manager")
+    watcher = _ConnectFailures()
+    level, propagate, shown = logger.level, logger.propagate, logger.getEffectiveLevel()
+    logger.addHandler(watcher)
+    logger.setLevel(min(shown, logging.WARNING))
+    logger.propagate = propagate and shown <= logging.WARNING  # what the log settings hid stays hidden
+    try:
+        yield
     except KafkaError as error:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap_servers(settings)!r}: {error}") from None
+        where = f"cannot reach Kafka at {bootstrap_servers(settings)!r}"
+        refused = watcher.refused[-1] if watcher.refused else None
+        if isinstance(refused, SaslAuthenticationFailedError):
+            raise BrokerError(
+                f"{where}: authentication failed for user {settings.kafka_sasl_username!r}"
+                f" ({settings.kafka_sasl_mechanism}): check PLATESTREAM_KAFKA_SASL_USERNAME and _PASSWORD"
+            ) from None
+        if isinstance(refused, ssl.SSLError):
+            raise BrokerError(
+                f"{where}: TLS handshake failed ({refused.reason or refused}): check PLATESTREAM_KAFKA_SSL_CAFILE"
+            ) from None
+        raise BrokerError(f"{where}: {error}") from None
+    finally:
+        logger.removeHandler(watcher)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @dataclass(frozen=True)

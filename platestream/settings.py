@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str | None = Field(None, description="SASL mechanism, e.g. SCRAM-SHA-512.")
     kafka_sasl_username: str | None = Field(None, description="SASL user name.")
     kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (never printed).")
+    kafka_ssl_cafile: Path | None = Field(
+        None,
+        description="CA certificate (PEM) that TLS brokers' certificates are checked against; unset: the system's.",
+    )
     topic_prefix: str = Field("", description="Prefix of every topic name, e.g. 'prod.'.")
     wire_format: Literal["single-object", "avro", "confluent"] = Field(
         "single-object",
