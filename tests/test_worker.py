@@ -125,13 +125,12 @@ def test_missing_and_changed_s3_objects_are_dead_lettered(
 
 
 class _RefusingS3(http.server.BaseHTTPRequestHandler):
-    """An S3 endpoint that refuses (403) or fails (503) every request, as a misconfigured or
-    unavailable store does."""
+    """An S3 endpoint that refuses every request (403, or 400), as a misconfigured store does."""
 
     status = 403
 
     def do_GET(self) -> None:
-        code = "AccessDenied" if self.status == 403 else "SlowDown"
+        code = "AccessDenied" if self.status == 403 else "InvalidRequest"
         body = f"<Error><Code>{code}</Code><Message>no</Message></Error>".encode()
         self.send_response(self.status)
         self.send_header("Content-Type", "application/xml")
@@ -143,7 +142,7 @@ class _RefusingS3(http.server.BaseHTTPRequestHandler):
         return
 
 
-@pytest.fixture(params=[403, 503], ids=["forbidden", "unavailable"])
+@pytest.fixture(params=[403, 400], ids=["forbidden", "bad request"])
 def refusing_s3(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
     handler = type("Handler", (_RefusingS3,), {"status": request.param})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -153,14 +152,84 @@ def refusing_s3(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
     server.shutdown()
 
 
-def test_forbidden_and_unavailable_s3_are_dead_lettered_after_retries(
+def test_requests_s3_refuses_for_good_are_dead_lettered(
     kafka_settings: Settings, engine: Engine, refusing_s3: tuple[str, int]
 ) -> None:
     endpoint, status = refusing_s3
     send_frames(kafka_settings, [frame_record("r", 1, ref={"bucket": "b", "key": "k.jpg"})])
     letters = dead_letters_for(kafka_settings, engine, 1, s3_endpoint_url=endpoint, s3_max_attempts=2)
-    assert letters[0]["reason"] == ("s3_access_denied" if status == 403 else "s3_unavailable")
+    assert letters[0]["reason"] == ("s3_access_denied" if status == 403 else "s3_request_failed")
     assert letters[0]["original_reference"] == "s3://b/k.jpg"
+
+
+class _FlakyS3(http.server.BaseHTTPRequestHandler):
+    """An S3 endpoint in an outage (503 SlowDown) until `up` is set, then serving one image."""
+
+    up = threading.Event()
+    image = b""
+    refused = 0
+
+    def do_GET(self) -> None:
+        if not self.up.is_set():
+            type(self).refused += 1
+            body, status, kind = b"<Error><Code>SlowDown</Code></Error>", 503, "application/xml"
+        else:
+            body, status, kind = self.image, 200, "image/jpeg"
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def test_an_s3_outage_holds_the_frames_back_until_it_ends_and_loses_none(
+    kafka_settings: Settings, engine: Engine
+) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    from platestream.broker import free_port
+
+    class Handler(_FlakyS3):
+        up = threading.Event()
+        image = plate_jpeg("AB12CDE")
+        refused = 0
+
+    handler = Handler
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = free_port()
+    frames = [frame_record("o", n, ref={"bucket": "b", "key": f"{n}.jpg"}) for n in range(3)]
+    send_frames(kafka_settings, frames)
+    settings = worker_settings(kafka_settings, s3_endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+                               s3_max_attempts=2, health_port=port, stall_not_ready_s=2.0)  # fmt: skip
+    try:
+        with running_worker(settings, engine):
+            deadline = time.monotonic() + 30
+            while True:  # the outage shows on /readyz, with its cause
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5)
+                except urllib.error.HTTPError as error:
+                    body = json.loads(error.read())
+                    if "S3 unavailable" in body.get("reason", ""):
+                        break
+                except urllib.error.URLError:
+                    pass
+                assert time.monotonic() < deadline, "readiness never said S3 was unavailable"
+                time.sleep(0.5)
+            assert read_topic(kafka_settings, "alpr_results", "alpr_results", timeout_s=2) == []
+            handler.up.set()
+            results = read_topic(kafka_settings, "alpr_results", "alpr_results", count=3, timeout_s=90)
+        letters = read_topic(kafka_settings, "dead_letter", "dead_letter", timeout_s=2)
+    finally:
+        server.shutdown()
+    assert sorted(r["frame_number"] for _, r in results) == [0, 1, 2]
+    assert letters == [], "no frame was given up during the outage"
+    assert handler.refused >= 2
 
 
 def test_heartbeats_health_and_metrics(kafka_settings: Settings, engine: Engine) -> None:

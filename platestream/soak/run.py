@@ -266,6 +266,7 @@ def _parts(
     workers = {
         "PLATESTREAM_GROUP_ID": prefix + "workers", "PLATESTREAM_BATCH_SIZE": "4", "PLATESTREAM_COUNTRY": "eu",
         "PLATESTREAM_HEARTBEAT_INTERVAL_S": "3600",
+        "PLATESTREAM_EMIT_EMPTY": "true",  # a frame read without a plate has its record too: each frame is counted
     }  # fmt: skip
     parts = {}
     for n in range(1, plan.workers + 1):

@@ -9,9 +9,20 @@ from platestream.errors import MissingExtraError, PlatestreamError
 
 
 class FetchError(PlatestreamError):
-    """The image a frame references cannot be had."""
+    """The image a frame references cannot be had: S3 refused the request for good."""
+
+    reason = "s3_request_failed"
+
+
+class S3UnavailableError(FetchError):
+    """S3 did not answer, or failed on its side (5xx, throttling, a connection error), after the
+    client's retries: an outage to wait out, not a frame to give up on."""
 
     reason = "s3_unavailable"
+
+
+class S3NotConfiguredError(FetchError):
+    reason = "s3_not_configured"
 
 
 class ObjectMissingError(FetchError):
@@ -29,6 +40,8 @@ class ObjectChangedError(FetchError):
 _MISSING = {"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "404", "NotFound"}
 _FORBIDDEN = {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
 _CHANGED = {"PreconditionFailed", "412"}
+_UNAVAILABLE = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling",
+                "ThrottlingException", "RequestTimeTooSkewed"}  # fmt: skip
 
 
 def reference_uri(ref: Mapping[str, Any]) -> str:
@@ -81,7 +94,9 @@ class S3Fetcher:
                                 (_CHANGED, ObjectChangedError)):  # fmt: skip
                 if code in codes or status in codes:
                     raise kind(f"{uri}: {code or status}: {error}") from None
-            raise FetchError(f"{uri}: {code or status} after retries: {error}") from None
+            if code in _UNAVAILABLE or status.startswith("5"):
+                raise S3UnavailableError(f"{uri}: {code or status} after retries: {error}") from None
+            raise FetchError(f"{uri}: {code or status}: {error}") from None
         except BotoCoreError as error:
-            raise FetchError(f"{uri}: {type(error).__name__} after retries: {error}") from None
+            raise S3UnavailableError(f"{uri}: {type(error).__name__} after retries: {error}") from None
         return body

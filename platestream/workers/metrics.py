@@ -28,13 +28,16 @@ class WorkerMetrics:
             import prometheus_client as prom
         except ImportError:
             inert: Any = _Inert()
-            self.frames = self.results = self.dead_letters = self.aborted = inert
+            self.frames = self.results = self.dead_letters = self.aborted = self.s3_unavailable = inert
             self.batch_size = self.engine_seconds = self.fetch_seconds = self.end_to_end = self.lag = inert
             return
         self.frames = prom.Counter("platestream_worker_frames", "Frames consumed and committed.")
         self.results = prom.Counter("platestream_worker_plates", "Plates found.")
         self.dead_letters = prom.Counter("platestream_worker_dead_letters", "Frames dead-lettered.", ["reason"])
         self.aborted = prom.Counter("platestream_worker_aborted_batches", "Batches aborted and consumed again.")
+        self.s3_unavailable = prom.Counter(
+            "platestream_worker_s3_unavailable", "Batches held back because S3 did not answer, read again later."
+        )
         self.batch_size = prom.Histogram(
             "platestream_worker_batch_size", "Frames per batch.", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
         )

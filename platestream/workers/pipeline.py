@@ -17,7 +17,7 @@ from platestream.deadletter import Origin, dead_letter
 from platestream.errors import PlatestreamError, SchemaError
 from platestream.schemas import Codec
 from platestream.workers.engine import Engine, Image, ImageError, Options, decode_image
-from platestream.workers.fetch import FetchError, reference_uri
+from platestream.workers.fetch import FetchError, S3NotConfiguredError, S3UnavailableError, reference_uri
 from platestream.workers.results import alpr_results, frame_uuid
 
 
@@ -126,12 +126,16 @@ class FramePipeline:
             data = frame["image"]
             if data is None:
                 if self.fetch_object is None:
-                    raise FetchError(f"{name} references {reference_uri(frame['image_ref'])} but S3 is not set up")
+                    raise S3NotConfiguredError(
+                        f"{name} references {reference_uri(frame['image_ref'])} but S3 is not set up"
+                    )
                 data = self.fetch_object(frame["image_ref"])
                 name = f"{name} ({reference_uri(frame['image_ref'])})"
             work.image = decode_image(
                 data, max_bytes=self.defaults.max_image_bytes, max_pixels=self.defaults.max_image_pixels, name=name
             )
+        except S3UnavailableError:
+            raise  # the whole batch waits for S3 (the worker reads it again): nothing is given up
         except (ImageError, FetchError) as error:
             return error
         return None

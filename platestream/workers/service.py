@@ -28,11 +28,13 @@ from platestream.service import ProgressLog, Service, StallLimits, run_until_sig
 from platestream.settings import WorkerSettings
 from platestream.transactions import TransactionalWriter, input_waiting
 from platestream.workers.engine import Engine, engine_from_settings
-from platestream.workers.fetch import S3Fetcher
+from platestream.workers.fetch import S3Fetcher, S3UnavailableError
 from platestream.workers.metrics import worker_metrics
 from platestream.workers.pipeline import BatchReport, FrameDefaults, FramePipeline, Output, Prepared
 
 log = get_logger(__name__)
+
+S3_RETRY_MAX_S = 30.0  # the longest wait before a batch that S3 failed is read again
 
 
 class Worker(Service):
@@ -46,6 +48,7 @@ class Worker(Service):
         self.engine = engine or engine_from_settings(settings)
         self.metrics = worker_metrics()
         self._last_heartbeat = 0.0
+        self._s3_outages = 0  # S3 outages in a row: the wait before reading the batch again doubles
         self.totals = {"frames": 0, "batches": 0, "busy_s": 0.0, "engine_s": 0.0, "fetch_decode_s": 0.0}
         self.progress_log = ProgressLog("worker_progress", settings.progress_log_s)
         self._codecs = {name: codec(settings, name) for name in ("frame", "alpr_results", "dead_letter", "heartbeat")}
@@ -118,6 +121,10 @@ class Worker(Service):
                     self.progress.blocked(f"Kafka: {error}")
                     pending = None
                     writer.recover(consumer)
+                except S3UnavailableError as error:  # nothing of the batch was sent: wait, read it again
+                    pending = None
+                    self._wait_for_s3(error)
+                    writer.recover(consumer)
             if pending is not None:
                 self._complete(pending, pipeline, consumer)  # finish the batch in hand
         finally:
@@ -139,6 +146,7 @@ class Worker(Service):
             log.warning("batch_aborted", error=str(error), frames=len(batch.messages))
             self.metrics.aborted.inc()
             return False
+        self._s3_outages = 0
         busy = time.perf_counter() - started  # the main thread's time; decoding ran beside it
         self.metrics.observe(report, len(batch.messages), busy)
         self.totals["frames"] += len(batch.messages)
@@ -160,6 +168,17 @@ class Worker(Service):
             Send(self.settings.topic_name(o.topic), self._codecs[o.schema].encode(o.record), o.key) for o in outputs
         ]
         return self.writer.commit(sends, offsets, consumer)
+
+    def _wait_for_s3(self, error: S3UnavailableError) -> None:
+        """An outage: readiness says so, and the wait before the batch is read again doubles."""
+        self._s3_outages += 1
+        delay = min(S3_RETRY_MAX_S, 0.5 * 2 ** min(self._s3_outages, 8))
+        log.warning("s3_unavailable", error=str(error), attempt=self._s3_outages, next_in_s=delay)
+        self.progress.blocked(f"S3 unavailable, attempt {self._s3_outages}: {error}")
+        self.metrics.s3_unavailable.inc()
+        deadline = time.monotonic() + delay
+        while not self._stopping and time.monotonic() < deadline:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
     def _maybe_heartbeat(self) -> bool:
         """Send a heartbeat record when one is due; False when its transaction failed."""
