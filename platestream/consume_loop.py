@@ -27,6 +27,7 @@ from platestream.transactions import TransactionalWriter, input_waiting
 log = get_logger(__name__)
 
 FIRST_RECORD_WAIT_MS = 500  # how long one poll waits for a batch's first record
+STALLED_PARTITION_S = 60.0  # records waiting in an owned partition this long, none read: its fetching is reset
 
 Step = Callable[[list[Any]], list[Send]]
 
@@ -71,23 +72,81 @@ def by_partition(messages: list[Any]) -> dict[TopicPartition, list[Any]]:
     return grouped
 
 
+class PartitionWatch:
+    """Partitions the consumer owns whose committed records wait unread for `after_s`. After
+    repeated broker failures the Kafka client was seen to go on polling without ever fetching one
+    partition again; the watch gives such a partition a fresh fetch state (seek to its position,
+    resume) and reports it, so the service says it is stalled until records come again."""
+
+    def __init__(self, after_s: float = STALLED_PARTITION_S) -> None:
+        self.after_s = after_s
+        self.stalled: list[TopicPartition] = []
+        self._read: dict[TopicPartition, float] = {}
+        self._checked = time.monotonic()
+
+    def saw(self, messages: list[Any]) -> None:
+        now = time.monotonic()
+        for message in messages:
+            self._read[TopicPartition(message.topic, message.partition)] = now
+        if messages:
+            self.stalled = [tp for tp in self.stalled if tp not in self._read or self._read[tp] < now]
+
+    def check(self, consumer: KafkaConsumer) -> list[TopicPartition]:
+        """The stalled partitions, asked of the broker at most every `after_s` / 3."""
+        now = time.monotonic()
+        if now - self._checked < self.after_s / 3:
+            return self.stalled
+        self._checked = now
+        owned = list(consumer.assignment())
+        for tp in owned:
+            self._read.setdefault(tp, now)
+        try:
+            ends = consumer.end_offsets(owned) if owned else {}
+            positions = {tp: consumer.position(tp, timeout_ms=1000) for tp in owned}
+        except KafkaError:
+            return self.stalled  # the broker does not say now: ask again later
+        self.stalled = [tp for tp in owned if positions[tp] is not None and positions[tp] < ends[tp]
+                        and now - self._read[tp] >= self.after_s]  # fmt: skip
+        for tp in self.stalled:
+            log.warning("partition_not_fetched", topic=tp.topic, partition=tp.partition, position=positions[tp],
+                        end=ends[tp], unread_s=round(now - self._read[tp], 1))  # fmt: skip
+            consumer.resume(tp)
+            consumer.seek(tp, positions[tp])
+            self._read[tp] = now  # another after_s before it counts again
+        return self.stalled
+
+    def describe(self) -> str:
+        names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in self.stalled)
+        return f"records waiting in {names} are not fetched; its fetching was reset"
+
+
+def note_idle(consumer: KafkaConsumer, watch: PartitionWatch, progress: Progress) -> None:
+    """A poll that brought nothing: caught up (progress), unless a partition is stalled."""
+    if watch.check(consumer):
+        progress.blocked(watch.describe())
+    elif not input_waiting(consumer):
+        progress.advanced()
+
+
 def run_batches(
     consumer: KafkaConsumer, writer: TransactionalWriter, step: Step, *, batch_size: int, batch_wait_ms: int,
     stopping: Callable[[], bool], progress: Progress, reload: Callable[[], None] | None = None,
     until_idle_s: float | None = None, on_committed: Callable[[list[Any]], object] = lambda messages: None,
+    stalled_after_s: float = STALLED_PARTITION_S,
 ) -> None:  # fmt: skip
     """Gather, `step`, commit, until `stopping` (or `until_idle_s` without a record). `step` gets
     each batch, empty ones too (a service may have output of its own to send: groups gone idle),
     and returns the records to send; its work must be redone the same way when a batch is read
     again. `reload` puts the service's own state back as of the last commit."""
     idle_since = time.monotonic()
+    watch = PartitionWatch(stalled_after_s)
     while not stopping():
         try:
             messages = gather(consumer, batch_size=batch_size, wait_ms=batch_wait_ms, stopping=stopping)
+            watch.saw(messages)
             sends = step(messages)
             if not messages and not sends:
-                if not input_waiting(consumer):
-                    progress.advanced()  # caught up
+                note_idle(consumer, watch, progress)
                 if until_idle_s is not None and time.monotonic() - idle_since > until_idle_s:
                     return
                 continue

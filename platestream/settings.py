@@ -240,6 +240,9 @@ class ServiceSettings(Settings):
     kafka_retry_backoff_max_ms: int = Field(
         5000, ge=100, description="Longest wait between attempts to reconnect after a failed transaction."
     )
+    stalled_partition_s: float = Field(
+        60.0, gt=0, description="Records waiting unread this long in an owned partition: its fetching is reset."
+    )
     stall_not_ready_s: float = Field(
         60.0, gt=0, description="No progress this long with input waiting: /readyz answers 503."
     )

@@ -87,3 +87,42 @@ def test_gather_takes_a_batch_at_most_and_waits_only_when_told(kafka_settings: S
         assert {tp.partition: o.offset for tp, o in offsets.items()} == {0: 5, 1: 5}
     finally:
         consumer.close()
+
+
+def test_a_partition_the_client_stopped_fetching_is_fetched_again(kafka_settings: Settings) -> None:
+    """The client stops fetching one partition while records wait in it (here: paused behind the
+    loop's back, as a client whose fetch state got stuck behaves): the watch notices within its
+    time, resets that partition's fetching, and every input is still read once."""
+
+    values = _send_inputs(kafka_settings, 20)
+    settings = StoreSettings(**kafka_settings.model_dump(), group_id=kafka_settings.topic_prefix + "watch")
+    output = kafka_settings.topic_name("alpr_replies")
+    consumer = make_consumer(settings, "frames", group_id=settings.group_id)
+    writer = TransactionalWriter(settings, kafka_settings.topic_prefix + "watch-0", transaction_timeout_ms=10000,
+                                 service="test", stopping=lambda: False)  # fmt: skip
+    stuck: list[Any] = []
+    reported: list[str] = []
+
+    def step(messages: list[Any]) -> list[Send]:
+        if not stuck and messages:
+            other = next(tp for tp in consumer.assignment() if tp.partition != messages[0].partition)
+            consumer.pause(other)  # from now on the client does not fetch it
+            stuck.append(other)
+        return [Send(output, m.value, m.key) for m in messages]
+
+    class Reporting(Progress):
+        def blocked(self, reason: str) -> None:
+            reported.append(reason)
+            super().blocked(reason)
+
+    try:
+        writer.open()
+        run_batches(consumer, writer, step, batch_size=3, batch_wait_ms=50, stopping=lambda: False,
+                    progress=Reporting(StallLimits()), until_idle_s=8, stalled_after_s=3)  # fmt: skip
+    finally:
+        consumer.close()
+        writer.close()
+    assert stuck, "a partition was stuck"
+    assert any("are not fetched" in reason for reason in reported), "the stall was reported"
+    written = Counter(message.value for message in read_to_end(settings, output))
+    assert written == Counter(values), "each input once in the output"

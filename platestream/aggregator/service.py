@@ -87,6 +87,7 @@ class Aggregator(Service):
                 consumer, writer, lambda messages: self._step(messages, consumer), batch_size=settings.batch_size,
                 batch_wait_ms=settings.batch_wait_ms, stopping=lambda: self._stopping, progress=self.progress,
                 reload=lambda: self._reload(consumer), on_committed=self._committed,
+                stalled_after_s=settings.stalled_partition_s,
             )  # fmt: skip
         finally:
             self._ready = False

@@ -69,6 +69,7 @@ class StoreWriter(Service):
             run_batches(
                 consumer, writer, self._write_batch, batch_size=settings.batch_size, batch_wait_ms=0,
                 stopping=lambda: self._stopping, progress=self.progress, until_idle_s=until_idle_s,
+                stalled_after_s=settings.stalled_partition_s,
             )  # fmt: skip
         finally:
             self._ready = False

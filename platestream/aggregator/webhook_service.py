@@ -66,6 +66,7 @@ class WebhookSender(Service):
                 consumer, writer, lambda batch: self._deliver(pool, batch), batch_size=settings.batch_size,
                 batch_wait_ms=0, stopping=lambda: self._stopping, progress=self.progress, until_idle_s=until_idle_s,
                 on_committed=lambda _: self.progress_log.update(self.totals),
+                stalled_after_s=settings.stalled_partition_s,
             )  # fmt: skip
         finally:
             self._ready = False

@@ -19,14 +19,14 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from platestream import __version__
-from platestream.consume_loop import gather, next_offsets
+from platestream.consume_loop import PartitionWatch, gather, next_offsets, note_idle
 from platestream.deadletter import Origin, service_name
 from platestream.heartbeat import heartbeat, install_id
 from platestream.kafka import Send, codec, make_consumer
 from platestream.log import get_logger
 from platestream.service import ProgressLog, Service, StallLimits, run_until_signalled
 from platestream.settings import WorkerSettings
-from platestream.transactions import TransactionalWriter, input_waiting
+from platestream.transactions import TransactionalWriter
 from platestream.workers.engine import Engine, engine_from_settings
 from platestream.workers.fetch import S3Fetcher, S3UnavailableError
 from platestream.workers.metrics import worker_metrics
@@ -61,26 +61,7 @@ class Worker(Service):
         settings = self.settings
         executor = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
         prefetch = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
-        fetcher = _LazyS3(settings)
-        pipeline = FramePipeline(
-            self.engine,
-            self._codecs["frame"],
-            FrameDefaults(
-                country=settings.country,
-                state=settings.state,
-                topn=settings.topn,
-                emit_empty=settings.emit_empty,
-                agent_uid=self.agent_uid,
-                agent_version=__version__,
-                company_id=settings.company_id,
-                max_image_bytes=settings.max_image_bytes,
-                max_image_pixels=settings.max_image_pixels,
-                plate_crop=settings.plate_crop_jpeg,
-            ),
-            service_name("worker"),
-            executor,
-            fetcher.get,
-        )
+        pipeline = self._pipeline(executor)
         consumer = make_consumer(
             settings, "frames", group_id=settings.group_id, max_poll_records=settings.batch_size,
             session_timeout_ms=settings.session_timeout_ms, heartbeat_interval_ms=settings.session_timeout_ms // 4,
@@ -96,6 +77,7 @@ class Worker(Service):
             log.info("worker_started", transactional_id=self.transactional_id, group_id=settings.group_id)
             # One batch is fetched and decoded while the engine works on the one before.
             pending: _Batch | None = None
+            watch = PartitionWatch(settings.stalled_partition_s)
             while not self._stopping:
                 try:
                     if not self._maybe_heartbeat():
@@ -113,8 +95,9 @@ class Worker(Service):
                         writer.recover(consumer)
                         continue
                     pending = upcoming
-                    if pending is None and not input_waiting(consumer):
-                        self.progress.advanced()  # caught up
+                    watch.saw(messages)
+                    if pending is None:
+                        note_idle(consumer, watch, self.progress)
                     self._record_lag(consumer)
                 except KafkaError as error:  # the broker went away outside a transaction
                     log.warning("kafka_error", error=str(error), kind=type(error).__name__)
@@ -168,6 +151,28 @@ class Worker(Service):
             Send(self.settings.topic_name(o.topic), self._codecs[o.schema].encode(o.record), o.key) for o in outputs
         ]
         return self.writer.commit(sends, offsets, consumer)
+
+    def _pipeline(self, executor: ThreadPoolExecutor) -> FramePipeline:
+        settings = self.settings
+        return FramePipeline(
+            self.engine,
+            self._codecs["frame"],
+            FrameDefaults(
+                country=settings.country,
+                state=settings.state,
+                topn=settings.topn,
+                emit_empty=settings.emit_empty,
+                agent_uid=self.agent_uid,
+                agent_version=__version__,
+                company_id=settings.company_id,
+                max_image_bytes=settings.max_image_bytes,
+                max_image_pixels=settings.max_image_pixels,
+                plate_crop=settings.plate_crop_jpeg,
+            ),
+            service_name("worker"),
+            executor,
+            _LazyS3(settings).get,
+        )
 
     def _wait_for_s3(self, error: S3UnavailableError) -> None:
         """An outage: readiness says so, and the wait before the batch is read again doubles."""
