@@ -435,6 +435,9 @@ class BackfillSettings(ProducerSettings):
     camera_metadata: str | None = Field(None, description="Object metadata field holding the camera id.")
     rate: float = Field(0.0, ge=0, description="Most objects per second; 0: as fast as the broker takes them.")
     batch_size: int = Field(500, ge=1, description="Objects per transaction (and checkpoint).")
+    batch_max_s: float = Field(
+        5.0, gt=0, description="A transaction (and checkpoint) at least this often, however few objects are in it."
+    )
     backfill_id: str | None = Field(
         None, description="Name of the backfill for resuming; unset: from the source and filters."
     )

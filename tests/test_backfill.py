@@ -138,3 +138,16 @@ def test_keys_with_unusual_characters_are_backfilled_and_read(
     assert sorted(len(record["results"]) for _, record in results) == [1] * len(keys)
     frames = [frame for _, frame in read_topic(kafka_settings, "frames", "frame", count=len(keys))]
     assert sorted(frame["image_ref"]["key"] for frame in frames) == sorted(keys)
+
+
+def test_a_slow_backfill_commits_by_time_as_well_as_by_count(
+    kafka_settings: Settings, s3_endpoint: str, bucket_with: Callable[[dict[str, bytes]], str]
+) -> None:
+    """Rate-limited, a batch of 500 objects would stay uncommitted for minutes (and a crash would
+    redo them all); it commits at least every batch_max_s."""
+    bucket = bucket_with({f"slow/{n:03d}.jpg": b"x" for n in range(24)})
+    settings = backfill_settings(kafka_settings, s3_endpoint, rate=40.0, batch_size=500, batch_max_s=0.2)
+    assert Backfill(f"s3://{bucket}/slow/", settings).run() == 24
+    checkpoints = [c for _, c in read_topic(kafka_settings, "producer_checkpoints", "producer_checkpoint", count=3)]
+    assert len(checkpoints) >= 3, "several commits, not one at the end"
+    assert checkpoints[0]["objects_produced"] < 24

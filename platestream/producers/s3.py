@@ -191,6 +191,7 @@ class Backfill:
             progress.bar.refresh()
         interval = 1.0 / self.settings.rate if self.settings.rate else 0.0
         next_at = time.monotonic()
+        batch_started = time.monotonic()
         try:
             producer.init_transactions()
             batch: list[Send] = []
@@ -205,10 +206,12 @@ class Backfill:
                                   self._metadata(obj))  # fmt: skip
                 batch.append(Send(frames_topic, encode_frame(frame), frame["camera_id"].encode()))
                 last_key = obj.key
-                if len(batch) >= self.settings.batch_size:
+                # A slow (rate-limited) backfill commits by time too: a crash redoes seconds, not minutes.
+                overdue = time.monotonic() - batch_started >= self.settings.batch_max_s
+                if len(batch) >= self.settings.batch_size or overdue:
                     produced += self._commit(producer, batch, last_key, total + produced, False, encode_checkpoint)
                     progress.update(total + produced)
-                    batch = []
+                    batch, batch_started = [], time.monotonic()
             done = not self._stopping
             produced += self._commit(producer, batch, last_key, total + produced, done, encode_checkpoint)
             progress.update(total + produced, final=True)
@@ -232,7 +235,7 @@ class Backfill:
         }  # fmt: skip
         sends = [*batch, Send(self.settings.topic_name("producer_checkpoints"), encode_checkpoint(checkpoint),
                               self.id.encode())]  # fmt: skip
-        transact(producer, sends)
+        transact(producer, sends, timeout_ms=max(30_000, self.settings.kafka_request_timeout_ms))  # never hangs
         return len(batch)
 
 
