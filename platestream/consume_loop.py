@@ -27,6 +27,7 @@ from platestream.transactions import TransactionalWriter, input_waiting
 log = get_logger(__name__)
 
 FIRST_RECORD_WAIT_MS = 500  # how long one poll waits for a batch's first record
+END_OFFSETS_TIMEOUT_MS = 5000  # the client's own wait for them has no end while a broker is away
 STALLED_PARTITION_S = 60.0  # records waiting in an owned partition this long, none read: its fetching is reset
 
 Step = Callable[[list[Any]], list[Send]]
@@ -101,7 +102,7 @@ class PartitionWatch:
         for tp in owned:
             self._read.setdefault(tp, now)
         try:
-            ends = consumer.end_offsets(owned) if owned else {}
+            ends = consumer.end_offsets(owned, timeout_ms=END_OFFSETS_TIMEOUT_MS) if owned else {}
             positions = {tp: consumer.position(tp, timeout_ms=1000) for tp in owned}
         except KafkaError:
             return self.stalled  # the broker does not say now: ask again later

@@ -302,9 +302,9 @@ def read_to_end(
         tps = [TopicPartition(topic, number) for number in sorted(existing if partitions is None else partitions)]
         reader.assign(tps)
         reader.seek_to_beginning(*tps)
-        ends = reader.end_offsets(tps)
+        ends = reader.end_offsets(tps, timeout_ms=int(timeout_s * 1000))
         deadline = time.monotonic() + timeout_s
-        while any(reader.position(tp) < ends[tp] for tp in tps):
+        while any(_behind(reader, tp, ends[tp]) for tp in tps):
             if time.monotonic() > deadline:
                 raise KafkaTimeoutError(f"{topic} was not read to its end in {timeout_s:.0f} s")
             for records in reader.poll(timeout_ms=1000).values():
@@ -341,5 +341,11 @@ def read_topic(
 
 
 def _at_end(consumer: Any, partitions: list[TopicPartition]) -> bool:
-    ends = consumer.end_offsets(partitions)
-    return all(consumer.position(tp) >= ends[tp] for tp in partitions)
+    ends = consumer.end_offsets(partitions, timeout_ms=10_000)
+    return not any(_behind(consumer, tp, ends[tp]) for tp in partitions)
+
+
+def _behind(consumer: Any, tp: TopicPartition, end: int) -> bool:
+    """Whether the consumer's position in `tp` is before `end` (or unknown in 5 s)."""
+    position = consumer.position(tp, timeout_ms=5000)
+    return position is None or position < end

@@ -86,7 +86,7 @@ def test_an_unreachable_broker_is_one_clear_error(tmp_path: Path) -> None:
         main, ["produce", "files", str(image), "--kafka-bootstrap", "127.0.0.1:9", "--kafka-connect-timeout-ms", "1500"]
     )
     assert result.exit_code == 2
-    assert "platestream: error: Kafka" in result.output
+    assert "platestream: error: cannot reach Kafka at '127.0.0.1:9'" in result.output
     assert "127.0.0.1:9" in result.output
     assert "Traceback" not in result.output
 

@@ -204,7 +204,9 @@ class Worker(Service):
         for tp in consumer.assignment():
             high = consumer.highwater(tp)
             if high is not None:
-                self.metrics.lag.labels(partition=str(tp.partition)).set(max(0, high - consumer.position(tp)))
+                self.metrics.lag.labels(partition=str(tp.partition)).set(
+                    max(0, high - (consumer.position(tp, timeout_ms=1000) or high))
+                )
 
 
 @dataclass(frozen=True)
