@@ -66,6 +66,8 @@ class Part:
         self._out: IO[bytes] | None = None
 
     def start(self) -> None:
+        if self._out is not None:
+            self._out.close()  # the previous run's
         self._out = open(self.log_path, "ab")  # noqa: SIM115 (kept open while the process runs)
         command = [sys.executable, "-m", "platestream", *self.args]
         self.process = subprocess.Popen(
