@@ -291,6 +291,7 @@ def _inject(faults: list[Fault], parts: dict[str, Part], cluster: LocalCluster |
     done = []
     for fault in faults:
         time.sleep(max(0.0, start + fault.at_s - time.time()))
+        _revive(parts)
         began = time.time()
         detail = ""
         if fault.kind in ("kill-broker", "kill-controller"):
@@ -309,7 +310,7 @@ def _inject(faults: list[Fault], parts: dict[str, Part], cluster: LocalCluster |
         else:
             part = parts[fault.target]
             if fault.target == "producer" and not part.running():
-                detail = "skipped: the backfill had finished"
+                detail = "skipped: the backfill had finished"  # _revive restarts one that gave up
             else:
                 part.kill()
                 time.sleep(DOWN_S)
@@ -321,13 +322,20 @@ def _inject(faults: list[Fault], parts: dict[str, Part], cluster: LocalCluster |
     return done
 
 
+def _revive(parts: dict[str, Part]) -> None:
+    """Start again any part that exited on its own (a backfill that gave up on the broker: it
+    resumes from its checkpoint); a backfill that finished stays finished."""
+    for part in parts.values():
+        if part.process is not None and not part.running() and part.process.returncode != 0:
+            log.warning("soak_part_exited", part=part.name, code=part.process.returncode)
+            part.start()
+
+
 def _drain(parts: dict[str, Part], collector: Collector, frames: list[Frame], *, deadline: float) -> None:
     """Until every frame has its result (the backfill started again whenever it stopped short)."""
     wanted = {(frame.camera, frame.capture_ms) for frame in frames}
-    producer = parts["producer"]
     while time.monotonic() < deadline:
-        if not producer.running() and producer.process is not None and producer.process.returncode != 0:
-            producer.start()  # a backfill that gave up on the broker resumes from its checkpoint
+        _revive(parts)
         if wanted <= collector.frames_seen():
             return
         time.sleep(1.0)
