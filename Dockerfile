@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # platestream, CPU image: every service (worker, aggregator, store, producers, search, demo).
-#   docker build -t platestream:0.1.0 .
+#   docker build -t platestream:0.2.0 .
 # The build stage runs deploy/docker/install.sh, the same steps tests/test_wheel.py replays: the
 # wheel built from the sdist, installed with its `all` extra into /opt/platestream, and the engine's
 # models converted into /models. The final stage copies both: no compilers, no pip cache, no source.
@@ -15,7 +15,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN sh /usr/local/bin/platestream-install /src /opt/platestream all /models
 
 FROM ${PYTHON_IMAGE}
-ARG VERSION=0.1.0
+ARG VERSION=0.2.0
 LABEL org.opencontainers.image.title="platestream" \
       org.opencontainers.image.description="Distributed licence-plate recognition over Kafka (CPU: all services)" \
       org.opencontainers.image.version="${VERSION}" \

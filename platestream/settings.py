@@ -270,6 +270,11 @@ class WorkerSettings(EngineSettings, ServiceSettings):
         False,
         description="Attach each plate's crop to its result as base64 JPEG (plate_crop_jpeg), as Rekor agents can.",
     )
+    vehicle_crop_jpeg: bool = Field(
+        False,
+        description="Attach each plate's vehicle (its vehicle_region, at most 480 px a side) as base64 JPEG"
+        " (vehicle_crop_jpeg); groups carry their best read's.",
+    )
     health_port: int = Field(8080, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics; 0: off.")
     heartbeat_interval_s: float = Field(60.0, gt=0, description="Seconds between heartbeat records.")
     max_poll_interval_ms: int = Field(300000, ge=10000, description="Longest time between polls before a rebalance.")
@@ -405,7 +410,7 @@ class WebhookSettings(ServiceSettings):
     webhook_backoff_s: float = Field(0.5, gt=0, description="First wait between attempts; it doubles each time.")
     webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one attempt.")
     webhook_concurrency: int = Field(8, ge=1, le=256, description="Deliveries in flight at once.")
-    webhook_include_crop: bool = Field(False, description="Keep the plate crop in webhook payloads.")
+    webhook_include_crop: bool = Field(False, description="Keep the plate and vehicle crops in webhook payloads.")
     batch_size: int = Field(50, ge=1, description="Groups per poll and transaction.")
 
     @field_validator("webhook_urls")

@@ -47,6 +47,7 @@ def plate_result(plate: str = "ABC1234", index: int = 0) -> dict[str, Any]:
         ],
         "plate_crop_jpeg": None,
         "vehicle_region": {"x": 0, "y": 0, "width": 300, "height": 300},
+        "vehicle_crop_jpeg": None,
     }
 
 

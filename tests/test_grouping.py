@@ -24,7 +24,7 @@ T0 = 1_700_000_000_000
 
 def read(plate: str, t: int, x: float = 500, *, camera: int = 1, confidence: float = 90.0,
          candidates: tuple[str, ...] = (), frame: int | None = None,
-         vehicle: dict[str, int] | None = None) -> Read:  # fmt: skip
+         vehicle: dict[str, int] | None = None, vehicle_crop: str | None = None) -> Read:  # fmt: skip
     record: dict[str, Any] = {
         "epoch_time": T0 + t, "img_width": 1280, "img_height": 720, "camera_id": camera, "uuid": f"u-{camera}-{t}",
         "agent_uid": "a", "agent_version": "1", "agent_type": "t", "company_id": None,
@@ -36,7 +36,7 @@ def read(plate: str, t: int, x: float = 500, *, camera: int = 1, confidence: flo
                             {"x": int(x), "y": 440}],
             "candidates": [{"plate": c, "confidence": confidence - 5 * i, "matches_template": 1}
                            for i, c in enumerate((plate, *candidates))],
-            "plate_crop_jpeg": None, "vehicle_region": vehicle,
+            "plate_crop_jpeg": None, "vehicle_region": vehicle, "vehicle_crop_jpeg": vehicle_crop,
         }],
     }  # fmt: skip
     (only,) = reads_from_results(record)
@@ -175,3 +175,15 @@ def test_a_malformed_camera_position_is_refused_naming_the_entry(bad: str) -> No
 
     with pytest.raises(ConfigError, match="camera position"):
         load(AggregatorSettings, camera_gps=bad)
+
+
+def test_a_group_carries_its_best_reads_vehicle_crop_once() -> None:
+    """The vehicle crop of the read the group's plate comes from becomes the group's own
+    vehicle_crop_jpeg (Rekor's field); it is not repeated inside best_plate."""
+    reads = [read("ABC1234", 0, confidence=80.0, vehicle_crop="first"),
+             read("ABC1234", 100, confidence=95.0, vehicle_crop="sharpest"),
+             read("ABC1234", 200, confidence=85.0, vehicle_crop="last")]  # fmt: skip
+    (record,) = run(reads)
+    assert record["vehicle_crop_jpeg"] == "sharpest"
+    assert record["best_plate"]["vehicle_crop_jpeg"] is None
+    assert Codec("alpr_group").decode(Codec("alpr_group").encode(record))["vehicle_crop_jpeg"] == "sharpest"

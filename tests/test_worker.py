@@ -310,17 +310,48 @@ def test_a_live_cameras_frames_keep_rekors_uuid_and_a_backfill_read_again_keeps_
     assert first != frame_uuid("agent", 12, 1000, source_kind="s3", source="s3://b/k2.jpg", frame_number=6)
 
 
-def test_plate_crops_are_attached_when_the_worker_is_told_to(kafka_settings: Settings, engine: Engine) -> None:
+def test_plate_and_vehicle_crops_are_attached_when_the_worker_is_told_to(
+    kafka_settings: Settings, engine: Engine
+) -> None:
     import base64
 
     import cv2
     import numpy as np
 
+    def image(field: str) -> np.ndarray:
+        decoded = cv2.imdecode(np.frombuffer(base64.b64decode(plate[field]), np.uint8), cv2.IMREAD_COLOR)
+        assert decoded is not None, field
+        return decoded
+
     send_frames(kafka_settings, [frame_record("5", 0, image=plate_jpeg("AB12CDE"))])
-    with running_worker(worker_settings(kafka_settings, plate_crop_jpeg=True), engine):
+    settings = worker_settings(kafka_settings, plate_crop_jpeg=True, vehicle_crop_jpeg=True)
+    with running_worker(settings, engine):
         ((_, record),) = read_topic(kafka_settings, "alpr_results", "alpr_results", count=1, timeout_s=60)
     (plate,) = record["results"]
-    crop = cv2.imdecode(np.frombuffer(base64.b64decode(plate["plate_crop_jpeg"]), np.uint8), cv2.IMREAD_COLOR)
-    assert crop is not None
     xs = [p["x"] for p in plate["coordinates"]]
-    assert 0.8 * (max(xs) - min(xs)) < crop.shape[1] < 3 * (max(xs) - min(xs))  # the plate, not the frame
+    assert 0.8 * (max(xs) - min(xs)) < image("plate_crop_jpeg").shape[1] < 3 * (max(xs) - min(xs))  # not the frame
+    vehicle, region = image("vehicle_crop_jpeg"), plate["vehicle_region"]
+    assert max(vehicle.shape[:2]) <= 480  # bounded, whatever the frame's size
+    assert abs(vehicle.shape[1] / vehicle.shape[0] - region["width"] / region["height"]) < 0.05
+
+
+def test_a_vehicle_crop_is_bounded_and_clipped_to_the_image() -> None:
+    import cv2
+    import numpy as np
+
+    from platestream.workers.engine import Box, ImageError, vehicle_crop
+
+    frame = np.full((2160, 3840, 3), 128, np.uint8)
+    crop = cv2.imdecode(np.frombuffer(vehicle_crop(frame, Box(3000, 1000, 2000, 1600)), np.uint8), cv2.IMREAD_COLOR)
+    assert crop is not None
+    assert crop.shape[:2] == (480, 348)  # 840 x 1160 inside the frame, shrunk to 480 px high
+    with pytest.raises(ImageError, match="outside the 3840x2160 image"):
+        vehicle_crop(frame, Box(4000, 10, 50, 50))
+
+
+def test_results_carry_no_crops_unless_asked(kafka_settings: Settings, engine: Engine) -> None:
+    send_frames(kafka_settings, [frame_record("6", 0, image=plate_jpeg("AB12CDE"))])
+    with running_worker(worker_settings(kafka_settings), engine):
+        ((_, record),) = read_topic(kafka_settings, "alpr_results", "alpr_results", count=1, timeout_s=60)
+    (plate,) = record["results"]
+    assert (plate["plate_crop_jpeg"], plate["vehicle_crop_jpeg"]) == (None, None)

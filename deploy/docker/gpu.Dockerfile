@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # platestream, GPU worker image: the worker on ONNX Runtime's CUDA execution provider.
-#   docker build -f deploy/docker/gpu.Dockerfile -t platestream-gpu:0.1.0 .
+#   docker build -f deploy/docker/gpu.Dockerfile -t platestream-gpu:0.2.0 .
 # Run with PLATESTREAM_GPU=true on a node with the NVIDIA container toolkit. It installs the `all-gpu`
 # extra (onnxruntime-gpu and never the CPU onnxruntime beside it) with deploy/docker/install.sh.
 ARG CUDA_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
@@ -18,7 +18,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN sh /usr/local/bin/platestream-install /src /opt/platestream all-gpu /models
 
 FROM ${CUDA_IMAGE}
-ARG VERSION=0.1.0
+ARG VERSION=0.2.0
 LABEL org.opencontainers.image.title="platestream-gpu" \
       org.opencontainers.image.description="platestream recognition worker on CUDA (onnxruntime-gpu)" \
       org.opencontainers.image.version="${VERSION}" \

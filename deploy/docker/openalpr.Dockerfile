@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # platestream, OpenALPR-native worker image: the worker's `openalpr` engine, for users who license
 # OpenALPR or run its open-source engine.
-#   docker build -f deploy/docker/openalpr.Dockerfile -t platestream-openalpr:0.1.0 .
+#   docker build -f deploy/docker/openalpr.Dockerfile -t platestream-openalpr:0.2.0 .
 # No maintained base image packages libopenalpr beside a Python 3.11+, so the first stage builds
 # OpenALPR (its last commit, checked by hash) against Debian 12's OpenCV 4, Tesseract 5 and
 # Leptonica; the final stage carries only their runtime libraries. The platestream stage runs
@@ -44,7 +44,7 @@ COPY --from=openalpr /openalpr/src/bindings/python /tmp/openalpr-binding
 RUN /opt/platestream/bin/python -m pip install --no-deps /tmp/openalpr-binding
 
 FROM ${PYTHON_IMAGE}
-ARG VERSION=0.1.0
+ARG VERSION=0.2.0
 LABEL org.opencontainers.image.title="platestream-openalpr" \
       org.opencontainers.image.description="platestream recognition worker on the native OpenALPR engine" \
       org.opencontainers.image.version="${VERSION}" \

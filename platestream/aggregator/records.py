@@ -68,6 +68,7 @@ def alpr_group(
     ]
     best = max(holders or reads, key=lambda read: read.confidence)
     best_plate = dict(best.result)
+    vehicle_crop, best_plate["vehicle_crop_jpeg"] = best_plate.get("vehicle_crop_jpeg"), None  # carried once, below
     if best_plate["plate"] != best_number:  # the vote corrected this read's top reading
         best_plate["plate"] = best_number
     first, last = reads[0], reads[-1]
@@ -100,7 +101,7 @@ def alpr_group(
         "matches_template": matches,
         "travel_direction": travel_direction(reads),
         "is_parked": is_parked(reads, config),
-        "vehicle_crop_jpeg": None,
+        "vehicle_crop_jpeg": vehicle_crop,
         "vehicle": None,
         "plate_path": [
             {"x": r.box[0], "y": r.box[1], "w": r.box[2], "h": r.box[3], "t": r.epoch_ms, "f": r.frame_number}

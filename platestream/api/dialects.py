@@ -99,6 +99,7 @@ def cloud_response(
     for result in plate["results"]:
         result.pop("plate_crop_jpeg", None)
         result.pop("vehicle_region", None)
+        result.pop("vehicle_crop_jpeg", None)
     body: dict[str, Any] = {
         "total_processing_time": round(processing_ms, 3),
         "img_width": first.width,

@@ -7,6 +7,7 @@ worker is set not to emit empty results.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -16,7 +17,7 @@ from typing import Any
 from platestream.deadletter import Origin, dead_letter
 from platestream.errors import PlatestreamError, SchemaError
 from platestream.schemas import Codec
-from platestream.workers.engine import Engine, Image, ImageError, Options, decode_image
+from platestream.workers.engine import Engine, Image, ImageError, Options, decode_image, vehicle_crop
 from platestream.workers.fetch import FetchError, S3NotConfiguredError, S3UnavailableError, reference_uri
 from platestream.workers.results import alpr_results, frame_uuid
 
@@ -52,6 +53,7 @@ class FrameDefaults:
     max_image_bytes: int
     max_image_pixels: int
     plate_crop: bool = False
+    vehicle_crop: bool = False
 
 
 @dataclass
@@ -196,6 +198,13 @@ class FramePipeline:
             request_id=request_id,
             uuid=uuid,
         )
+        if self.defaults.vehicle_crop and work.image is not None:
+            for plate, read in zip(record["results"], result.plates, strict=True):
+                try:
+                    crop = vehicle_crop(work.image, read.vehicle_region) if read.vehicle_region else None
+                except ImageError:  # a region outside the frame (an engine's mistake) costs the crop only
+                    crop = None
+                plate["vehicle_crop_jpeg"] = base64.b64encode(crop).decode("ascii") if crop else None
         if result.plates or self.defaults.emit_empty:
             report.outputs.append(Output("alpr_results", "alpr_results", camera.encode(), record))
         if request_id is not None:

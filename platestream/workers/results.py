@@ -35,6 +35,7 @@ def plate_result(read: PlateRead, index: int) -> dict[str, Any]:
                 "height": read.vehicle_region.height,
             }
         ),
+        "vehicle_crop_jpeg": None,  # the worker adds it when asked (it needs the frame)
     }
 
 

@@ -168,6 +168,7 @@ class Worker(Service):
                 max_image_bytes=settings.max_image_bytes,
                 max_image_pixels=settings.max_image_pixels,
                 plate_crop=settings.plate_crop_jpeg,
+                vehicle_crop=settings.vehicle_crop_jpeg,
             ),
             service_name("worker"),
             executor,

@@ -39,8 +39,10 @@ class Webhooks:
         Every attempt, and a delivery repeated after a crash, carries the group's first uuid as its
         `Idempotency-Key` header, so that a receiver can drop a repeat."""
         payload = dict(record)
-        if not self.include_crop and isinstance(payload.get("best_plate"), Mapping):
-            payload["best_plate"] = {k: v for k, v in payload["best_plate"].items() if k != "plate_crop_jpeg"}
+        if not self.include_crop:
+            payload["vehicle_crop_jpeg"] = None
+            if isinstance(payload.get("best_plate"), Mapping):
+                payload["best_plate"] = {k: v for k, v in payload["best_plate"].items() if k != "plate_crop_jpeg"}
         body = json.dumps(payload, default=str).encode()
         uuids = record.get("uuids") or []
         key = str(uuids[0]) if uuids else ""

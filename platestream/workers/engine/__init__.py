@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from platestream.settings import EngineSettings
 from platestream.workers.engine.base import Box, Candidate, Engine, Image, ImageResult, Options, PlateRead, Point
-from platestream.workers.engine.images import ImageError, ImageTooLargeError, decode_image
+from platestream.workers.engine.images import ImageError, ImageTooLargeError, decode_image, vehicle_crop
 
 ENGINES = ("default", "openalpr")
 
@@ -50,4 +50,5 @@ __all__ = [
     "decode_image",
     "engine_from_settings",
     "make_engine",
+    "vehicle_crop",
 ]

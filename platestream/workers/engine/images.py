@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from platestream.errors import PlatestreamError
-from platestream.workers.engine.base import Image
+from platestream.workers.engine.base import Box, Image
 
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000  # 8K video is 33 Mpx
@@ -95,3 +95,21 @@ def encode_jpeg(image: Image, quality: int = 90) -> bytes:
     if not ok:
         raise ImageError(f"cannot encode a {image.shape} image as JPEG")
     return bytes(buffer)
+
+
+VEHICLE_CROP_MAX_SIDE = 480  # a vehicle crop's longest side in pixels: a few tens of kB per plate
+
+
+def vehicle_crop(image: Image, box: Box, max_side: int = VEHICLE_CROP_MAX_SIDE, quality: int = 80) -> bytes:
+    """The JPEG of `box` cut from `image` (clipped to it), shrunk to `max_side` pixels at most."""
+    height, width = image.shape[:2]
+    left, top = max(0, box.x), max(0, box.y)
+    right, bottom = min(width, box.x + box.width), min(height, box.y + box.height)
+    if right <= left or bottom <= top:
+        raise ImageError(f"vehicle region {box} lies outside the {width}x{height} image")
+    crop = image[top:bottom, left:right]
+    scale = max_side / max(crop.shape[:2])
+    if scale < 1:
+        size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+    return encode_jpeg(crop, quality)
