@@ -22,8 +22,10 @@ from platestream.schemas import SCHEMA_NAMES
 from platestream.settings import (
     CONFIG_ENV,
     AggregatorSettings,
+    AlertSettings,
     ApiSettings,
     BackfillSettings,
+    ConsoleSettings,
     EngineSettings,
     ProducerSettings,
     Settings,
@@ -525,6 +527,73 @@ def webhooks(settings: WebhookSettings) -> None:
     from platestream.aggregator.webhook_service import run_webhooks
 
     run_webhooks(settings)
+
+
+@main.command("alerts")
+@settings_options(AlertSettings)
+def alerts(settings: AlertSettings) -> None:
+    """Match every vehicle pass against the alert lists; write the `alerts` topic and the store."""
+    from platestream.alerts.service import run_alerts
+
+    run_alerts(settings)
+
+
+@main.command("console")
+@settings_options(ConsoleSettings)
+def console(settings: ConsoleSettings) -> None:
+    """The web console: live passes, search, cameras, alert lists (log in with `platestream users add`)."""
+    from platestream.console.app import serve as run
+
+    click.echo(f"platestream console on http://{settings.console_host}:{settings.console_port}/", err=True)
+    run(settings)
+
+
+@main.group()
+def users() -> None:
+    """The console's accounts, kept in the store's database."""
+
+
+@users.command("add")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["viewer", "editor"]), default="viewer", show_default=True,
+              help="viewer: sees everything; editor: also changes the alert lists.")  # fmt: skip
+@click.password_option("--password", envvar="PLATESTREAM_CONSOLE_PASSWORD", show_envvar=True,
+                       help="The password (asked for when not given; at least 10 characters).")  # fmt: skip
+@settings_options(StoreLocation, kafka=False)
+def users_add(settings: StoreLocation, username: str, role: str, password: str) -> None:
+    """Create an account, or give an existing one a new password and role."""
+    from platestream.aggregator.stores.database import Database
+    from platestream.console.accounts import AccountError, Accounts
+
+    try:
+        Accounts(Database(settings)).add(username, password, role)
+    except AccountError as error:
+        raise ConfigError(str(error)) from None
+    click.echo(f"{username} can log in as {role}")
+
+
+@users.command("remove")
+@click.argument("username")
+@settings_options(StoreLocation, kafka=False)
+def users_remove(settings: StoreLocation, username: str) -> None:
+    """Delete an account (its open sessions end at their next page)."""
+    from platestream.aggregator.stores.database import Database
+    from platestream.console.accounts import Accounts
+
+    if not Accounts(Database(settings)).remove(username):
+        raise ConfigError(f"no account named {username!r}")
+    click.echo(f"{username} removed")
+
+
+@users.command("list")
+@settings_options(StoreLocation, kafka=False)
+def users_list(settings: StoreLocation) -> None:
+    """The accounts and their roles."""
+    from platestream.aggregator.stores.database import Database
+    from platestream.console.accounts import Accounts
+
+    for name, role in Accounts(Database(settings)).names():
+        click.echo(f"{name}\t{role}")
 
 
 @main.command("search")

@@ -398,12 +398,48 @@ class StoreSettings(ServiceSettings, StoreLocation):
     )
     batch_size: int = Field(200, ge=1, description="Groups per write.")
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint for jsonl_target; unset: AWS.")
+    image_max_bytes: int = Field(
+        262144, ge=0, description="Most bytes of crops kept per pass (plate + vehicle; the vehicle's goes first)."
+    )
+    image_retention_days: float = Field(
+        30.0, ge=0, description="Days a pass's crops are kept (the pass itself stays); 0: for ever."
+    )
+
+
+class ConsoleSettings(StoreLocation):
+    """`platestream console`: the web pages of vehicle passes, search, cameras and alert lists."""
+
+    console_host: str = Field("127.0.0.1", description="Address the console listens on (0.0.0.0 in a container).")
+    console_port: int = Field(8090, ge=1, le=65535, description="Port of the console.")
+    console_session_secret: SecretStr | None = Field(
+        None,
+        description="Key that signs login cookies (32+ random characters, the same on every replica); unset: a"
+        " new one per start, which logs everyone out on restart.",
+    )
+    console_secure_cookies: bool = Field(
+        False, description="Send the login cookie over HTTPS only (set behind TLS, as in production)."
+    )
+    console_session_hours: float = Field(12.0, gt=0, description="A login lasts this long.")
+    console_heartbeat_stale_s: float = Field(
+        180.0, gt=0, description="A camera agent whose last heartbeat is older is shown as not streaming."
+    )
+
+
+class AlertSettings(ServiceSettings, StoreLocation):
+    """`platestream alerts`: each vehicle pass matched against the alert lists kept in the store."""
+
+    group_id: str = Field("platestream-alerts", description="Consumer group of the alert matchers.")
+    health_port: int = Field(8084, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics; 0: off.")
+    batch_size: int = Field(200, ge=1, description="Groups per poll and transaction.")
 
 
 class WebhookSettings(ServiceSettings):
-    """`platestream webhooks`: each alpr_group POSTed to URLs, in its own consumer group."""
+    """`platestream webhooks`: each alpr_group (or alert) POSTed to URLs, in its own consumer group."""
 
     group_id: str = Field("platestream-webhooks", description="Consumer group of the webhook senders.")
+    webhook_source: Literal["alpr_group", "alerts"] = Field(
+        "alpr_group", description="The topic whose records are POSTed: vehicle passes, or alerts (own group id)."
+    )
     health_port: int = Field(8083, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics; 0: off.")
     webhook_urls: str = Field(..., min_length=1, description="Comma-separated URLs that each group is POSTed to.")
     webhook_attempts: int = Field(4, ge=1, description="Attempts per delivery, with exponential backoff.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import Any
 
 from platestream.aggregator.stores import JsonLinesStore, open_store
@@ -25,6 +26,8 @@ from platestream.transactions import TransactionalWriter
 
 log = get_logger(__name__)
 
+IMAGE_PURGE_INTERVAL_S = 600.0
+
 
 class StoreWriter(Service):
     kind = "store"
@@ -35,7 +38,8 @@ class StoreWriter(Service):
         self._decode = codec(settings, "alpr_group").decode
         self._encode_letter = codec(settings, "dead_letter").encode
         self.settings = settings
-        self.store = open_store(settings)
+        self.store = open_store(settings, image_max_bytes=settings.image_max_bytes)
+        self._images_purged_at = 0.0
         self.files = (
             JsonLinesStore(settings.jsonl_target, s3_endpoint_url=settings.s3_endpoint_url)
             if settings.jsonl_target
@@ -96,10 +100,21 @@ class StoreWriter(Service):
 
     def _write(self, records: list[dict[str, Any]], partition: int, first_offset: int) -> None:
         self.store.write(records)
+        self._forget_old_images()
         if self.files is not None:
             self.files.write_batch(records, partition, first_offset)
         self.written += len(records)
         self.progress_log.update({"groups_written": self.written})
+
+    def _forget_old_images(self) -> None:
+        """Crops older than the retention go, checked every 10 minutes (the passes stay)."""
+        days = self.settings.image_retention_days
+        if days <= 0 or time.monotonic() - self._images_purged_at < IMAGE_PURGE_INTERVAL_S:
+            return
+        self._images_purged_at = time.monotonic()
+        forgotten = self.store.forget_images_before(int((time.time() - days * 86400) * 1000))
+        if forgotten:
+            log.info("store_images_forgotten", passes=forgotten, older_than_days=days)
 
     def _letter(self, letter: dict[str, Any], key: bytes | None) -> Send:
         return Send(self.settings.topic_name("dead_letter"), self._encode_letter(letter), key)

@@ -1,4 +1,5 @@
-"""`platestream webhooks`: each alpr_group POSTed to the configured URLs, apart from the stores.
+"""`platestream webhooks`: each alpr_group (or, with PLATESTREAM_WEBHOOK_SOURCE=alerts, each alert)
+POSTed to the configured URLs, apart from the stores.
 
 Its own consumer group reads alpr_group, so a slow or dead target delays only the deliveries,
 never the database or the data lake. A poll's groups are delivered concurrently (at most
@@ -15,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from platestream.aggregator.stores import WebhookError, Webhooks
+from platestream.aggregator.stores.webhooks import describe
 from platestream.consume_loop import run_batches
 from platestream.deadletter import Origin, dead_letter, service_name
 from platestream.errors import SchemaError
@@ -34,7 +36,7 @@ class WebhookSender(Service):
         super().__init__(settings.health_port, StallLimits(settings.stall_not_ready_s, settings.stall_not_alive_s))
         self.settings = settings
         self.transactional_id = settings.transactional_id or f"platestream-webhooks-{socket.gethostname()}"
-        self._decode = codec(settings, "alpr_group").decode
+        self._decode = codec(settings, settings.webhook_source).decode
         self._encode_letter = codec(settings, "dead_letter").encode
         self.webhooks = Webhooks(
             settings.urls, attempts=settings.webhook_attempts, timeout_s=settings.webhook_timeout_s,
@@ -51,7 +53,7 @@ class WebhookSender(Service):
 
     def _run(self, pool: ThreadPoolExecutor, until_idle_s: float | None) -> None:
         settings = self.settings
-        consumer = make_consumer(settings, "alpr_group", group_id=settings.group_id,
+        consumer = make_consumer(settings, settings.webhook_source, group_id=settings.group_id,
                                  max_poll_records=settings.batch_size, session_timeout_ms=settings.session_timeout_ms,
                                  heartbeat_interval_ms=settings.session_timeout_ms // 4)  # fmt: skip
         writer = TransactionalWriter(
@@ -61,7 +63,8 @@ class WebhookSender(Service):
         try:
             writer.open()
             self._ready = True
-            log.info("webhooks_started", transactional_id=self.transactional_id, urls=len(settings.urls))
+            log.info("webhooks_started", transactional_id=self.transactional_id, urls=len(settings.urls),
+                     source=settings.webhook_source)  # fmt: skip
             run_batches(
                 consumer, writer, lambda batch: self._deliver(pool, batch), batch_size=settings.batch_size,
                 batch_wait_ms=0, stopping=lambda: self._stopping, progress=self.progress, until_idle_s=until_idle_s,
@@ -92,9 +95,9 @@ class WebhookSender(Service):
                 self.totals["delivered"] += 1
             except WebhookError as error:
                 self.totals["failed"] += 1
-                log.warning("webhook_failed", group=record["uuids"][0], error=str(error))
-                # the letter keeps the group's bytes: it can be sent again once the target is back
-                letter = dead_letter(origin, error.reason, error, self.service, reference=f"group {record['uuids'][0]}")
+                log.warning("webhook_failed", record=describe(record), error=str(error))
+                # the letter keeps the record's bytes: it can be sent again once the target is back
+                letter = dead_letter(origin, error.reason, error, self.service, reference=describe(record))
                 letters.append(self._letter(letter, origin.key))
         return letters
 

@@ -38,6 +38,7 @@ SCHEMA_NAMES = (
     "dead_letter",
     "aggregator_state",
     "producer_checkpoint",
+    "alerts",
 )
 _CONFLUENT_MAGIC = 0
 _CONFLUENT_HEADER = struct.Struct(">bI")
@@ -99,6 +100,11 @@ def released_schema(version: str, name: str) -> Schema:
     return fastavro.parse_schema(_read_json(f"{base}/{name}.avsc"), named_schemas=named)
 
 
+def _released_has(version: str, name: str) -> bool:
+    """Whether release `version` had schema `name` (a later release may add one)."""
+    return resources.files(__package__).joinpath(f"{RELEASED}/{version}/{name}.avsc").is_file()
+
+
 def fingerprint(parsed: Schema) -> bytes:
     """The 8 bytes that name a schema in the single-object encoding: the CRC-64-AVRO fingerprint of
     its parsing canonical form, little-endian as the Avro specification writes it."""
@@ -131,7 +137,7 @@ def this_release(name: str) -> Contract:
     """`name` as this release reads and writes it, knowing every released version's schema."""
     own = schema(name)
     known = {fingerprint(released_schema(version, name)): (version, released_schema(version, name))
-             for version in released_versions()}  # fmt: skip
+             for version in released_versions() if _released_has(version, name)}  # fmt: skip
     known.setdefault(fingerprint(own), (CURRENT, own))
     return Contract(CURRENT, own, known)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -23,15 +25,52 @@ class Match:
     region: str
 
 
+IMAGE_MAX_BYTES = 262_144  # a pass's crops together; the vehicle crop goes first above it
+
 Row = tuple[str, str, str, int, int, float, str]  # plate, reading, camera, start, end, confidence, region
 
 
 def group_row(record: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The plate_groups row of an alpr_group record (group_id first), for every store."""
+    """The plate_groups row of an alpr_group record (group_id first), for every store. The crops
+    are kept apart (image_row), not in the record's JSON."""
     plate = record["best_plate_number"]
     return (f"{record['uuids'][0]}/{record['plate_indexes'][0]}", str(record["camera_id"]), plate, canonical(plate),
             record["best_confidence"], record["epoch_start"], record["epoch_end"], record["best_region"],
-            json.dumps(record, default=str))  # fmt: skip
+            json.dumps(without_crops(record), default=str))  # fmt: skip
+
+
+def without_crops(record: Mapping[str, Any]) -> dict[str, Any]:
+    kept = dict(record)
+    kept["vehicle_crop_jpeg"] = None
+    if isinstance(kept.get("best_plate"), Mapping):
+        kept["best_plate"] = {**kept["best_plate"], "plate_crop_jpeg": None, "vehicle_crop_jpeg": None}
+    return kept
+
+
+def image_row(
+    group_id: str, record: Mapping[str, Any], max_bytes: int
+) -> tuple[str, int, bytes | None, bytes | None] | None:
+    """The pass_images row of a group: its best read's plate and vehicle crops as JPEG bytes, at most
+    `max_bytes` together (the vehicle crop is left out first); None when it has neither."""
+    best = record.get("best_plate") or {}
+    plate, vehicle = _jpeg(best.get("plate_crop_jpeg")), _jpeg(record.get("vehicle_crop_jpeg"))
+    if len(plate or b"") + len(vehicle or b"") > max_bytes:
+        vehicle = None
+    if len(plate or b"") > max_bytes:
+        plate = None
+    if plate is None and vehicle is None:
+        return None
+    return group_id, int(record["epoch_start"]), plate, vehicle
+
+
+def _jpeg(text: Any) -> bytes | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None  # not base64: no image rather than a broken one
+    return data if data[:2] == b"\xff\xd8" else None
 
 
 def candidate_rows(group_id: str, record: Mapping[str, Any]) -> list[tuple[str, str, str, float]]:

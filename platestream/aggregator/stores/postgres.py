@@ -6,7 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from platestream.aggregator.stores.matching import Match, candidate_rows, group_row, normalize_query, rank, search_query
+from platestream.aggregator.stores.matching import (
+    IMAGE_MAX_BYTES,
+    Match,
+    candidate_rows,
+    group_row,
+    image_row,
+    normalize_query,
+    rank,
+    search_query,
+)
 from platestream.errors import MissingExtraError
 
 _SCHEMA = """
@@ -32,13 +41,23 @@ CREATE TABLE IF NOT EXISTS plate_candidates (
 CREATE INDEX IF NOT EXISTS plate_candidates_plate ON plate_candidates (plate);
 CREATE INDEX IF NOT EXISTS plate_candidates_key ON plate_candidates (plate_key);
 DROP INDEX IF EXISTS plate_candidates_length;
+CREATE INDEX IF NOT EXISTS plate_groups_recent ON plate_groups (epoch_start, group_id);
+CREATE INDEX IF NOT EXISTS plate_groups_camera ON plate_groups (camera_id, epoch_start);
+CREATE TABLE IF NOT EXISTS pass_images (
+    group_id TEXT PRIMARY KEY,
+    epoch_start BIGINT NOT NULL,
+    plate_jpeg BYTEA,
+    vehicle_jpeg BYTEA
+);
+CREATE INDEX IF NOT EXISTS pass_images_time ON pass_images (epoch_start);
 """
 
 
 class PostgresStore:
     name = "postgres"
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, image_max_bytes: int = IMAGE_MAX_BYTES) -> None:
+        self.image_max_bytes = image_max_bytes
         try:
             import psycopg
         except ImportError:
@@ -63,6 +82,18 @@ class PostgresStore:
                     "SET confidence = EXCLUDED.confidence",
                     candidate_rows(row[0], record),
                 )
+                images = image_row(row[0], record, self.image_max_bytes)
+                if images is not None:
+                    cursor.execute(
+                        "INSERT INTO pass_images VALUES (%s, %s, %s, %s) ON CONFLICT (group_id) DO UPDATE SET "
+                        "plate_jpeg = EXCLUDED.plate_jpeg, vehicle_jpeg = EXCLUDED.vehicle_jpeg",
+                        images,
+                    )
+
+    def forget_images_before(self, epoch_ms: int) -> int:
+        """Delete the crops of passes that started before `epoch_ms` (retention); how many."""
+        with self._db.transaction():
+            return self._db.execute("DELETE FROM pass_images WHERE epoch_start < %s", (epoch_ms,)).rowcount
 
     def load_rows(self, groups: Iterable[tuple[Any, ...]], candidates: Iterable[tuple[Any, ...]]) -> None:
         """Bulk-load rows shaped as group_row() and candidate_rows() give them (imports, benchmarks)."""

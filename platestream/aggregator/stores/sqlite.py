@@ -7,7 +7,16 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from platestream.aggregator.stores.matching import Match, candidate_rows, group_row, normalize_query, rank, search_query
+from platestream.aggregator.stores.matching import (
+    IMAGE_MAX_BYTES,
+    Match,
+    candidate_rows,
+    group_row,
+    image_row,
+    normalize_query,
+    rank,
+    search_query,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS plate_groups (
@@ -33,6 +42,15 @@ CREATE TABLE IF NOT EXISTS plate_candidates (
 );
 CREATE INDEX IF NOT EXISTS plate_candidates_key ON plate_candidates (plate_key);
 CREATE INDEX IF NOT EXISTS plate_candidates_plate ON plate_candidates (plate);
+CREATE INDEX IF NOT EXISTS plate_groups_recent ON plate_groups (epoch_start, group_id);
+CREATE INDEX IF NOT EXISTS plate_groups_camera ON plate_groups (camera_id, epoch_start);
+CREATE TABLE IF NOT EXISTS pass_images (
+    group_id TEXT PRIMARY KEY,
+    epoch_start INTEGER NOT NULL,
+    plate_jpeg BLOB,
+    vehicle_jpeg BLOB
+);
+CREATE INDEX IF NOT EXISTS pass_images_time ON pass_images (epoch_start);
 """
 
 
@@ -44,9 +62,10 @@ def group_id(record: Mapping[str, Any]) -> str:
 class SqliteStore:
     name = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, image_max_bytes: int = IMAGE_MAX_BYTES) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.image_max_bytes = image_max_bytes
         # Opened where the service is built, written from the thread that runs it (one at a time;
         # Python's sqlite3 is serialized): the default same-thread check would refuse that.
         self._db = sqlite3.connect(path, check_same_thread=False)
@@ -63,6 +82,14 @@ class SqliteStore:
                 self._db.executemany(
                     "INSERT OR REPLACE INTO plate_candidates VALUES (?, ?, ?, ?)", candidate_rows(row[0], record)
                 )
+                images = image_row(row[0], record, self.image_max_bytes)
+                if images is not None:
+                    self._db.execute("INSERT OR REPLACE INTO pass_images VALUES (?, ?, ?, ?)", images)
+
+    def forget_images_before(self, epoch_ms: int) -> int:
+        """Delete the crops of passes that started before `epoch_ms` (retention); how many."""
+        with self._db:
+            return self._db.execute("DELETE FROM pass_images WHERE epoch_start < ?", (epoch_ms,)).rowcount
 
     def load_rows(self, groups: Iterable[tuple[Any, ...]], candidates: Iterable[tuple[Any, ...]]) -> None:
         """Bulk-load rows shaped as group_row() and candidate_rows() give them (imports, benchmarks)."""

@@ -36,16 +36,16 @@ class Webhooks:
 
     def post(self, record: Mapping[str, Any]) -> None:
         """Deliver to every URL; raise WebhookError naming those that still failed after retries.
-        Every attempt, and a delivery repeated after a crash, carries the group's first uuid as its
-        `Idempotency-Key` header, so that a receiver can drop a repeat."""
+        Every attempt, and a delivery repeated after a crash, carries the group's first uuid (an
+        alert's id) as its `Idempotency-Key` header, so that a receiver can drop a repeat."""
         payload = dict(record)
         if not self.include_crop:
-            payload["vehicle_crop_jpeg"] = None
+            if "vehicle_crop_jpeg" in payload:
+                payload["vehicle_crop_jpeg"] = None
             if isinstance(payload.get("best_plate"), Mapping):
                 payload["best_plate"] = {k: v for k, v in payload["best_plate"].items() if k != "plate_crop_jpeg"}
         body = json.dumps(payload, default=str).encode()
-        uuids = record.get("uuids") or []
-        key = str(uuids[0]) if uuids else ""
+        key = idempotency_key(record)
         failures = [f"{url}: {error}" for url in self.urls if (error := self._deliver(url, body, key)) is not None]
         if failures:
             raise WebhookError("; ".join(failures))
@@ -77,3 +77,18 @@ class Webhooks:
             raise _TransientError(f"HTTP {error.code}") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
             raise _TransientError(str(getattr(error, "reason", error))) from None
+
+
+def idempotency_key(record: Mapping[str, Any]) -> str:
+    """An alert's id, or a group's first uuid: the same for every delivery of one record."""
+    if record.get("alert_id"):
+        return str(record["alert_id"])
+    uuids = record.get("uuids") or []
+    return str(uuids[0]) if uuids else ""
+
+
+def describe(record: Mapping[str, Any]) -> str:
+    """A record's name in logs and dead letters."""
+    if record.get("alert_id"):
+        return f"alert {record['alert_id']}"
+    return f"group {idempotency_key(record)}"

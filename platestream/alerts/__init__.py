@@ -1,0 +1,1 @@
+"""Alert lists and the matcher that raises alerts from vehicle passes."""

@@ -1,0 +1,1 @@
+"""The web console: vehicle passes, search, cameras and alert lists."""
