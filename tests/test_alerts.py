@@ -101,7 +101,11 @@ def _exercise_the_store(lists: AlertStore) -> None:
         lists.remove_entry("stolen", "XYZ9876", user="ann")
     assert lists.revision() != start
     (only,) = lists.lists()
-    assert (only.name, only.lookalike, only.entries) == ("stolen", True, (Entry("stolen", "ABC1234", "red Golf, dented"),))
+    assert (only.name, only.lookalike, only.entries) == (
+        "stolen",
+        True,
+        (Entry("stolen", "ABC1234", "red Golf, dented"),),
+    )
     audit = [(line.username, line.action, line.detail) for line in reversed(lists.audit())]
     assert audit == [("ed", "create_list", "look-alikes match"), ("ed", "add_entries", "2: ABC1234, XYZ9876"),
                      ("ann", "add_entries", "1: ABC1234"), ("ann", "remove_entry", "XYZ9876")]  # fmt: skip

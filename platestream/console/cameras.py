@@ -23,6 +23,7 @@ STAGES = (
     ("alerts", "platestream-alerts", "alpr_group"),
 )
 LAG_EVERY_S = 15.0
+LAG_RETRY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,9 @@ class CameraWatch:
                             self._take(message.value)
                     self.error = None
                     if time.monotonic() - self._lag_at > LAG_EVERY_S:
-                        self._lag_at = time.monotonic()
                         self._lag = self._measure_lag()
+                        failed = any(lag.error for lag in self._lag)  # e.g. no group coordinator yet
+                        self._lag_at = time.monotonic() - (LAG_EVERY_S - LAG_RETRY_S if failed else 0.0)
             except Exception as error:
                 self.error = f"Kafka unavailable: {error}"
                 self._stop.wait(5)
@@ -128,7 +130,7 @@ class CameraWatch:
             for stage, group, topic in STAGES:
                 name = self.settings.topic_name(topic)
                 try:
-                    committed = admin.list_consumer_group_offsets(group)
+                    committed = admin.list_group_offsets({group: None}).get(group, {})
                     partitions = [TopicPartition(name, p) for p in sorted(reader.partitions_for_topic(name) or ())]
                     ends = reader.end_offsets(partitions, timeout_ms=10_000)
                     held = {tp: meta.offset for tp, meta in committed.items() if tp.topic == name}
