@@ -72,7 +72,10 @@ def test_csv_upload_keeps_good_lines_and_reports_bad_ones_by_number() -> None:
             "KLM5\n")  # fmt: skip
     entries, problems = parse_entries_csv(text, "stolen")
     assert [(e.list_name, e.plate, e.description) for e in entries] == [
-        ("stolen", "ABC1234", "red Golf"), ("wanted", "XYZ9876", "stolen, then seen"), ("stolen", "KLM5", "")]  # fmt: skip
+        ("stolen", "ABC1234", "red Golf"),
+        ("wanted", "XYZ9876", "stolen, then seen"),
+        ("stolen", "KLM5", ""),
+    ]
     assert [(p.line, p.reason) for p in problems] == [
         (4, "no plate: the first field must hold letters or digits"),
         (6, "plate 'TOOLONGPLATE123' is longer than 12 characters"),
@@ -152,8 +155,9 @@ def _send_groups(settings: Any, groups: list[dict[str, Any]], *, broken: bool = 
 def alert_settings(kafka_settings: Any, tmp_path: Path, **overrides: Any) -> Any:
     from platestream.settings import AlertSettings
 
-    values = {"health_port": 0, "sqlite_path": tmp_path / "db.sqlite", "group_id": kafka_settings.topic_prefix + "alerts",
-              "transactional_id": kafka_settings.topic_prefix + "alerts-0"} | overrides  # fmt: skip
+    prefix = kafka_settings.topic_prefix
+    values = {"health_port": 0, "sqlite_path": tmp_path / "db.sqlite", "group_id": prefix + "alerts",
+              "transactional_id": prefix + "alerts-0"} | overrides  # fmt: skip
     return AlertSettings(**kafka_settings.model_dump(), **values)
 
 

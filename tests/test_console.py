@@ -199,9 +199,11 @@ def test_a_pass_keeps_its_crops_within_the_bound_and_for_the_retention(tmp_path:
     record["vehicle_crop_jpeg"] = jpeg(400, 400, 2)
     plate_bytes = len(base64.b64decode(record["best_plate"]["plate_crop_jpeg"]))
     kept = image_row("g", record, 10 * 1024 * 1024)
-    assert kept is not None and kept[2] and kept[3]
+    assert kept is not None
+    assert (bool(kept[2]), bool(kept[3])) == (True, True)
     over = image_row("g", record, plate_bytes + 10)  # room for the plate only: the vehicle goes
-    assert over is not None and over[2] and over[3] is None
+    assert over is not None
+    assert (bool(over[2]), over[3]) == (True, None)
     assert image_row("g", record, 10) is None
     settings = console_settings(tmp_path)
     store = SqliteStore(settings.database)
@@ -215,7 +217,9 @@ def test_a_pass_keeps_its_crops_within_the_bound_and_for_the_retention(tmp_path:
         assert crop
         image = session.get(console.url + crop.group(1).replace("&amp;", "&"))
         assert (image.status_code, image.headers["content-type"]) == (200, "image/jpeg")
-        assert cv2.imdecode(np.frombuffer(image.content, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (40, 160)
+        decoded = cv2.imdecode(np.frombuffer(image.content, np.uint8), cv2.IMREAD_COLOR)
+        assert decoded is not None
+        assert decoded.shape[:2] == (40, 160)
         anonymous = requests.get(console.url + crop.group(1).replace("&amp;", "&"), allow_redirects=False)
         assert anonymous.status_code == 303  # no image without a login
     assert store.forget_images_before(DAY - 1) == 0
@@ -279,12 +283,14 @@ def test_the_cameras_page_shows_streams_from_heartbeats_and_the_pipelines_lag(
     producer.send(kafka_settings.topic_name("heartbeat"), b"\x00 not a heartbeat", key=b"b")  # skipped, not fatal
     producer.flush()
     producer.close()
-    settings = ConsoleSettings(**kafka_settings.model_dump(), sqlite_path=tmp_path / "db.sqlite",
-                               console_session_secret="s" * 40)  # fmt: skip
+    settings = ConsoleSettings(**kafka_settings.model_dump(), sqlite_path=tmp_path / "db.sqlite")
     watch = CameraWatch.start(settings)
     try:
         deadline = time.monotonic() + 30
-        measured = lambda: watch.lag() and not any(lag.error for lag in watch.lag())  # noqa: E731
+
+        def measured() -> bool:
+            return bool(watch.lag()) and not any(lag.error for lag in watch.lag())
+
         while (not watch.snapshot(now_ms=now) or not measured()) and time.monotonic() < deadline:
             time.sleep(0.2)
         with serving(settings, watch) as console:
