@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to run platestream's tests and demo:
 # Python 3.11+ with venv, a Java runtime (17+) and Maven for the local Kafka broker, and
-# PostgreSQL for the tests of the PostgreSQL store, and the fonts the plate renderer draws with
-# (training data for the plate reader, and its tests).
+# PostgreSQL for the tests of the PostgreSQL store, the fonts the plate renderer draws with
+# (training data for the plate reader, and its tests), and Chromium for the console's browser test.
 set -euo pipefail
 
 need=()
@@ -18,6 +18,8 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 [ -e /usr/share/fonts/truetype/roadgeek/RG2014D.ttf ] || need+=(fonts-roadgeek)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Bold.ttf ] || need+=(fonts-dejavu-extra)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+# The web console's browser test drives Debian's Chromium (Playwright downloads no browser of its own).
+command -v chromium >/dev/null || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

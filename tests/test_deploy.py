@@ -31,6 +31,8 @@ SETTINGS_OF: dict[str, type[settings_module.Settings]] = {
     "topics": settings_module.Settings,
     "produce": settings_module.BackfillSettings,
     "serve": settings_module.ApiSettings,
+    "alerts": settings_module.AlertSettings,
+    "console": settings_module.ConsoleSettings,
 }
 OUTSIDE_SETTINGS = {"PLATESTREAM_CONFIG", "PLATESTREAM_MODEL_DIR", "PLATESTREAM_JAR_CACHE"}
 CRDS = {
@@ -117,11 +119,11 @@ def test_every_workload_is_pinned_probed_bounded_and_non_root(overlay: str) -> N
             for bound in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(container["resources"][bound]), f"{name}: {bound}"
             env = {item["name"]: item for item in container.get("env", [])}
-            if container["command"][1] != "serve":  # the Kafka services: one transactional id per pod
+            if container["command"][1] not in ("serve", "console"):  # Kafka writers: a transactional id per pod
                 assert env["PLATESTREAM_TRANSACTIONAL_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
         labels = workload["spec"]["selector"]["matchLabels"]
         assert any(b["spec"]["selector"]["matchLabels"] == labels for b in budgets), f"{name} has no PDB"
-    assert len(workloads) == 5
+    assert len(workloads) == 7
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -183,7 +185,7 @@ def test_no_secret_is_committed_and_every_one_used_is_documented() -> None:
             for item in container.get("env", [])
             if "secretKeyRef" in item.get("valueFrom", {})
         }
-        assert used == {"platestream-postgres", "platestream-s3", "platestream-api"}
+        assert used == {"platestream-postgres", "platestream-s3", "platestream-api", "platestream-console"}
         for name in used:
             assert f"create secret generic {name}" in readme, f"the README does not say how to create {name}"
 
@@ -305,6 +307,17 @@ def test_the_readme_runbook_uses_what_the_manifests_define() -> None:
             found = [d for d in applied[-1] if d["kind"].lower() == kind and d["metadata"]["name"] == name]
             assert found, f"{command}: no {kind}/{name} in what was applied"
             assert found[0]["metadata"]["namespace"] == namespace, command
+        elif "exec" in words:  # a platestream command inside a running pod: the pod and the command exist
+            kind, _, name = next(w for w in words if "/" in w and not w.startswith("--")).partition("/")
+            assert any(d["kind"].lower() == kind and d["metadata"]["name"] == name for d in applied[-1]), command
+            inside = words[words.index("--") + 1 :]
+            assert inside[0] == "platestream", command
+            from click.testing import CliRunner
+
+            from platestream.cli import main
+
+            helped = CliRunner().invoke(main, [*[w for w in inside[1:] if not w.startswith("-")][:2], "--help"])
+            assert helped.exit_code == 0, f"{command}: {helped.output}"
         elif "run" in words:
             image = next(w for w in words if w.startswith("--image=")).split("=", 1)[1]
             assert image == f"ghcr.io/platestream/platestream:{VERSION}"

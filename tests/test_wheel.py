@@ -140,7 +140,19 @@ def test_installed_command_line_runs_from_site_packages(installed: Installed) ->
     assert version.stdout.strip() == f"platestream, version {VERSION}"
     helped = installed.run("--help")
     assert helped.returncode == 0
-    for command in ("recognize", "worker", "aggregate", "store", "search", "models", "demo", "serve"):
+    for command in (
+        "recognize",
+        "worker",
+        "aggregate",
+        "store",
+        "search",
+        "models",
+        "demo",
+        "serve",
+        "alerts",
+        "console",
+        "users",
+    ):
         assert command in helped.stdout
     shipped = subprocess.run(
         [str(installed.venv / "bin" / "python"), "-m", "platestream.healthcheck"], cwd=installed.home,
@@ -173,6 +185,43 @@ def test_installed_recognize_reads_a_rendered_plate(installed: Installed, tmp_pa
     record = json.loads(done.stdout)
     assert record["results"][0]["plate"] == "AB12CDE"
     assert abs(record["epoch_time"] / 1000 - time.time()) < 120, "epoch_time is when it was processed"
+
+
+def test_installed_console_serves_its_pages_templates_and_script(installed: Installed, tmp_path: Path) -> None:
+    """The console's templates and static files are package data: a login page and its script come
+    from the installed wheel, and an account made by the installed command logs in."""
+    import re
+    import time
+
+    import requests
+
+    from platestream.broker import free_port
+
+    database, port = tmp_path / "console.db", free_port()
+    made = installed.run("users", "add", "ann", "--role", "editor", env={
+        "PLATESTREAM_SQLITE_PATH": str(database), "PLATESTREAM_CONSOLE_PASSWORD": "a long enough secret"})  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    server = installed.start("console", log=tmp_path / "console.log", PLATESTREAM_SQLITE_PATH=str(database),
+                             PLATESTREAM_CONSOLE_PORT=str(port))  # fmt: skip
+    try:
+        url, session = f"http://127.0.0.1:{port}", requests.Session()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                form = session.get(url + "/login", timeout=5)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, (tmp_path / "console.log").read_text()
+                time.sleep(0.5)
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert token, form.text
+        landed = session.post(url + "/login", data={"csrf": token.group(1), "username": "ann",
+                                                    "password": "a long enough secret"})  # fmt: skip
+        assert "Vehicle passes" in landed.text
+        assert "new passes appear at the top" in session.get(url + "/static/console.js").text
+    finally:
+        server.terminate()
+        assert server.wait(30) == 0, (tmp_path / "console.log").read_text()
 
 
 @pytest.fixture

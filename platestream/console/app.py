@@ -39,6 +39,7 @@ log = get_logger(__name__)
 
 PAGE_SIZE = 50
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+REPORTED_PROBLEMS = 15  # an upload's refused lines listed on the page; the rest counted
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -221,6 +222,7 @@ class Console:
     # Alerts.
 
     async def alerts_page(self, request: Request, *, status: int = 200, **extra: Any) -> Response:
+        extra.setdefault("report", request.session.pop("upload_report", None))
         lists = await run_in_threadpool(self.lists.summaries)
         alerts = await run_in_threadpool(lambda: self.lists.recent_alerts(limit=50))
         return self.render(request, "alerts.html", status_code=status, lists=lists, alerts=alerts, **extra)
@@ -298,8 +300,14 @@ class Console:
             )
         except AlertListError as error:
             return await self.alerts_page(request, status=400, problem=str(error))
-        return await self.alerts_page(request, status=200 if not problems else 422, uploaded=added,
-                                      upload_problems=problems, upload_name=upload.filename or "upload")  # fmt: skip
+        # Shown once on the page the browser is sent to (so a reload does not upload again); the
+        # first lines refused, as many as a cookie holds, and how many more there were.
+        request.session["upload_report"] = {
+            "name": (upload.filename or "upload")[:80], "added": added, "refused": len(problems),
+            "problems": [{"line": p.line, "reason": p.reason[:120], "text": p.text[:60]}
+                         for p in problems[:REPORTED_PROBLEMS]],
+        }  # fmt: skip
+        return RedirectResponse("/alerts", status_code=303)
 
     async def audit(self, request: Request) -> Response:
         lines = await run_in_threadpool(self.lists.audit)

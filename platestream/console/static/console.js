@@ -9,7 +9,7 @@
     var body = table.tBodies[0];
     var newest = function () {
       var first = body.querySelector("tr[data-start]");
-      return first ? first.dataset.start : String(Date.now() - 60000);
+      return first ? first.dataset.start : "0";
     };
     var poll = function () {
       var url = "/rows?after=" + encodeURIComponent(newest()) + "&camera=" + encodeURIComponent(table.dataset.camera || "");
