@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= all,test,dev,train
 
-.PHONY: setup demo test lint typecheck unit broker-start broker-stop clean
+.PHONY: setup demo test lint typecheck unit screenshots broker-start broker-stop clean
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ test: lint typecheck
 
 unit: setup
 	$(BIN)/pytest -m "not kafka"
+
+# The console's main pages, as its browser test sees them over the whole pipeline.
+screenshots: setup
+	PLATESTREAM_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/test_console_browser.py
 
 broker-start: setup
 	$(BIN)/platestream broker start

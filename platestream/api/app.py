@@ -27,6 +27,7 @@ from platestream.api.dialects import RequestError
 from platestream.api.guard import MonthlyUsage, RateLimiter, fetch_image_url, load_tokens
 from platestream.api.pipeline import CameraResults, PipelineClient
 from platestream.api.pool import EnginePool, PoolBusyError
+from platestream.asgi import serve_until_signalled
 from platestream.log import get_logger
 from platestream.schemas import to_json_dict
 from platestream.settings import ApiSettings
@@ -395,30 +396,8 @@ def build_app(settings: ApiSettings, make_engine: Callable[[], Engine]) -> ASGIA
 
 
 def serve(settings: ApiSettings, make_engine: Callable[[], Engine]) -> None:
-    """Run the API until SIGTERM / SIGINT: requests in flight finish, then the process exits 0, like
-    the other services (uvicorn in the main thread would re-raise the signal and die by it)."""
-    import signal
-    import threading
-
-    import uvicorn
-
-    # uvicorn's own access log would print query strings, where the Cloud API's secret_key travels.
-    config = uvicorn.Config(build_app(settings, make_engine), host=settings.api_host, port=settings.api_port,
-                            access_log=False, log_level="warning", lifespan="on")  # fmt: skip
-    server = uvicorn.Server(config)
-
-    def stop(signum: int, _frame: object) -> None:
-        log.info("service_stopping", service="api", signal=signum)
-        server.should_exit = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    thread = threading.Thread(target=server.run, name="api", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(timeout=0.5)
-    if not server.started:
-        raise SystemExit(f"platestream: error: the API did not start on {settings.api_host}:{settings.api_port}")
+    """Run the API until SIGTERM / SIGINT, then exit 0."""
+    serve_until_signalled(build_app(settings, make_engine), settings.api_host, settings.api_port, name="api")
 
 
 @contextmanager

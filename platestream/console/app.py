@@ -29,6 +29,7 @@ from platestream.aggregator.stores import open_store
 from platestream.aggregator.stores.database import Database
 from platestream.alerts.lists import AlertListError, AlertStore
 from platestream.alerts.matching import normalize_plate, parse_entries_csv
+from platestream.asgi import serve_until_signalled
 from platestream.console.accounts import Accounts
 from platestream.console.cameras import CameraWatch
 from platestream.console.passes import Cursor, Passes
@@ -390,12 +391,10 @@ def console_app(settings: ConsoleSettings, cameras: CameraWatch | None = None) -
 
 
 def serve(settings: ConsoleSettings) -> None:
-    import uvicorn
-
+    """Run the console until SIGTERM / SIGINT, then exit 0."""
     cameras = CameraWatch.start(settings)
     try:
-        uvicorn.run(console_app(settings, cameras), host=settings.console_host, port=settings.console_port,
-                    log_level="warning", access_log=False)  # fmt: skip
+        serve_until_signalled(console_app(settings, cameras), settings.console_host, settings.console_port,
+                              name="console")  # fmt: skip
     finally:
-        if cameras is not None:
-            cameras.stop()
+        cameras.stop()
