@@ -862,6 +862,54 @@ def bench_search_command(settings: StoreLocation, passes: int, queries: int) -> 
     )
 
 
+@bench.command("console")
+@click.option("--passes", type=click.IntRange(1), default=100_000, show_default=True, help="Passes to store first.")
+@click.option("--requests", "count", type=click.IntRange(10), default=200, show_default=True,
+              help="Requests per page.")  # fmt: skip
+@settings_options(ConsoleSettings, kafka=False)
+def bench_console_command(settings: ConsoleSettings, passes: int, count: int) -> None:
+    """The console's pages (recent passes, deep keyset pages, one camera, exact and fuzzy search):
+    p50 / p99 over HTTP, one request at a time, over an empty store filled with PASSES passes.
+    Use an empty SQLite file (--sqlite-path) or an empty PostgreSQL database (--postgres-dsn)."""
+    from platestream.console.bench import bench_console
+
+    load_s, pages = bench_console(settings, passes, requests_per_page=count)
+    kind = "postgres" if settings.postgres_dsn else "sqlite"
+    click.echo(f"{kind}: {passes:,} passes loaded in {load_s:.0f} s")
+    for page in pages:
+        click.echo(
+            f"  {page.page:<52} p50 {page.p50_ms:7.1f} ms  p99 {page.p99_ms:7.1f} ms  ({page.requests} requests)"
+        )
+
+
+@bench.command("alerts")
+@click.option("--entries", type=click.IntRange(1), default=100_000, show_default=True, help="Listed plates.")
+@click.option("--passes", type=click.IntRange(1), default=100_000, show_default=True, help="Passes to match.")
+@click.option(
+    "--through-kafka",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Also run the matcher service over this many passes on a broker (local unless one is set).",
+)
+@settings_options(Settings)
+def bench_alerts_command(settings: Settings, entries: int, passes: int, through_kafka: int) -> None:
+    """The alert matcher's passes/s against ENTRIES listed plates: matching alone (one core), and
+    with --through-kafka the service end to end (read alpr_group, match, write the store, commit)."""
+    from platestream.console.bench import bench_alert_matching
+
+    rate = bench_alert_matching(entries, passes)
+    click.echo(f"matching: {rate.passes:,} passes against {rate.entries:,} listed plates: "
+               f"{rate.passes_per_s:,} passes/s on one core ({rate.alerts:,} alerts; lists indexed in "
+               f"{rate.build_s} s)")  # fmt: skip
+    if through_kafka:
+        from platestream.alerts.bench_service import bench_alert_service
+
+        done = bench_alert_service(settings, entries, through_kafka)
+        click.echo(f"service: {done.passes:,} passes through Kafka and SQLite: {done.passes_per_s:,.0f} passes/s "
+                   f"({done.alerts:,} alerts committed)")  # fmt: skip
+
+
 @main.command("demo")
 @click.option("--keep-broker/--stop-broker", default=False, help="Leave the local broker running afterwards.")
 @settings_options(Settings)

@@ -308,3 +308,24 @@ def test_the_cameras_page_shows_streams_from_heartbeats_and_the_pipelines_lag(
     assert re.search(r"<td>11</td><td>Gate north</td><td>cam-host-1</td><td class=\"ok\">yes</td><td>9.5</td>", page)
     assert re.search(r"<td>12</td><td>Gate south</td><td>cam-host-1</td><td class=\"bad\">no</td>", page)
     assert "<td>workers</td><td>frames</td><td>not started</td>" in page  # no worker has committed yet
+
+
+def test_the_console_and_alert_benchmarks_print_their_figures(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from platestream.cli import main
+
+    runner = CliRunner()
+    pages = runner.invoke(main, ["bench", "console", "--passes", "300", "--requests", "10",
+                                 "--sqlite-path", str(tmp_path / "bench.db")])  # fmt: skip
+    assert pages.exit_code == 0, pages.output
+    assert "sqlite: 300 passes loaded" in pages.output
+    for page in ("first page", "deep in the history", "one camera", "search, exact", "search, fuzzy"):
+        assert re.search(rf"{page}.* p50 +[0-9.]+ ms  p99 +[0-9.]+ ms  \(10 requests\)", pages.output), page
+    matching = runner.invoke(main, ["bench", "alerts", "--entries", "2000", "--passes", "2000"])
+    assert matching.exit_code == 0, matching.output
+    found = re.search(
+        r"2,000 passes against 2,000 listed plates: ([0-9,]+) passes/s on one core \(([0-9,]+) alerts", matching.output
+    )
+    assert found, matching.output
+    assert int(found.group(2).replace(",", "")) >= 50  # about one pass in twenty is listed
