@@ -35,13 +35,14 @@ CREATE TABLE IF NOT EXISTS alert_audit (
 CREATE INDEX IF NOT EXISTS alert_audit_time ON alert_audit (at_ms);
 CREATE TABLE IF NOT EXISTS alerts (
     alert_id TEXT PRIMARY KEY,
+    raised_ms INTEGER NOT NULL,
     epoch_time INTEGER NOT NULL,
     list_name TEXT NOT NULL,
     plate TEXT NOT NULL,
     pass_id TEXT NOT NULL,
     record TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS alerts_time ON alerts (epoch_time)
+CREATE INDEX IF NOT EXISTS alerts_raised ON alerts (raised_ms)
 """
 
 MAX_LIST_NAME = 80
@@ -169,20 +170,23 @@ class AlertStore:
     # Alerts raised by the matcher.
 
     def write_alerts(self, records: Iterable[Mapping[str, Any]]) -> None:
-        """Upsert by alert id: a batch written again after a crash changes nothing."""
-        rows = [(r["alert_id"], r["epoch_time"], r["list_name"], r["entry"]["plate"], r["pass"]["pass_id"],
+        """By alert id: a batch written again after a crash changes nothing (not even when it was
+        raised, so the console does not announce it twice)."""
+        now = _now_ms()
+        rows = [(r["alert_id"], now, r["epoch_time"], r["list_name"], r["entry"]["plate"], r["pass"]["pass_id"],
                  json.dumps(r, default=str)) for r in records]  # fmt: skip
         with self.db.transaction():
             for row in rows:
-                self.db.run("DELETE FROM alerts WHERE alert_id = ?", (row[0],))
-                self.db.run("INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?)", row)
+                self.db.run("INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id) DO NOTHING", row)
 
-    def recent_alerts(self, *, after_ms: int = 0, limit: int = 50) -> list[dict[str, Any]]:
+    def recent_alerts(self, *, raised_after_ms: int = 0, limit: int = 50) -> list[tuple[int, dict[str, Any]]]:
+        """(when raised, the alert record), the latest raised first: a backfill's alerts of old
+        passes are as new as any."""
         rows = self.db.rows(
-            "SELECT record FROM alerts WHERE epoch_time > ? ORDER BY epoch_time DESC, alert_id LIMIT ?",
-            (after_ms, limit),
+            "SELECT raised_ms, record FROM alerts WHERE raised_ms > ? ORDER BY raised_ms DESC, alert_id LIMIT ?",
+            (raised_after_ms, limit),
         )
-        return [json.loads(record) for (record,) in rows]
+        return [(int(raised), json.loads(record)) for raised, record in rows]
 
 
 def _now_ms() -> int:

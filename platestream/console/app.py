@@ -116,7 +116,8 @@ class Console:
 
     def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
         context |= {"user": getattr(request.state, "user", None), "role": getattr(request.state, "role", None),
-                    "csrf": self.csrf(request), "version": __version__, "path": request.url.path}  # fmt: skip
+                    "csrf": self.csrf(request), "version": __version__, "path": request.url.path,
+                    "now_ms": int(time.time() * 1000)}  # fmt: skip
         return self.templates.TemplateResponse(request, template, context, status_code=status_code)
 
     def error(self, request: Request, status: int, message: str) -> Response:
@@ -225,7 +226,7 @@ class Console:
     async def alerts_page(self, request: Request, *, status: int = 200, **extra: Any) -> Response:
         extra.setdefault("report", request.session.pop("upload_report", None))
         lists = await run_in_threadpool(self.lists.summaries)
-        alerts = await run_in_threadpool(lambda: self.lists.recent_alerts(limit=50))
+        alerts = [alert for _, alert in await run_in_threadpool(lambda: self.lists.recent_alerts(limit=50))]
         return self.render(request, "alerts.html", status_code=status, lists=lists, alerts=alerts, **extra)
 
     async def list_page(self, request: Request) -> Response:
@@ -315,14 +316,14 @@ class Console:
         return self.render(request, "audit.html", lines=lines)
 
     async def alerts_since(self, request: Request) -> Response:
-        """Alerts after `after` (ms), newest first, for the banner every page shows."""
+        """Alerts raised after `after` (ms), the latest first, for the banner every page shows."""
         after = int(request.query_params.get("after") or 0)
-        alerts = await run_in_threadpool(lambda: self.lists.recent_alerts(after_ms=after, limit=20))
+        alerts = await run_in_threadpool(lambda: self.lists.recent_alerts(raised_after_ms=after, limit=20))
         return JSONResponse({"alerts": [{
             "list": a["list_name"], "plate": a["entry"]["plate"], "description": a["entry"]["description"],
             "how": a["match"]["how"], "reading": a["match"]["reading"], "camera_id": a["pass"]["camera_id"],
-            "time": _time(a["epoch_time"]), "epoch_time": a["epoch_time"], "pass_id": a["pass"]["pass_id"],
-        } for a in alerts]})  # fmt: skip
+            "time": _time(a["epoch_time"]), "raised_ms": raised, "pass_id": a["pass"]["pass_id"],
+        } for raised, a in alerts]})  # fmt: skip
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -28,7 +28,8 @@
 
   var banner = document.getElementById("alert-banner");
   if (banner) {
-    var seen = Number(sessionStorage.getItem("platestream-alerts-seen") || Date.now() - 600000);
+    // Alerts raised in the last ten minutes (server time) until one is dismissed.
+    var seen = Number(sessionStorage.getItem("platestream-alerts-seen") || Number(document.body.dataset.now) - 600000);
     var show = function (alert) {
       banner.hidden = false;
       banner.textContent = "";
@@ -42,7 +43,7 @@
       close.textContent = "Dismiss";
       close.addEventListener("click", function () {
         banner.hidden = true;
-        sessionStorage.setItem("platestream-alerts-seen", String(alert.epoch_time));
+        sessionStorage.setItem("platestream-alerts-seen", String(alert.raised_ms));
       });
       banner.append(text, " ", link, " ", close);
     };
@@ -52,7 +53,7 @@
       }).then(function (found) {
         if (found.alerts.length) {
           show(found.alerts[0]);
-          seen = Math.max(seen, found.alerts[0].epoch_time);
+          seen = Math.max(seen, found.alerts[0].raised_ms);
         }
       }).catch(function () {}).finally(function () { setTimeout(pollAlerts, EVERY_MS); });
     };
