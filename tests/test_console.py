@@ -52,6 +52,9 @@ def test_no_plate_data_without_a_login_and_a_wrong_password_is_refused(tmp_path:
                                                              "password": PASSWORD})  # fmt: skip
         assert unknown.status_code == 401
         assert session.get(console.url + "/", allow_redirects=False).status_code == 303  # still not logged in
+        headers = session.get(console.url + "/login").headers
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]  # no framing, no inline script
+        assert (headers["x-frame-options"], headers["cache-control"]) == ("DENY", "private, no-store")
 
 
 def test_a_login_returns_to_the_page_asked_for_and_never_to_another_site(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from platestream import __version__
 from platestream.aggregator.stores import open_store
@@ -360,7 +361,39 @@ class Console:
         middleware = [Middleware(SessionMiddleware, secret_key=key, session_cookie="platestream_console",
                                  max_age=int(self.settings.console_session_hours * 3600), same_site="strict",
                                  https_only=self.settings.console_secure_cookies)]  # fmt: skip
-        return Starlette(routes=routes, middleware=middleware)
+        app = Starlette(routes=routes, middleware=middleware)
+        app.add_middleware(SecurityHeaders)
+        return app
+
+
+class SecurityHeaders:
+    """Every answer: no framing, no scripts or styles from elsewhere or inline, no caching of
+    pages with plate data by shared caches, no referrer sent off the site."""
+
+    HEADERS = (
+        (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                                     b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+        (b"x-frame-options", b"DENY"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"same-origin"),
+        (b"cache-control", b"private, no-store"),
+    )  # fmt: skip
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                held = {name for name, _ in message.get("headers", [])}
+                message["headers"] = [*message.get("headers", []), *((n, v) for n, v in self.HEADERS if n not in held)]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def _csv_cell(text: str) -> str:

@@ -26,6 +26,13 @@
     setTimeout(poll, EVERY_MS);
   }
 
+  // Forms that destroy something ask first (no inline handlers: the pages' CSP allows none).
+  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm(form.dataset.confirm)) { event.preventDefault(); }
+    });
+  });
+
   var banner = document.getElementById("alert-banner");
   if (banner) {
     // Alerts raised in the last ten minutes (server time) until one is dismissed.
