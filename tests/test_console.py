@@ -332,3 +332,22 @@ def test_the_console_and_alert_benchmarks_print_their_figures(tmp_path: Path) ->
     )
     assert found, matching.output
     assert int(found.group(2).replace(",", "")) >= 50  # about one pass in twenty is listed
+
+
+def test_a_page_deep_in_the_history_seeks_the_index_instead_of_scanning_it(tmp_path: Path) -> None:
+    import sqlite3
+
+    from platestream.aggregator.stores.database import Database
+    from platestream.console.passes import Cursor, Passes
+
+    settings = console_settings(tmp_path)
+    SqliteStore(settings.database).write([passing(f"PAS{n:04d}", DAY + n * 1000) for n in range(20)])
+    statements: list[str] = []
+    database = Database(settings)
+    database._conn.set_trace_callback(statements.append)
+    found = Passes(database).recent(before=Cursor(DAY + 10_000, "u-7-1700000010000/0"), limit=3)
+    assert [p.plate for p in found] == ["PAS0009", "PAS0008", "PAS0007"]
+    query = next(s for s in statements if "ORDER BY g.epoch_start DESC" in s)
+    plan = " ".join(row[-1] for row in sqlite3.connect(settings.database).execute("EXPLAIN QUERY PLAN " + query))
+    # A seek to the cursor in the (time, pass) index: the millionth page costs what the first does.
+    assert re.search(r"SEARCH g USING (COVERING )?INDEX plate_groups_recent \(\(epoch_start,group_id\)<", plan), plan

@@ -71,8 +71,10 @@ class Passes:
         """Newest first; `before` continues a page, `after_ms` gives only what arrived since."""
         conditions, params = [], []
         if before is not None:
-            conditions.append("(g.epoch_start < ? OR (g.epoch_start = ? AND g.group_id < ?))")
-            params += [before.epoch_start, before.epoch_start, before.group_id]
+            # A row value: both SQLite and PostgreSQL seek the (epoch_start, group_id) index to it,
+            # where the equivalent OR scans the index from the newest row down.
+            conditions.append("(g.epoch_start, g.group_id) < (?, ?)")
+            params += [before.epoch_start, before.group_id]
         if after_ms is not None:
             conditions.append("g.epoch_start > ?")
             params.append(after_ms)
