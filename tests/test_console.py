@@ -351,3 +351,43 @@ def test_a_page_deep_in_the_history_seeks_the_index_instead_of_scanning_it(tmp_p
     plan = " ".join(row[-1] for row in sqlite3.connect(settings.database).execute("EXPLAIN QUERY PLAN " + query))
     # A seek to the cursor in the (time, pass) index: the millionth page costs what the first does.
     assert re.search(r"SEARCH g USING (COVERING )?INDEX plate_groups_recent \(\(epoch_start,group_id\)<", plan), plan
+
+
+def test_the_consoles_queries_read_postgresql_as_they_read_sqlite(postgres_dsn: str, tmp_path: Path) -> None:
+    import base64
+    import uuid
+
+    import psycopg
+
+    from platestream.aggregator.stores import PostgresStore
+    from platestream.aggregator.stores.database import Database
+    from platestream.console.passes import Cursor, Passes
+    from platestream.settings import StoreLocation, load
+
+    schema = f"c{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    dsn = f"{postgres_dsn}?options=-csearch_path%3D{schema}"
+    records = [passing(f"PAS{n:04d}", DAY + n * 1000, camera=1 + n % 2) for n in range(30)]
+    records.append(passing("AB12CDE", DAY + 40_000, candidates=("A812CDE",)))
+    records[-1]["best_plate"]["plate_crop_jpeg"] = base64.b64encode(b"\xff\xd8 a jpeg \xff\xd9").decode()
+    PostgresStore(dsn).write(records)
+    results: dict[str, Any] = {}
+    for kind, location in (("postgres", load(StoreLocation, postgres_dsn=dsn)),
+                           ("sqlite", load(StoreLocation, sqlite_path=tmp_path / "db.sqlite"))):  # fmt: skip
+        if kind == "sqlite":
+            SqliteStore(location.database).write(records)
+        passes = Passes(Database(location))
+        first = passes.recent(limit=5)
+        results[kind] = (
+            [p.plate for p in first],
+            [p.plate for p in passes.recent(before=Cursor(first[-1].epoch_start, first[-1].group_id), limit=3)],
+            [p.plate for p in passes.recent(camera="2", limit=3)],
+            [(p.plate, p.distance) for p in passes.search("AB12C0E")],
+            passes.image(first[0].group_id, "plate"),
+            passes.one(first[0].group_id)["best_plate_number"],  # type: ignore[index]
+            passes.cameras(now_ms=DAY + 60_000),
+        )
+    assert results["postgres"] == results["sqlite"]
+    assert results["postgres"][0] == ["AB12CDE", "PAS0029", "PAS0028", "PAS0027", "PAS0026"]
+    assert results["postgres"][4] == b"\xff\xd8 a jpeg \xff\xd9"
