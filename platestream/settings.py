@@ -423,6 +423,16 @@ class ConsoleSettings(StoreLocation):
     console_heartbeat_stale_s: float = Field(
         180.0, gt=0, description="A camera agent whose last heartbeat is older is shown as not streaming."
     )
+    console_lag_groups: str = Field(
+        "workers=platestream-workers,aggregator=platestream-aggregator,store=platestream-store,"
+        "alerts=platestream-alerts",
+        description="The consumer groups whose lag the cameras page shows: 'STAGE=GROUP_ID,...' (the services'"
+        " default group ids; set it when yours differ).",
+    )
+
+    def lag_groups(self) -> list[tuple[str, str]]:
+        pairs = [item.strip().partition("=") for item in self.console_lag_groups.split(",") if item.strip()]
+        return [(stage.strip(), group.strip()) for stage, _, group in pairs if group.strip()]
 
 
 class AlertSettings(ServiceSettings, StoreLocation):

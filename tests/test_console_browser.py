@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
+from platestream.console.cameras import CameraWatch
 from platestream.service import Runnable, in_thread
 from platestream.workers.engine import Engine
 from platestream.workers.engine.images import encode_jpeg
@@ -42,6 +43,22 @@ def vehicle_frames(camera: str, plate: str, first_number: int, seed: int) -> lis
         "image": encode_jpeg(street_scene(plate, seed=seed, plate_width=280, center_x=500 + 40 * step), quality=88),
         "image_ref": None, "content_type": "image/jpeg", "source_uri": f"rtsp://{camera}/stream", "options": None,
     } for step in range(3)]  # fmt: skip
+
+
+def send_heartbeat(settings: Any) -> None:
+    """A camera agent's heartbeat, as `platestream produce video` sends one a minute."""
+    from platestream.kafka import codec, make_producer
+    from tests.factories import heartbeat
+
+    now = int(time.time() * 1000)
+    streams = [{"camera_id": name, "camera_name": title, "url": f"rtsp://{name}/stream", "fps": 10.0,
+                "is_streaming": True, "last_update": now}
+               for name, title in (("gate-north", "Gate north"), ("gate-south", "Gate south"))]  # fmt: skip
+    beat = heartbeat() | {"timestamp": now, "agent_hostname": "edge-1", "video_streams": streams}
+    producer = make_producer(settings)
+    producer.send(settings.topic_name("heartbeat"), codec(settings, "heartbeat").encode(beat), key=b"edge-1")
+    producer.flush()
+    producer.close()
 
 
 class Hook(http.server.BaseHTTPRequestHandler):
@@ -96,8 +113,8 @@ def pipeline(kafka_settings: Any, tmp_path: Path, engine: Engine) -> Iterator[tu
     with ExitStack() as running:
         for service in services:
             running.enter_context(in_thread(service, name=type(service).__name__))
-        console = ConsoleSettings(**kafka_settings.model_dump(), sqlite_path=database)
-        yield console, received
+        lag = ",".join(f"{stage}={prefix}{stage}" for stage in ("workers", "aggregator", "store", "alerts"))
+        yield ConsoleSettings(**kafka_settings.model_dump(), sqlite_path=database, console_lag_groups=lag), received
     hook.shutdown()
 
 
@@ -161,6 +178,13 @@ def see_the_alert(page: Page, kafka_settings: Any, shots: Path) -> None:
     page.screenshot(path=str(shots / "alerts.png"), full_page=True)
     page.click("nav >> text=Cameras")
     expect(page.locator("#stored tbody tr")).to_have_count(2)
+    expect(page.locator("#streams tbody tr", has_text="Gate north")).to_contain_text("yes")
+    workers = page.locator("#lag tbody tr", has_text="workers")
+    deadline = time.monotonic() + 60  # the lag is measured every 15 s: reload until it has been since the frames
+    while "not started" in workers.inner_text() and time.monotonic() < deadline:
+        time.sleep(2)
+        page.reload()
+    expect(workers).to_have_text("workersframes0")  # every frame consumed and committed
     page.screenshot(path=str(shots / "cameras.png"), full_page=True)
 
 
@@ -175,7 +199,9 @@ def test_an_operator_logs_in_sees_passes_arrive_searches_lists_a_plate_and_is_al
     shots = Path(os.environ.get("PLATESTREAM_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     expect.set_options(timeout=90_000)  # a pass needs the worker, the aggregator's idle flush and the store
-    with serving(settings) as console, sync_playwright() as playwright:
+    send_heartbeat(kafka_settings)
+    cameras = CameraWatch.start(settings)
+    with serving(settings, cameras) as console, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 860})
         page.goto(console.url + "/")  # no plate data without a login; a wrong password is refused
@@ -197,6 +223,7 @@ def test_an_operator_logs_in_sees_passes_arrive_searches_lists_a_plate_and_is_al
         expect(viewer.locator("#lists")).to_contain_text("stolen")
         expect(viewer.locator("#upload")).to_have_count(0)
         browser.close()
+    cameras.stop()
 
     # The alert is on the topic once and reached the webhook once.
     alerts = [record for _, record in read_topic(kafka_settings, "alerts", "alerts", count=1, timeout_s=30)]

@@ -15,13 +15,9 @@ from platestream.settings import ConsoleSettings
 
 log = get_logger(__name__)
 
-# The pipeline's consumer groups (their default names) and the topic each reads.
-STAGES = (
-    ("workers", "platestream-workers", "frames"),
-    ("aggregator", "platestream-aggregator", "alpr_results"),
-    ("store", "platestream-store", "alpr_group"),
-    ("alerts", "platestream-alerts", "alpr_group"),
-)
+# The topic each stage of the pipeline reads.
+READS = {"workers": "frames", "aggregator": "alpr_results", "store": "alpr_group", "alerts": "alpr_group",
+         "webhooks": "alpr_group"}  # fmt: skip
 LAG_EVERY_S = 15.0
 LAG_RETRY_S = 2.0
 
@@ -121,13 +117,14 @@ class CameraWatch:
         from kafka import TopicPartition
 
         found = []
+        stages = [(stage, group, READS.get(stage, "alpr_group")) for stage, group in self.settings.lag_groups()]
         try:
             admin = make_admin(self.settings)
             reader = make_consumer(self.settings, group_id=None)
         except Exception as error:
-            return [Lag(stage, topic, None, str(error)) for stage, _, topic in STAGES]
+            return [Lag(stage, topic, None, str(error)) for stage, _, topic in stages]
         try:
-            for stage, group, topic in STAGES:
+            for stage, group, topic in stages:
                 name = self.settings.topic_name(topic)
                 try:
                     committed = admin.list_group_offsets({group: None}).get(group, {})
