@@ -19,9 +19,10 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from platestream.kafka import Send
+from platestream.kafka import Send, make_consumer
 from platestream.log import get_logger
-from platestream.service import Progress
+from platestream.service import Progress, Service
+from platestream.settings import ServiceSettings
 from platestream.transactions import TransactionalWriter, input_waiting
 
 log = get_logger(__name__)
@@ -162,3 +163,39 @@ def run_batches(
             log.warning("kafka_error", service=writer.service, error=str(error), kind=type(error).__name__)
             progress.blocked(f"Kafka: {error}")
         writer.recover(consumer, then=reload)  # the batch is read, and stepped, again
+
+
+class BatchService(Service):
+    """A service that reads one topic in its consumer group and commits what each batch gives
+    (records, dead letters) with the batch's offsets: the store writer, the webhook sender, the
+    alert matcher. Subclasses set `kind`, `transactional_id` and `settings`, and give `step`."""
+
+    transactional_id: str
+    writer: TransactionalWriter
+
+    def serve_batches(
+        self, settings: ServiceSettings, topic: str, step: Step, *, group_id: str, batch_size: int,
+        until_idle_s: float | None, on_committed: Callable[[list[Any]], object] = lambda messages: None,
+        **started: object,
+    ) -> None:  # fmt: skip
+        """Run the loop on `topic` until stopped (or idle for `until_idle_s`); close the clients."""
+        consumer = make_consumer(settings, topic, group_id=group_id, max_poll_records=batch_size,
+                                 session_timeout_ms=settings.session_timeout_ms,
+                                 heartbeat_interval_ms=settings.session_timeout_ms // 4)  # fmt: skip
+        writer = self.writer = TransactionalWriter(
+            settings, self.transactional_id, transaction_timeout_ms=settings.transaction_timeout_ms,
+            service=self.kind, stopping=lambda: self._stopping, progress=self.progress,
+        )  # fmt: skip
+        try:
+            writer.open()
+            self._ready = True
+            log.info(f"{self.kind}_started", transactional_id=self.transactional_id, group_id=group_id, **started)
+            run_batches(
+                consumer, writer, step, batch_size=batch_size, batch_wait_ms=0, stopping=lambda: self._stopping,
+                progress=self.progress, until_idle_s=until_idle_s, on_committed=on_committed,
+                stalled_after_s=settings.stalled_partition_s,
+            )  # fmt: skip
+        finally:
+            self._ready = False
+            consumer.close()
+            writer.close()

@@ -15,21 +15,20 @@ import time
 from typing import Any
 
 from platestream.aggregator.stores import JsonLinesStore, open_store
-from platestream.consume_loop import by_partition, run_batches
+from platestream.consume_loop import BatchService, by_partition
 from platestream.deadletter import Origin, dead_letter, service_name
 from platestream.errors import SchemaError
-from platestream.kafka import Send, codec, make_consumer
+from platestream.kafka import Send, codec
 from platestream.log import get_logger
-from platestream.service import ProgressLog, Service, StallLimits, run_until_signalled
+from platestream.service import ProgressLog, StallLimits, run_until_signalled
 from platestream.settings import StoreSettings
-from platestream.transactions import TransactionalWriter
 
 log = get_logger(__name__)
 
 IMAGE_PURGE_INTERVAL_S = 600.0
 
 
-class StoreWriter(Service):
+class StoreWriter(BatchService):
     kind = "store"
 
     def __init__(self, settings: StoreSettings) -> None:
@@ -58,27 +57,10 @@ class StoreWriter(Service):
             self._run(until_idle_s)
 
     def _run(self, until_idle_s: float | None) -> None:
-        settings = self.settings
-        consumer = make_consumer(settings, "alpr_group", group_id=settings.group_id,
-                                 max_poll_records=settings.batch_size, session_timeout_ms=settings.session_timeout_ms,
-                                 heartbeat_interval_ms=settings.session_timeout_ms // 4)  # fmt: skip
-        writer = self.writer = TransactionalWriter(
-            settings, self.transactional_id, transaction_timeout_ms=settings.transaction_timeout_ms,
-            service="store", stopping=lambda: self._stopping, progress=self.progress,
-        )  # fmt: skip
         try:
-            writer.open()
-            self._ready = True
-            log.info("store_started", transactional_id=self.transactional_id, group_id=settings.group_id)
-            run_batches(
-                consumer, writer, self._write_batch, batch_size=settings.batch_size, batch_wait_ms=0,
-                stopping=lambda: self._stopping, progress=self.progress, until_idle_s=until_idle_s,
-                stalled_after_s=settings.stalled_partition_s,
-            )  # fmt: skip
+            self.serve_batches(self.settings, "alpr_group", self._write_batch, group_id=self.settings.group_id,
+                               batch_size=self.settings.batch_size, until_idle_s=until_idle_s)  # fmt: skip
         finally:
-            self._ready = False
-            consumer.close()
-            writer.close()
             self.store.close()
             log.info("store_stopped", written=self.written)
 

@@ -17,19 +17,18 @@ from typing import Any
 
 from platestream.aggregator.stores import WebhookError, Webhooks
 from platestream.aggregator.stores.webhooks import describe
-from platestream.consume_loop import run_batches
+from platestream.consume_loop import BatchService
 from platestream.deadletter import Origin, dead_letter, service_name
 from platestream.errors import SchemaError
-from platestream.kafka import Send, codec, make_consumer
+from platestream.kafka import Send, codec
 from platestream.log import get_logger
-from platestream.service import ProgressLog, Service, StallLimits, run_until_signalled
+from platestream.service import ProgressLog, StallLimits, run_until_signalled
 from platestream.settings import WebhookSettings
-from platestream.transactions import TransactionalWriter
 
 log = get_logger(__name__)
 
 
-class WebhookSender(Service):
+class WebhookSender(BatchService):
     kind = "webhooks"
 
     def __init__(self, settings: WebhookSettings) -> None:
@@ -53,28 +52,14 @@ class WebhookSender(Service):
 
     def _run(self, pool: ThreadPoolExecutor, until_idle_s: float | None) -> None:
         settings = self.settings
-        consumer = make_consumer(settings, settings.webhook_source, group_id=settings.group_id,
-                                 max_poll_records=settings.batch_size, session_timeout_ms=settings.session_timeout_ms,
-                                 heartbeat_interval_ms=settings.session_timeout_ms // 4)  # fmt: skip
-        writer = TransactionalWriter(
-            settings, self.transactional_id, transaction_timeout_ms=settings.transaction_timeout_ms,
-            service="webhooks", stopping=lambda: self._stopping, progress=self.progress,
-        )  # fmt: skip
         try:
-            writer.open()
-            self._ready = True
-            log.info("webhooks_started", transactional_id=self.transactional_id, urls=len(settings.urls),
-                     source=settings.webhook_source)  # fmt: skip
-            run_batches(
-                consumer, writer, lambda batch: self._deliver(pool, batch), batch_size=settings.batch_size,
-                batch_wait_ms=0, stopping=lambda: self._stopping, progress=self.progress, until_idle_s=until_idle_s,
-                on_committed=lambda _: self.progress_log.update(self.totals),
-                stalled_after_s=settings.stalled_partition_s,
+            self.serve_batches(
+                settings, settings.webhook_source, lambda batch: self._deliver(pool, batch), group_id=settings.group_id,
+                batch_size=settings.batch_size, until_idle_s=until_idle_s,
+                on_committed=lambda _: self.progress_log.update(self.totals), urls=len(settings.urls),
+                source=settings.webhook_source,
             )  # fmt: skip
         finally:
-            self._ready = False
-            consumer.close()
-            writer.close()
             log.info("webhooks_stopped", **self.totals)
 
     def _deliver(self, pool: ThreadPoolExecutor, batch: list[Any]) -> list[Send]:

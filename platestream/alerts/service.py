@@ -17,19 +17,18 @@ from platestream.aggregator.stores import open_store
 from platestream.aggregator.stores.database import Database
 from platestream.alerts.lists import AlertStore
 from platestream.alerts.matching import Matcher, alert_record
-from platestream.consume_loop import run_batches
+from platestream.consume_loop import BatchService
 from platestream.deadletter import Origin, dead_letter, service_name
 from platestream.errors import SchemaError
-from platestream.kafka import Send, codec, make_consumer
+from platestream.kafka import Send, codec
 from platestream.log import get_logger
-from platestream.service import ProgressLog, Service, StallLimits, run_until_signalled
+from platestream.service import ProgressLog, StallLimits, run_until_signalled
 from platestream.settings import AlertSettings
-from platestream.transactions import TransactionalWriter
 
 log = get_logger(__name__)
 
 
-class AlertMatcher(Service):
+class AlertMatcher(BatchService):
     kind = "alerts"
 
     def __init__(self, settings: AlertSettings) -> None:
@@ -54,28 +53,13 @@ class AlertMatcher(Service):
             self._run(until_idle_s)
 
     def _run(self, until_idle_s: float | None) -> None:
-        settings = self.settings
-        consumer = make_consumer(settings, "alpr_group", group_id=settings.group_id,
-                                 max_poll_records=settings.batch_size, session_timeout_ms=settings.session_timeout_ms,
-                                 heartbeat_interval_ms=settings.session_timeout_ms // 4)  # fmt: skip
-        writer = TransactionalWriter(
-            settings, self.transactional_id, transaction_timeout_ms=settings.transaction_timeout_ms,
-            service="alerts", stopping=lambda: self._stopping, progress=self.progress,
-        )  # fmt: skip
         try:
-            writer.open()
-            self._ready = True
-            log.info("alerts_started", transactional_id=self.transactional_id, group_id=settings.group_id)
-            run_batches(
-                consumer, writer, self._match_batch, batch_size=settings.batch_size, batch_wait_ms=0,
-                stopping=lambda: self._stopping, progress=self.progress, until_idle_s=until_idle_s,
+            self.serve_batches(
+                self.settings, "alpr_group", self._match_batch, group_id=self.settings.group_id,
+                batch_size=self.settings.batch_size, until_idle_s=until_idle_s,
                 on_committed=lambda _: self.progress_log.update(self.totals),
-                stalled_after_s=settings.stalled_partition_s,
             )  # fmt: skip
         finally:
-            self._ready = False
-            consumer.close()
-            writer.close()
             self.db.close()
             log.info("alerts_stopped", **self.totals)
 
