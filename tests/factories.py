@@ -134,6 +134,21 @@ def heartbeat() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def alert() -> dict[str, Any]:
+    return {
+        "alert_id": "agent-1-7-1700000000100/0|stolen|ABC1234",
+        "data_type": "alpr_alert",
+        "epoch_time": 1_700_000_001_000,
+        "list_name": "stolen",
+        "entry": {"plate": "ABC1234", "description": "red Golf"},
+        "match": {"how": "candidate", "reading": "ABC1234", "confidence": 80.1, "distance": 0.0},
+        "pass": {"pass_id": "agent-1-7-1700000000100/0", "camera_id": 7, "best_plate_number": "A8C1234",
+                 "best_confidence": 91.5, "best_region": "us-ca", "epoch_start": 1_700_000_000_100,
+                 "epoch_end": 1_700_000_001_000, "best_uuid": "agent-1-7-1700000000100",
+                 "uuids": ["agent-1-7-1700000000100", "agent-1-7-1700000000300"], "travel_direction": 180.0},
+    }  # fmt: skip
+
+
 def dead_letter() -> dict[str, Any]:
     return {
         "reason": "undecodable_image",

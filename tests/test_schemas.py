@@ -11,7 +11,7 @@ import pytest
 
 from platestream.errors import ConfigError, SchemaError
 from platestream.schemas import SCHEMA_NAMES, Codec, WireFormat, from_json, to_json_dict, validate
-from tests.factories import SHARED, alpr_group, alpr_results, dead_letter, frame, heartbeat
+from tests.factories import SHARED, alert, alpr_group, alpr_results, dead_letter, frame, heartbeat
 
 SEEDS = SHARED / "seeds"
 EXAMPLES = Path(__file__).parent / "data" / "examples"  # our own records in the seeds' two forms
@@ -193,6 +193,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "dead_letter": dead_letter(),
     "aggregator_state": {"source_topic": "alpr_results", "source_partition": 3, "next_offset": 42,
                          "state_json": "{}", "state_version": 1, "time_ms": 1_700_000_000_000},
+    "alerts": alert(),
     "producer_checkpoint": {"backfill_id": "b1", "source": "s3://archive/cams/", "last_key": "cams/1/a.jpg",
                             "objects_produced": 10, "done": False, "time_ms": 1_700_000_000_000},
 }  # fmt: skip
