@@ -19,11 +19,11 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from platestream.kafka import Send, make_consumer
+from platestream.kafka import Send, make_consumer, take_reassigned
 from platestream.log import get_logger
 from platestream.service import Progress, Service
 from platestream.settings import ServiceSettings
-from platestream.transactions import TransactionalWriter, input_waiting
+from platestream.transactions import TransactionalWriter, input_waiting, rewind_to_committed
 
 log = get_logger(__name__)
 
@@ -49,6 +49,14 @@ def gather(
             timeout = max(0, int((deadline - time.monotonic()) * 1000))
         for records in consumer.poll(timeout_ms=timeout, max_records=batch_size - len(messages)).values():
             messages.extend(records)
+        reassigned = take_reassigned(consumer)
+        if reassigned:
+            # A rebalance in this poll: what was read may come from positions kept from before it,
+            # behind what another member committed since. Drop it, start again from the commits.
+            log.info("rebalanced_rewound", partitions=len(reassigned), dropped=len(messages))
+            rewind_to_committed(consumer, reassigned)
+            messages, deadline = [], None
+            continue
         if deadline is None:
             if not messages:
                 return []

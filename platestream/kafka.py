@@ -6,13 +6,14 @@ import json
 import logging
 import ssl
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import (
     KafkaError,
@@ -101,8 +102,49 @@ def make_consumer(settings: Settings, *topics: str, group_id: str | None, **over
     with explained_connect_errors(settings):
         consumer = KafkaConsumer(**(config | overrides))
     if topics:
-        consumer.subscribe([settings.topic_name(name) for name in topics])
+        subscribe(consumer, [settings.topic_name(name) for name in topics])
     return consumer
+
+
+class Reassignments(ConsumerRebalanceListener):  # type: ignore[misc]
+    """The partitions each rebalance gave this consumer, for the loop to move back to the group's
+    committed offsets before it reads from them (`take_reassigned`). kafka-python keeps the position
+    of a partition that a rebalance takes away and gives back; another member may have read and
+    committed past it meanwhile (this one was paused past its session timeout), and reading on from
+    the kept position would do that work twice. `then`: the service's own listener."""
+
+    def __init__(self, then: ConsumerRebalanceListener | None = None) -> None:
+        self.then = then
+        self.assigned: set[TopicPartition] = set()
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.assigned.difference_update(revoked)
+        if self.then is not None:
+            self.then.on_partitions_revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.assigned.update(assigned)
+        if self.then is not None:
+            self.then.on_partitions_assigned(assigned)
+
+
+_REASSIGNMENTS: weakref.WeakKeyDictionary[KafkaConsumer, Reassignments] = weakref.WeakKeyDictionary()
+
+
+def subscribe(consumer: KafkaConsumer, topics: list[str], listener: ConsumerRebalanceListener | None = None) -> None:
+    """Subscribe, noting each rebalance's assignment (see Reassignments)."""
+    reassignments = Reassignments(listener)
+    _REASSIGNMENTS[consumer] = reassignments
+    consumer.subscribe(topics, listener=reassignments)
+
+
+def take_reassigned(consumer: KafkaConsumer) -> set[TopicPartition]:
+    """The partitions assigned since the last call (empty for a consumer not made by `subscribe`)."""
+    reassignments = _REASSIGNMENTS.get(consumer)
+    if reassignments is None or not reassignments.assigned:
+        return set()
+    taken, reassignments.assigned = reassignments.assigned, set()
+    return taken
 
 
 def make_admin(settings: Settings) -> KafkaAdminClient:
@@ -171,10 +213,17 @@ def transact(
     consumer: KafkaConsumer | None = None,
     *,
     timeout_ms: int | None = None,
+    read_as: Any = None,
 ) -> None:
     """Write `sends` and commit the consumed `offsets` atomically: all of it becomes visible to
     read_committed consumers, or none. Aborts and re-raises on failure; a fenced producer (another
     instance took over its transactional id) raises ProducerFencedError without aborting.
+
+    `read_as`: the consumer's group metadata when the offsets' records were read (default: now).
+    The broker accepts the offsets only from that generation of the group: a batch read before a
+    rebalance that gave its partitions to another member fails here instead of being committed
+    beside that member's work. A loop that polls between reading a batch and committing it must
+    pass the metadata of the read.
 
     With `timeout_ms`, no step waits longer than that for the broker (KafkaTimeoutError): the
     client's own commit waits forever on a request lost with a broker that was killed."""
@@ -185,7 +234,7 @@ def transact(
         if timeout_ms is not None:
             producer.flush(timeout=timeout_ms / 1000)
         if offsets and consumer is not None:
-            _await(producer, "send_offsets", timeout_ms, offsets, consumer.group_metadata())
+            _await(producer, "send_offsets", timeout_ms, offsets, read_as or consumer.group_metadata())
         _await(producer, "commit", timeout_ms)
     except ProducerFencedError:
         raise

@@ -127,12 +127,13 @@ class TransactionalWriter:
         sends: Iterable[Send],
         offsets: dict[TopicPartition, OffsetAndMetadata] | None = None,
         consumer: KafkaConsumer | None = None,
+        read_as: Any = None,
     ) -> KafkaError | None:
         """Write `sends` and `offsets` in one transaction; the error when it failed (then none of it
-        is visible, and `recover` must run before the next)."""
+        is visible, and `recover` must run before the next). `read_as`: see kafka.transact."""
         self.progress.blocked("waiting for Kafka to commit a transaction")
         try:
-            transact(self.producer, sends, offsets, consumer, timeout_ms=self.transaction_timeout_ms)
+            transact(self.producer, sends, offsets, consumer, timeout_ms=self.transaction_timeout_ms, read_as=read_as)
         except KafkaError as error:
             self._replace = True
             _Metrics.inc(_metrics().failed, self.service)
@@ -201,10 +202,11 @@ class TransactionalWriter:
             self._initialized = True
 
 
-def rewind_to_committed(consumer: KafkaConsumer) -> None:
-    """Move every partition the consumer owns to the group's committed offset (the start where
-    none is committed): what was consumed since is read again."""
-    for tp in consumer.assignment():
+def rewind_to_committed(consumer: KafkaConsumer, partitions: Iterable[TopicPartition] | None = None) -> None:
+    """Move every partition the consumer owns (or those of `partitions` it owns) to the group's
+    committed offset (the start where none is committed): what was consumed since is read again."""
+    owned = consumer.assignment()
+    for tp in owned if partitions is None else [tp for tp in partitions if tp in owned]:
         committed = consumer.committed(tp, timeout_ms=COMMITTED_TIMEOUT_MS)
         if committed is None:
             consumer.seek_to_beginning(tp)

@@ -126,3 +126,41 @@ def test_a_partition_the_client_stopped_fetching_is_fetched_again(kafka_settings
     assert any("are not fetched" in reason for reason in reported), "the stall was reported"
     written = Counter(message.value for message in read_to_end(settings, output))
     assert written == Counter(values), "each input once in the output"
+
+
+def test_a_consumer_given_back_its_partitions_reads_on_from_what_the_group_committed(kafka_settings: Settings) -> None:
+    """A member paused past its poll interval loses its partitions; another reads them and commits;
+    when the first polls again and is given them back, it must not read on from the position it
+    kept (kafka-python keeps it): that work was done and committed by the other member."""
+    import time
+
+    from kafka import TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    values = _send_inputs(kafka_settings, 20)
+    group = kafka_settings.topic_prefix + "handover"
+    timeouts = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1500, "max_poll_interval_ms": 6500}
+    first = make_consumer(kafka_settings, "frames", group_id=group, **timeouts)
+    early = gather(first, batch_size=6, wait_ms=0, stopping=lambda: False)
+    deadline = time.monotonic() + 30
+    while not early and time.monotonic() < deadline:
+        early = gather(first, batch_size=6, wait_ms=0, stopping=lambda: False)
+    assert early, "the first member read nothing"
+    time.sleep(9)  # no poll for longer than max_poll_interval_ms: the first member leaves the group
+    second = make_consumer(kafka_settings, "frames", group_id=group, **timeouts)
+    taken: list[Any] = []
+    deadline = time.monotonic() + 60
+    while len(taken) < len(values) and time.monotonic() < deadline:
+        taken += gather(second, batch_size=20, wait_ms=200, stopping=lambda: False)
+    assert sorted(m.value for m in taken) == sorted(values)  # it read everything, from the start
+    second.commit({TopicPartition(kafka_settings.topic_name("frames"), p): OffsetAndMetadata(10, "", -1)
+                   for p in (0, 1)})  # fmt: skip
+    second.close()
+    again: list[Any] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not first.assignment():
+        again += gather(first, batch_size=20, wait_ms=200, stopping=lambda: False)
+    for _ in range(5):
+        again += gather(first, batch_size=20, wait_ms=200, stopping=lambda: False)
+    first.close()
+    assert again == []  # nothing before the committed offsets is read twice

@@ -22,7 +22,7 @@ from platestream.aggregator.records import alpr_group
 from platestream.consume_loop import run_batches
 from platestream.deadletter import Origin, dead_letter, service_name
 from platestream.errors import ConfigError, SchemaError
-from platestream.kafka import Send, codec, make_consumer, read_to_end
+from platestream.kafka import Send, codec, make_consumer, read_to_end, subscribe
 from platestream.log import get_logger
 from platestream.service import ProgressLog, Service, StallLimits, run_until_signalled
 from platestream.settings import AggregatorSettings
@@ -74,7 +74,7 @@ class Aggregator(Service):
             session_timeout_ms=settings.session_timeout_ms, heartbeat_interval_ms=settings.session_timeout_ms // 4,
         )  # fmt: skip
         self._check_span_cameras(consumer)
-        consumer.subscribe([self.input_topic], listener=_Restorer(self))
+        subscribe(consumer, [self.input_topic], listener=_Restorer(self))
         writer = self.writer = TransactionalWriter(
             settings, self.transactional_id, transaction_timeout_ms=settings.transaction_timeout_ms,
             service="aggregator", stopping=lambda: self._stopping, progress=self.progress,

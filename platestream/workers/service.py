@@ -86,8 +86,14 @@ class Worker(Service):
                         continue
                     messages = gather(consumer, batch_size=settings.batch_size, wait_ms=settings.batch_wait_ms,
                                       stopping=lambda: self._stopping, block=pending is None)  # fmt: skip
+                    # The group's generation the batch was read in: the next gather may rejoin the
+                    # group before this batch is committed, and its offsets must not pass then.
                     upcoming = (
-                        _Batch(messages, prefetch.submit(pipeline.prepare, _origins(messages))) if messages else None
+                        _Batch(
+                            messages, prefetch.submit(pipeline.prepare, _origins(messages)), consumer.group_metadata()
+                        )
+                        if messages
+                        else None
                     )
                     if pending is not None and not self._complete(pending, pipeline, consumer):
                         # Nothing of the failed batch is visible: it, and what came after, are read again.
@@ -124,7 +130,7 @@ class Worker(Service):
         failed (nothing of it is visible: the writer must recover before the next)."""
         started = time.perf_counter()
         report = pipeline.finish(batch.prepared.result())
-        error = self._transact(report.outputs, next_offsets(batch.messages), consumer)
+        error = self._transact(report.outputs, next_offsets(batch.messages), consumer, batch.read_as)
         if error is not None:
             log.warning("batch_aborted", error=str(error), frames=len(batch.messages))
             self.metrics.aborted.inc()
@@ -146,11 +152,12 @@ class Worker(Service):
         outputs: list[Output],
         offsets: dict[TopicPartition, OffsetAndMetadata],
         consumer: KafkaConsumer | None = None,
+        read_as: Any = None,
     ) -> KafkaError | None:
         sends = [
             Send(self.settings.topic_name(o.topic), self._codecs[o.schema].encode(o.record), o.key) for o in outputs
         ]
-        return self.writer.commit(sends, offsets, consumer)
+        return self.writer.commit(sends, offsets, consumer, read_as)
 
     def _pipeline(self, executor: ThreadPoolExecutor) -> FramePipeline:
         settings = self.settings
@@ -214,6 +221,7 @@ class Worker(Service):
 class _Batch:
     messages: list[Any]
     prepared: Future[Prepared]
+    read_as: Any = None  # the consumer's group metadata when the batch was read
 
 
 def _origins(messages: list[Any]) -> list[Origin]:
