@@ -164,3 +164,45 @@ def test_a_consumer_given_back_its_partitions_reads_on_from_what_the_group_commi
         again += gather(first, batch_size=20, wait_ms=200, stopping=lambda: False)
     first.close()
     assert again == []  # nothing before the committed offsets is read twice
+
+
+def test_a_batch_read_before_a_rebalance_is_not_committed_after_it(kafka_settings: Settings) -> None:
+    """The worker reads its next batch while it finishes the last, so a rebalance can come between
+    reading a batch and committing it. Committed with the group metadata of its reading, the batch
+    is refused once the group has moved on (it is read again by whoever owns its partition now);
+    with the metadata of the moment of commit, the broker would take it beside the new owner's."""
+    import time
+
+    from kafka import TopicPartition
+    from kafka.errors import KafkaError
+
+    _send_inputs(kafka_settings, 20)
+    group = kafka_settings.topic_prefix + "generations"
+    first = make_consumer(kafka_settings, "frames", group_id=group)
+    batch: list[Any] = []
+    deadline = time.monotonic() + 30
+    while not batch and time.monotonic() < deadline:
+        batch = gather(first, batch_size=20, wait_ms=500, stopping=lambda: False)
+    assert batch, "the first member read nothing"
+    read_as = first.group_metadata()
+    second = make_consumer(kafka_settings, "frames", group_id=group)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (second.assignment() and len(first.assignment()) == 1):
+        first.poll(timeout_ms=200)
+        second.poll(timeout_ms=200)
+    assert len(first.assignment()) == 1, "no rebalance happened"
+    settings = StoreSettings(**kafka_settings.model_dump(), group_id=group)
+    writer = TransactionalWriter(settings, kafka_settings.topic_prefix + "gen-0", transaction_timeout_ms=10_000,
+                                 service="test", stopping=lambda: False, progress=Progress(StallLimits()))  # fmt: skip
+    writer.open()
+    try:
+        refused = writer.commit([], next_offsets(batch), first, read_as)
+        assert isinstance(refused, KafkaError), "a batch of the old generation was committed"
+        writer.recover()
+        committed = {tp.partition: first.committed(tp) for tp in (TopicPartition(kafka_settings.topic_name("frames"), p)
+                                                                   for p in (0, 1))}  # fmt: skip
+        assert committed == {0: None, 1: None}  # nothing of it reached the group's offsets
+    finally:
+        writer.close()
+        first.close()
+        second.close()
