@@ -52,9 +52,10 @@ def gather(
         reassigned = take_reassigned(consumer)
         if reassigned:
             # A rebalance in this poll: what was read may come from positions kept from before it,
-            # behind what another member committed since. Drop it, start again from the commits.
+            # behind what another member committed since. Drop it, and start every owned partition
+            # again from the commits (what was dropped of a partition kept is read again too).
             log.info("rebalanced_rewound", partitions=len(reassigned), dropped=len(messages))
-            rewind_to_committed(consumer, reassigned)
+            rewind_to_committed(consumer)
             messages, deadline = [], None
             continue
         if deadline is None:
