@@ -52,6 +52,13 @@ def test_no_plate_data_without_a_login_and_a_wrong_password_is_refused(tmp_path:
                                                              "password": PASSWORD})  # fmt: skip
         assert unknown.status_code == 401
         assert session.get(console.url + "/", allow_redirects=False).status_code == 303  # still not logged in
+        viewer = console.login(VIEWER)  # malformed parameters: a clear refusal, not a server error
+        assert viewer.get(console.url + "/rows?after=yesterday").status_code == 400
+        assert viewer.get(console.url + "/api/alerts?after=-1").json() == {
+            "error": "after must be a whole number of ms"
+        }
+        assert viewer.get(console.url + "/pass/frame.jpg?id=x").status_code == 404
+        assert viewer.get(console.url + "/?before=garbage").status_code == 200  # a cursor it cannot read: page 1
         headers = session.get(console.url + "/login").headers
         assert "frame-ancestors 'none'" in headers["content-security-policy"]  # no framing, no inline script
         assert (headers["x-frame-options"], headers["cache-control"]) == ("DENY", "private, no-store")

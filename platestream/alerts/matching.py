@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from platestream.aggregator.similarity import LOOKALIKE_COST, canonical, within
+from platestream.aggregator.stores.matching import pass_id
 
 MAX_PLATE_LENGTH = 12
 MAX_DESCRIPTION_LENGTH = 500
@@ -92,11 +93,6 @@ def _keep(hits: dict[Entry, Hit], hit: Hit) -> None:
         -held.confidence,
     ):
         hits[hit.entry] = hit
-
-
-def pass_id(group: Mapping[str, Any]) -> str:
-    """A pass's identity in the stores: its first frame's uuid and plate index."""
-    return f"{group['uuids'][0]}/{group['plate_indexes'][0]}"
 
 
 def alert_record(group: Mapping[str, Any], hit: Hit) -> dict[str, Any]:

@@ -174,7 +174,9 @@ class Console:
 
     async def recent_rows(self, request: Request) -> Response:
         """The rows that arrived after `after` (ms), for the live page."""
-        after = int(request.query_params.get("after") or 0)
+        after = _whole(request.query_params.get("after"))
+        if after is None:
+            return PlainTextResponse("after must be a whole number of ms", status_code=400)
         camera = request.query_params.get("camera") or None
         rows = await run_in_threadpool(lambda: self.passes.recent(after_ms=after, camera=camera, limit=PAGE_SIZE))
         return self.render(request, "pass_rows.html", rows=rows)
@@ -208,7 +210,7 @@ class Console:
                            drawing=_drawing(record))  # fmt: skip
 
     async def image(self, request: Request) -> Response:
-        which = request.path_params["which"]
+        which = "plate" if request.url.path.endswith("/plate.jpg") else "vehicle"
         data = await run_in_threadpool(self.passes.image, request.query_params.get("id", ""), which)
         if data is None:
             return PlainTextResponse("no image", status_code=404)
@@ -318,7 +320,9 @@ class Console:
 
     async def alerts_since(self, request: Request) -> Response:
         """Alerts raised after `after` (ms), the latest first, for the banner every page shows."""
-        after = int(request.query_params.get("after") or 0)
+        after = _whole(request.query_params.get("after"))
+        if after is None:
+            return JSONResponse({"error": "after must be a whole number of ms"}, status_code=400)
         alerts = await run_in_threadpool(lambda: self.lists.recent_alerts(raised_after_ms=after, limit=20))
         return JSONResponse({"alerts": [{
             "list": a["list_name"], "plate": a["entry"]["plate"], "description": a["entry"]["description"],
@@ -345,7 +349,8 @@ class Console:
             Route("/rows", page(self.recent_rows)),
             Route("/search", page(self.search)),
             Route("/pass", page(self.one_pass)),
-            Route("/pass/{which:str}.jpg", page(self.image)),
+            Route("/pass/plate.jpg", page(self.image)),
+            Route("/pass/vehicle.jpg", page(self.image)),
             Route("/cameras", page(self.cameras_page)),
             Route("/alerts", page(self.alerts_page)),
             Route("/alerts/list", page(self.list_page)),
@@ -394,6 +399,13 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+def _whole(text: str | None) -> int | None:
+    """A query parameter as a whole number (0 when absent); None when it is not one."""
+    if not text:
+        return 0
+    return int(text) if text.isdigit() else None
 
 
 def _csv_cell(text: str) -> str:

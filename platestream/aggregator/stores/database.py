@@ -73,14 +73,6 @@ class Database:
         with self._lock:
             return int(self._conn.execute(self._sql(sql), tuple(params)).rowcount)
 
-    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        with self._lock:
-            if self.dialect == "postgres":
-                with self._conn.cursor() as cursor:
-                    cursor.executemany(self._sql(sql), rows)
-            else:
-                self._conn.executemany(sql, rows)
-
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             found = self._conn.execute(self._sql(sql), tuple(params)).fetchall()

@@ -34,9 +34,14 @@ def group_row(record: Mapping[str, Any]) -> tuple[Any, ...]:
     """The plate_groups row of an alpr_group record (group_id first), for every store. The crops
     are kept apart (image_row), not in the record's JSON."""
     plate = record["best_plate_number"]
-    return (f"{record['uuids'][0]}/{record['plate_indexes'][0]}", str(record["camera_id"]), plate, canonical(plate),
+    return (pass_id(record), str(record["camera_id"]), plate, canonical(plate),
             record["best_confidence"], record["epoch_start"], record["epoch_end"], record["best_region"],
             json.dumps(without_crops(record), default=str))  # fmt: skip
+
+
+def pass_id(record: Mapping[str, Any]) -> str:
+    """A vehicle pass's identity in every store: its first frame's uuid and plate index."""
+    return f"{record['uuids'][0]}/{record['plate_indexes'][0]}"
 
 
 def without_crops(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from platestream.aggregator.stores.matching import (
     group_row,
     image_row,
     normalize_query,
+    pass_id,
     rank,
     search_query,
 )
@@ -56,7 +57,7 @@ CREATE INDEX IF NOT EXISTS pass_images_time ON pass_images (epoch_start);
 
 def group_id(record: Mapping[str, Any]) -> str:
     """A vehicle pass's identity: its first frame's uuid and plate index."""
-    return str(group_row(record)[0])
+    return pass_id(record)
 
 
 class SqliteStore:
