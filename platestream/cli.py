@@ -27,7 +27,7 @@ from platestream.settings import (
     BackfillSettings,
     ConsoleSettings,
     EngineSettings,
-    ProducerSettings,
+    FilesSettings,
     Settings,
     StoreLocation,
     StoreSettings,
@@ -324,9 +324,12 @@ def produce() -> None:
 
 @produce.command("files")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@settings_options(ProducerSettings)
-def produce_files(settings: ProducerSettings, paths: tuple[Path, ...]) -> None:
-    """Send local images (files or folders, searched recursively) as frames with inline bytes."""
+@settings_options(FilesSettings)
+def produce_files(settings: FilesSettings, paths: tuple[Path, ...]) -> None:
+    """Send local images (files or folders, searched recursively) as frames with inline bytes.
+
+    With --checkpoint-id the files go in transactions, each with a checkpoint: the same command
+    run again after a crash sends each file exactly once in all."""
     from platestream.producers import file_frames, find_images, produce_frames
 
     images = find_images(paths)
@@ -334,11 +337,36 @@ def produce_files(settings: ProducerSettings, paths: tuple[Path, ...]) -> None:
     if settings.country or settings.state:
         options = {"country": settings.country, "state": settings.state, "regions": [], "region_strict": False,
                    "topn": None, "request_id": None}  # fmt: skip
+    if settings.checkpoint_id:
+        _produce_files_checkpointed(settings, images, options, " ".join(str(path) for path in paths))
+        return
     delivery = produce_frames(
         settings, file_frames(images, camera_id=settings.camera_id, options=options, max_bytes=settings.max_image_bytes)
     )
     click.echo(f"{delivery.delivered} of {len(images)} images sent to {settings.topic_name('frames')}")
     if delivery.failed or delivery.interrupted:
+        sys.exit(1)
+
+
+def _produce_files_checkpointed(settings: FilesSettings, images: list[Path], options: dict[str, Any] | None,
+                                source: str) -> None:  # fmt: skip
+    import signal
+    import threading
+
+    from platestream.producers.files import send_files
+
+    configure_logging()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        sent, total, finished = send_files(settings, images, options, source=source, stopping=stop.is_set)
+    except PlatestreamError as error:
+        raise click.ClickException(str(error)) from None
+    ending = "" if finished else "; stopped before the end"
+    click.echo(f"{sent} of {len(images)} images sent to {settings.topic_name('frames')} by this run, {total} in all "
+               f"under checkpoint {settings.checkpoint_id!r}{ending}")  # fmt: skip
+    if not finished:
         sys.exit(1)
 
 

@@ -472,8 +472,31 @@ class WebhookSettings(ServiceSettings):
         return [url.strip() for url in self.webhook_urls.split(",") if url.strip()]
 
 
-class BackfillSettings(ProducerSettings):
-    """An S3 backfill: which objects, how fast, and how to name their cameras and times."""
+class CheckpointedSettings(ProducerSettings):
+    """Producers that send in transactions with checkpoints (resumable): how fast, how much at once."""
+
+    rate: float = Field(0.0, ge=0, description="Most frames per second; 0: as fast as the broker takes them.")
+    batch_size: int = Field(500, ge=1, description="Frames per transaction (and checkpoint).")
+    batch_max_s: float = Field(
+        5.0, gt=0, description="A transaction (and checkpoint) at least this often, however few frames are in it."
+    )
+
+
+class FilesSettings(CheckpointedSettings):
+    """`produce files`: plain sends, or, given a checkpoint id, transactions with checkpoints."""
+
+    batch_size: int = Field(50, ge=1, description="Frames per transaction (and checkpoint); images are inline.")
+
+    checkpoint_id: str | None = Field(
+        None,
+        description="Send in transactions, each with a checkpoint under this name: run again with the same "
+        "name after a crash, it goes on after the last file committed (a finished run sends nothing); "
+        "unset: plain sends.",
+    )
+
+
+class BackfillSettings(CheckpointedSettings):
+    """An S3 backfill: which objects, and how to name their cameras and times."""
 
     suffixes: str = Field(".jpg,.jpeg,.png", description="Comma-separated key suffixes to take (case-insensitive).")
     modified_after: str | None = Field(None, description="Only objects modified after this ISO date/time.")
@@ -484,11 +507,6 @@ class BackfillSettings(ProducerSettings):
         "'(?P<camera>[^/]+)/(?P<time>\\d{13})\\.jpg'.",
     )
     camera_metadata: str | None = Field(None, description="Object metadata field holding the camera id.")
-    rate: float = Field(0.0, ge=0, description="Most objects per second; 0: as fast as the broker takes them.")
-    batch_size: int = Field(500, ge=1, description="Objects per transaction (and checkpoint).")
-    batch_max_s: float = Field(
-        5.0, gt=0, description="A transaction (and checkpoint) at least this often, however few objects are in it."
-    )
     backfill_id: str | None = Field(
         None, description="Name of the backfill for resuming; unset: from the source and filters."
     )
@@ -529,6 +547,8 @@ READERS_OF: tuple[tuple[type[Settings], str], ...] = (
     (WebhookSettings, "webhooks"),
     (ApiSettings, "serve"),
     (ProducerSettings, "produce files / s3 / video"),
+    (CheckpointedSettings, "produce files / s3"),
+    (FilesSettings, "produce files"),
     (BackfillSettings, "produce s3"),
     (VideoSettings, "produce video"),
 )

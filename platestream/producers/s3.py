@@ -22,8 +22,8 @@ from types import FrameType
 from typing import Any
 
 from platestream.errors import ConfigError, MissingExtraError, PlatestreamError
-from platestream.kafka import Send, codec, make_producer, read_to_end, transact
 from platestream.log import get_logger
+from platestream.producers.checkpoints import Pace, last_checkpoint, send_checkpointed
 from platestream.producers.files import CONTENT_TYPES
 from platestream.settings import BackfillSettings
 
@@ -143,13 +143,7 @@ class Backfill:
 
     def checkpoint(self) -> dict[str, Any] | None:
         """The last committed checkpoint of this backfill, if any."""
-        topic = self.settings.topic_name("producer_checkpoints")
-        decode = codec(self.settings, "producer_checkpoint").decode
-        found = None
-        for message in read_to_end(self.settings, topic):
-            if message.key == self.id.encode():
-                found = decode(message.value)
-        return found
+        return last_checkpoint(self.settings, self.id)
 
     def objects(self, start_after: str) -> Iterator[S3Object]:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -180,43 +174,20 @@ class Backfill:
             count = sum(1 for _ in self.objects(start_after))
             log.info("backfill_dry_run", source=self.uri, objects=count)
             return count
-        producer = make_producer(self.settings, transactional_id=f"platestream-{self.id}", compression_type=None)
-        encode_frame = codec(self.settings, "frame").encode
-        encode_checkpoint = codec(self.settings, "producer_checkpoint").encode
-        frames_topic = self.settings.topic_name("frames")
-        produced = 0
         progress = _Progress(self.uri, initial=total)
         if progress.bar is not None:  # on a terminal: list once more up front, for the ETA
             progress.bar.total = total + sum(1 for _ in self.objects(start_after))
             progress.bar.refresh()
-        interval = 1.0 / self.settings.rate if self.settings.rate else 0.0
-        next_at = time.monotonic()
-        batch_started = time.monotonic()
-        try:
-            producer.init_transactions()
-            batch: list[Send] = []
-            last_key = start_after
-            for obj in self.objects(start_after):
-                if self._stopping:
-                    break
-                if interval:
-                    next_at += interval
-                    time.sleep(max(0.0, next_at - time.monotonic()))
-                frame = frame_for(obj, self.bucket, self.uri, self.settings, total + produced + len(batch),
-                                  self._metadata(obj))  # fmt: skip
-                batch.append(Send(frames_topic, encode_frame(frame), frame["camera_id"].encode()))
-                last_key = obj.key
-                # A slow (rate-limited) backfill commits by time too: a crash redoes seconds, not minutes.
-                overdue = time.monotonic() - batch_started >= self.settings.batch_max_s
-                if len(batch) >= self.settings.batch_size or overdue:
-                    produced += self._commit(producer, batch, last_key, total + produced, False, encode_checkpoint)
-                    progress.update(total + produced)
-                    batch, batch_started = [], time.monotonic()
-            done = not self._stopping
-            produced += self._commit(producer, batch, last_key, total + produced, done, encode_checkpoint)
-            progress.update(total + produced, final=True)
-        finally:
-            producer.close(timeout=10)
+        frames = (
+            (obj.key, frame_for(obj, self.bucket, self.uri, self.settings, number, self._metadata(obj)))
+            for number, obj in enumerate(self.objects(start_after), start=total)
+        )
+        pace = Pace(self.settings.rate, self.settings.batch_size, self.settings.batch_max_s)
+        produced, _ = send_checkpointed(
+            self.settings, self.id, self.uri, frames, before=total, after_key=start_after, pace=pace,
+            stopping=lambda: self._stopping, progress=progress.update,
+        )  # fmt: skip
+        progress.update(total + produced, final=True)
         log.info("backfill_finished" if not self._stopping else "backfill_interrupted",
                  backfill_id=self.id, produced=produced, total=total + produced)  # fmt: skip
         return produced
@@ -226,17 +197,6 @@ class Backfill:
             return None
         head = self.s3.head_object(Bucket=self.bucket, Key=obj.key)
         return {k.lower(): v for k, v in head.get("Metadata", {}).items()}
-
-    def _commit(self, producer: Any, batch: list[Send], last_key: str, before: int, done: bool,
-                encode_checkpoint: Any) -> int:  # fmt: skip
-        checkpoint = {
-            "backfill_id": self.id, "source": self.uri, "last_key": last_key,
-            "objects_produced": before + len(batch), "done": done, "time_ms": int(time.time() * 1000),
-        }  # fmt: skip
-        sends = [*batch, Send(self.settings.topic_name("producer_checkpoints"), encode_checkpoint(checkpoint),
-                              self.id.encode())]  # fmt: skip
-        transact(producer, sends, timeout_ms=max(30_000, self.settings.kafka_request_timeout_ms))  # never hangs
-        return len(batch)
 
 
 class _Progress:
