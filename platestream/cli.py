@@ -964,7 +964,16 @@ def demo(settings: Settings, keep_broker: bool) -> None:
     type=click.IntRange(min=0),
     default=3,
     show_default=True,
-    help="S3 objects that are not images: each must end as exactly one dead letter.",
+    help="Inputs that are not images (S3 objects and files, alternately): each must end as exactly one dead letter.",
+)
+@click.option(
+    "--postgres",
+    "postgres_dsn",
+    envvar="PLATESTREAM_SOAK_POSTGRES_DSN",
+    show_envvar=True,
+    default=None,
+    help="PostgreSQL server for a second store writer (the soak creates a database of its own there); "
+    "unset: SQLite only.",
 )
 @click.option("--faults", default="", help="Comma-separated fault kinds (default: all); see below.")
 @click.option(
@@ -976,13 +985,15 @@ def demo(settings: Settings, keep_broker: bool) -> None:
     help="Where the cluster, logs, store and report go (a folder per run).",
 )
 @settings_options(Settings)
-def soak(settings: Settings, duration: float, vehicles: int, workers: int, seed: int, bad_objects: int, faults: str,
-         directory: Path) -> None:  # fmt: skip
+def soak(settings: Settings, duration: float, vehicles: int, workers: int, seed: int, bad_objects: int,
+         postgres_dsn: str | None, faults: str, directory: Path) -> None:  # fmt: skip
     """Run the pipeline on a three-node local cluster (unless one is configured) while a seeded
-    schedule kills and pauses its parts and brokers; check that nothing was lost or duplicated.
+    schedule kills and pauses its parts and brokers and makes S3 and the webhook target slow or
+    unavailable; check that nothing was lost or duplicated.
 
-    Fault kinds: kill-worker, pause-worker, kill-aggregator, kill-store, kill-producer, kill-broker,
-    kill-controller. Exit status 1 when anything was lost or duplicated."""
+    Fault kinds: kill-worker, pause-worker, kill-aggregator, kill-store, kill-webhooks,
+    kill-producer, kill-broker, kill-controller, slow-s3, down-s3, slow-webhook, down-webhook.
+    Exit status 1 when anything was lost or duplicated."""
     from platestream.soak.faults import KINDS
     from platestream.soak.run import Plan, print_report, run_soak
 
@@ -990,7 +1001,7 @@ def soak(settings: Settings, duration: float, vehicles: int, workers: int, seed:
     unknown = sorted(set(kinds or ()) - set(KINDS))
     if unknown:
         raise click.BadParameter(f"unknown kinds {unknown}; known: {', '.join(KINDS)}", param_hint="--faults")
-    plan = Plan(duration, vehicles, workers, seed, bad_objects, kinds, directory)
+    plan = Plan(duration, vehicles, workers, seed, bad_objects, kinds, directory, postgres_dsn)
     report = run_soak(settings, plan)
     print_report(report)
     if not report.ok:

@@ -1,5 +1,6 @@
-"""What the soak proves, from what was committed: each frame read once, each group sent once and
-stored once, and only the injected bad inputs dead-lettered."""
+"""What the soak proves, from what was committed: each frame read once, each group sent once,
+stored once (SQLite, PostgreSQL, JSON-lines files) and delivered to the webhook (repeats carry the
+same Idempotency-Key, for the receiver to drop), and only the injected bad inputs dead-lettered."""
 
 from __future__ import annotations
 
@@ -34,6 +35,13 @@ class Report:
     dead_letters_unexpected: int
     vehicles: int
     vehicles_read: int  # a group at the vehicle's camera and time whose best plate is the true one
+    groups_in_postgres: int | None = None  # None: no PostgreSQL store in this run
+    postgres_lost: int = 0
+    postgres_extra: int = 0
+    webhook_delivered: int | None = None  # groups, by Idempotency-Key; None: no webhook sender in this run
+    webhook_lost: int = 0
+    webhook_unknown: int = 0  # deliveries whose key is no group's
+    webhook_repeats: int = 0  # at least once: repeats after a crash or a late answer
     faults: dict[str, int] = field(default_factory=dict)
     longest_recovery_s: float = 0.0
     longest_gap_s: float = 0.0
@@ -43,6 +51,7 @@ class Report:
     def ok(self) -> bool:
         return not (self.frames_lost or self.frames_duplicated or self.groups_lost or self.groups_duplicated
                     or self.stored_lost or self.stored_extra or self.lake_lost or self.lake_extra
+                    or self.postgres_lost or self.postgres_extra or self.webhook_lost or self.webhook_unknown
                     or self.dead_letters_unexpected
                     or self.dead_letters != self.bad_objects_sent)  # fmt: skip
 
@@ -62,7 +71,8 @@ def expected_groups(results: Iterable[dict[str, Any]], config: GroupingConfig) -
 
 def verify(frames: list[Frame], bad_keys: list[str], results: list[dict[str, Any]], groups: list[dict[str, Any]],
            stored: list[dict[str, Any]], lake: list[dict[str, Any]], letters: list[dict[str, Any]],
-           config: GroupingConfig) -> Report:  # fmt: skip
+           config: GroupingConfig, *, postgres: list[dict[str, Any]] | None = None,
+           delivered: Counter[str] | None = None) -> Report:  # fmt: skip
     wanted = Counter((frame.camera, frame.capture_ms) for frame in frames)
     seen = Counter((int(r["camera_id"]), int(r["epoch_time"])) for r in results)
     expected = expected_groups(results, config)
@@ -71,6 +81,10 @@ def verify(frames: list[Frame], bad_keys: list[str], results: list[dict[str, Any
     files = Counter(tuple(group["uuids"]) for group in lake)
     references = Counter(str(letter.get("original_reference") or "") for letter in letters)
     unexpected = sum(n for ref, n in references.items() if not any(ref.endswith(key) for key in bad_keys))
+    in_postgres = Counter(tuple(group["uuids"]) for group in postgres or [])
+    hooked = delivered is not None
+    delivered = delivered if delivered is not None else Counter()
+    keys = {str(uuids[0]) for uuids in sent if uuids} if hooked else set()
     return Report(
         frames_sent=len(frames),
         bad_objects_sent=len(bad_keys),
@@ -91,6 +105,13 @@ def verify(frames: list[Frame], bad_keys: list[str], results: list[dict[str, Any
         dead_letters_unexpected=unexpected,
         vehicles=len({frame.vehicle for frame in frames}),
         vehicles_read=_vehicles_read(frames, groups),
+        groups_in_postgres=None if postgres is None else sum(in_postgres.values()),
+        postgres_lost=0 if postgres is None else sum((sent - in_postgres).values()),
+        postgres_extra=0 if postgres is None else sum((in_postgres - sent).values()),
+        webhook_delivered=len(keys & set(delivered)) if hooked else None,
+        webhook_lost=len(keys - set(delivered)),
+        webhook_unknown=sum(n for key, n in delivered.items() if key not in keys),
+        webhook_repeats=sum(n - 1 for key, n in delivered.items() if key in keys),
     )
 
 

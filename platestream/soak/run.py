@@ -1,6 +1,8 @@
-"""Running a soak: a three-node cluster, a local S3 server with the rendered traffic, the pipeline as
-separate processes (an S3 backfill, workers, the aggregator, the store writer), the fault schedule
-carried out on them, and the committed outputs collected and checked."""
+"""Running a soak: a three-node cluster, a local S3 server (behind a proxy that can be made slow or
+unavailable) and a folder with the rendered traffic, the pipeline as separate processes (an S3
+backfill, a file sender, workers, the aggregator, store writers to SQLite and PostgreSQL, a webhook
+sender to a target that can be made slow or unavailable), the fault schedule carried out on them,
+and the committed outputs collected and checked."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from platestream.log import get_logger
 from platestream.settings import AggregatorSettings, Settings
 from platestream.soak.check import Report, verify
 from platestream.soak.faults import Fault, schedule
+from platestream.soak.outages import DOWN, SLOW, UP, FlakyProxy, WebhookTarget
 from platestream.soak.traffic import KEY_PATTERN, START_MS, Frame, render, traffic
 
 log = get_logger(__name__)
@@ -38,6 +41,8 @@ BUCKET = "soak"
 SESSION_TIMEOUT_MS = 6000
 IDLE_FLUSH_MS = 40_000  # longer than any fault starves the aggregator: groups are never split by one
 DOWN_S = 3.0  # how long a killed part stays down
+OUTAGE_S = 15.0  # how long S3 or the webhook target stays slow or unavailable
+PRODUCERS = ("producer-s3", "producer-files")
 
 
 class SoakError(PlatestreamError):
@@ -53,6 +58,7 @@ class Plan:
     bad_objects: int = 3
     faults: tuple[str, ...] | None = None  # kinds; None: all
     directory: Path = Path(".platestream/soak")
+    postgres_dsn: str | None = None  # a server for a second store writer; None: SQLite only
 
 
 class Part:
@@ -163,50 +169,85 @@ def run_soak(settings: Settings, plan: Plan) -> Report:
     logs = directory / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     frames = traffic(plan.vehicles, seed=plan.seed)
-    cluster = None
-    kinds = list(plan.faults) if plan.faults else None
-    if settings.kafka_bootstrap:
-        kinds = [kind for kind in (kinds or _all_kinds()) if kind not in ("kill-broker", "kill-controller")]
-    else:
-        cluster = LocalCluster(directory / "cluster", size=3)
-        print(f"cluster of 3 on {cluster.start()}", flush=True)
-        settings = settings.model_copy(update={"kafka_bootstrap": cluster.bootstrap})
+    postgres = _soak_database(plan.postgres_dsn) if plan.postgres_dsn else None
+    settings, cluster, kinds = _cluster(settings, plan, directory)
     settings = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}soak-{uuid.uuid4().hex[:6]}."})
     create_topics(settings, partitions=4)
     s3, endpoint = _s3_server()
+    proxy = FlakyProxy(int(endpoint.rsplit(":", 1)[1]))
+    target = WebhookTarget()
     parts: dict[str, Part] = {}
     collector = Collector(settings)
     try:
-        bad_keys = _upload(endpoint, frames, plan.bad_objects)
-        print(f"{len(frames)} frames of {plan.vehicles} vehicles and {len(bad_keys)} bad objects in s3://{BUCKET}",
-              flush=True)  # fmt: skip
-        parts = _parts(settings, plan, endpoint, logs, directory, rate=len(frames) / (plan.duration_s * 0.6))
+        bad_keys, counts = _inputs(directory, endpoint, frames, plan.bad_objects)
+        if postgres:
+            print(f"PostgreSQL store in database {postgres[1]} (kept)", flush=True)
+        window = plan.duration_s * 0.6
+        parts = _parts(settings, plan, Outside(proxy.url, target.url, postgres[0] if postgres else None), logs,
+                       directory, rates=(counts[0] / window, counts[1] / window))  # fmt: skip
         collector.start()
         for part in parts.values():
             part.start()
         traffic_start = time.time()
-        faults = schedule(plan.duration_s, seed=plan.seed, workers=plan.workers, kinds=kinds)
-        injected = _inject(faults, parts, cluster, traffic_start)
+        stores = tuple(name for name in parts if name.startswith("store"))
+        faults = schedule(plan.duration_s, seed=plan.seed, workers=plan.workers, kinds=kinds, stores=stores,
+                          producers=PRODUCERS)  # fmt: skip
+        injected = _inject(faults, parts, cluster, {"s3": proxy, "webhook": target}, traffic_start)
         _drain(parts, collector, frames, deadline=time.monotonic() + plan.duration_s + 300)
         config = grouping_config(AggregatorSettings(**_aggregator_overrides()))
-        report = _finish(settings, parts, collector, frames, bad_keys, config, directory)
+        report = _finish(settings, parts, collector, frames, bad_keys, config, directory, target,
+                         postgres[0] if postgres else None)  # fmt: skip
         report.faults = {
             kind: sum(1 for i in injected if i.fault.kind == kind) for kind in sorted({f.kind for f in faults})
         }
         report.longest_recovery_s, report.longest_gap_s = _recovery(injected, collector, traffic_start)
         report.duration_s = round(time.monotonic() - started, 1)
-        (directory / "report.json").write_text(json.dumps(asdict(report) | {"ok": report.ok}, indent=2))
-        (directory / "faults.json").write_text(json.dumps(
-            [asdict(i.fault) | {"at": round(i.started - traffic_start, 1), "down_s": round(i.ended - i.started, 1),
-                                "detail": i.detail} for i in injected], indent=2))  # fmt: skip
+        _save(directory, report, injected, traffic_start)
         return report
     finally:
         collector.stop()
         for part in parts.values():
             part.stop()
+        proxy.close()
+        target.close()
         s3.stop()
         if cluster is not None:
             cluster.stop()
+
+
+def _inputs(directory: Path, endpoint: str, frames: list[Frame], bad_inputs: int) -> tuple[list[str], tuple[int, int]]:
+    """Odd cameras' frames into S3, the others' into files, the bad inputs shared between them;
+    the bad inputs' keys, and how many frames each producer has."""
+    by_s3 = [frame for frame in frames if frame.camera % 2]
+    by_files = [frame for frame in frames if not frame.camera % 2]
+    bad_s3, bad_files = (bad_inputs + 1) // 2, bad_inputs // 2
+    bad_keys = _upload(endpoint, by_s3, bad_s3) + _write_files(directory, by_files, bad_files)
+    print(f"{len(frames)} frames of {len({f.vehicle for f in frames})} vehicles: {len(by_s3)} and {bad_s3} bad "
+          f"objects in s3://{BUCKET}, {len(by_files)} and {bad_files} bad files in {directory / 'files'}",
+          flush=True)  # fmt: skip
+    return bad_keys, (len(by_s3), len(by_files))
+
+
+def _save(directory: Path, report: Report, injected: list[Injected], traffic_start: float) -> None:
+    (directory / "report.json").write_text(json.dumps(asdict(report) | {"ok": report.ok}, indent=2))
+    (directory / "faults.json").write_text(json.dumps(
+        [asdict(i.fault) | {"at": round(i.started - traffic_start, 1), "down_s": round(i.ended - i.started, 1),
+                            "detail": i.detail} for i in injected], indent=2))  # fmt: skip
+
+
+def _cluster(settings: Settings, plan: Plan, directory: Path) -> tuple[Settings, LocalCluster | None, list[str] | None]:
+    """A local three-node cluster unless one is configured (on which brokers are not killed); the
+    settings that reach it, the cluster, the fault kinds (None: all)."""
+    kinds = list(plan.faults) if plan.faults else None
+    if settings.kafka_bootstrap:
+        return (
+            settings,
+            None,
+            [kind for kind in (kinds or _all_kinds()) if kind not in ("kill-broker", "kill-controller")],
+        )
+    cluster = LocalCluster(directory / "cluster", size=3)
+    print(f"cluster of 3 on {cluster.start()}", flush=True)
+    return settings.model_copy(update={"kafka_bootstrap": cluster.bootstrap}), cluster, kinds
 
 
 def _all_kinds() -> list[str]:
@@ -248,15 +289,59 @@ def _upload(endpoint: str, frames: list[Frame], bad_objects: int) -> list[str]:
     return bad
 
 
+def _write_files(directory: Path, frames: list[Frame], bad_files: int) -> list[str]:
+    """The frames as the cameras' JPEGs under directory/files/<camera>/, modified at their capture
+    time, and `bad_files` files that are not images; the bad files' paths under `directory`."""
+
+    def write(path: Path, body: bytes, moment_ms: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+        os.utime(path, ns=(moment_ms * 1_000_000, moment_ms * 1_000_000))
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda f: write(directory / "files" / str(f.camera) / f"{f.capture_ms}.jpg", render(f),
+                                      f.capture_ms), frames))  # fmt: skip
+    bad = [f"files/8/{START_MS + n}.jpg" for n in range(bad_files)]
+    for n, name in enumerate(bad):
+        write(directory / name, b"\xff\xd8 not a jpeg " + bytes([n]) * 64, START_MS + n)
+    return bad
+
+
+def _soak_database(dsn: str) -> tuple[str, str]:
+    """A new database on the server of `dsn` for this soak's PostgreSQL store (kept afterwards, to
+    look at); its DSN and name."""
+    try:
+        import psycopg
+        from psycopg.conninfo import make_conninfo
+    except ImportError:
+        raise SoakError("a PostgreSQL store needs psycopg: pip install 'platestream[postgres]'") from None
+    name = f"soak_{uuid.uuid4().hex[:8]}"
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as connection:
+            connection.execute(f"CREATE DATABASE {name}")
+    except psycopg.Error as error:
+        raise SoakError(f"cannot create the soak's database on {dsn.rsplit('@', maxsplit=1)[-1]}: {error}") from None
+    return make_conninfo(dsn, dbname=name), name
+
+
+@dataclass(frozen=True)
+class Outside:
+    """Where the parts reach what the soak serves them."""
+
+    s3_endpoint: str
+    webhook_url: str
+    postgres_dsn: str | None
+
+
 def _parts(
-    settings: Settings, plan: Plan, endpoint: str, logs: Path, directory: Path, *, rate: float
+    settings: Settings, plan: Plan, outside: Outside, logs: Path, directory: Path, *, rates: tuple[float, float]
 ) -> dict[str, Part]:
     prefix = settings.topic_prefix
     base = {key: value for key, value in os.environ.items() if not key.startswith("PLATESTREAM_")} | {
         "PLATESTREAM_KAFKA_BOOTSTRAP": str(settings.kafka_bootstrap),
         "PLATESTREAM_TOPIC_PREFIX": prefix,
         "PLATESTREAM_STATE_DIR": str(directory / "state"),
-        "PLATESTREAM_S3_ENDPOINT_URL": endpoint,
+        "PLATESTREAM_S3_ENDPOINT_URL": outside.s3_endpoint,
         "PLATESTREAM_HEALTH_PORT": "0",
         "PLATESTREAM_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
         "PLATESTREAM_TRANSACTION_TIMEOUT_MS": "10000",
@@ -282,12 +367,26 @@ def _parts(
                   "PLATESTREAM_SQLITE_PATH": str(directory / "soak.db"),
                   "PLATESTREAM_JSONL_TARGET": str(directory / "lake")}  # fmt: skip
     parts["store"] = Part("store", ["store"], env, logs)
-    command = ["produce", "s3", f"s3://{BUCKET}/frames/", "--key-pattern", KEY_PATTERN, "--rate", f"{rate:.3f}"]
-    parts["producer"] = Part("producer", command, base | {"PLATESTREAM_BACKFILL_ID": prefix + "backfill"}, logs)
+    if outside.postgres_dsn:
+        env = base | {"PLATESTREAM_GROUP_ID": prefix + "store-pg", "PLATESTREAM_TRANSACTIONAL_ID": prefix + "store-pg",
+                      "PLATESTREAM_POSTGRES_DSN": outside.postgres_dsn}  # fmt: skip
+        parts["store-pg"] = Part("store-pg", ["store"], env, logs)
+    env = base | {"PLATESTREAM_GROUP_ID": prefix + "webhooks", "PLATESTREAM_TRANSACTIONAL_ID": prefix + "webhooks",
+                  "PLATESTREAM_WEBHOOK_URLS": outside.webhook_url, "PLATESTREAM_WEBHOOK_TIMEOUT_S": "5",
+                  "PLATESTREAM_WEBHOOK_ATTEMPTS": "12", "PLATESTREAM_WEBHOOK_BACKOFF_S": "0.5"}  # fmt: skip
+    parts["webhooks"] = Part("webhooks", ["webhooks"], env, logs)
+    s3_rate, files_rate = rates
+    command = ["produce", "s3", f"s3://{BUCKET}/frames/", "--key-pattern", KEY_PATTERN, "--rate", f"{s3_rate:.3f}"]
+    env = base | {"PLATESTREAM_BACKFILL_ID": prefix + "backfill"}
+    parts["producer-s3"] = Part("producer-s3", command, env, logs)
+    command = ["produce", "files", str(directory / "files"), "--checkpoint-id", prefix + "files",
+               "--rate", f"{files_rate:.3f}"]  # fmt: skip
+    parts["producer-files"] = Part("producer-files", command, base, logs)
     return parts
 
 
-def _inject(faults: list[Fault], parts: dict[str, Part], cluster: LocalCluster | None, start: float) -> list[Injected]:
+def _inject(faults: list[Fault], parts: dict[str, Part], cluster: LocalCluster | None,
+            outages: dict[str, FlakyProxy | WebhookTarget], start: float) -> list[Injected]:  # fmt: skip
     done = []
     for fault in faults:
         time.sleep(max(0.0, start + fault.at_s - time.time()))
@@ -307,10 +406,14 @@ def _inject(faults: list[Fault], parts: dict[str, Part], cluster: LocalCluster |
             part.signal(signal.SIGSTOP)
             time.sleep(SESSION_TIMEOUT_MS / 1000 + 6)  # its partitions move to the others meanwhile
             part.signal(signal.SIGCONT)
+        elif fault.target in outages:  # slow-s3, down-s3, slow-webhook, down-webhook
+            outages[fault.target].set(SLOW if fault.kind.startswith("slow") else DOWN)
+            time.sleep(OUTAGE_S)
+            outages[fault.target].set(UP)
         else:
             part = parts[fault.target]
-            if fault.target == "producer" and not part.running():
-                detail = "skipped: the backfill had finished"  # _revive restarts one that gave up
+            if fault.target in PRODUCERS and not part.running():
+                detail = "skipped: the producer had finished"  # _revive restarts one that gave up
             else:
                 part.kill()
                 time.sleep(DOWN_S)
@@ -342,29 +445,33 @@ def _drain(parts: dict[str, Part], collector: Collector, frames: list[Frame], *,
 
 
 def _finish(settings: Settings, parts: dict[str, Part], collector: Collector, frames: list[Frame],
-            bad_keys: list[str], config: Any, directory: Path) -> Report:  # fmt: skip
-    """Wait for the groups to be sent and stored (the last after the idle flush), then check."""
+            bad_keys: list[str], config: Any, directory: Path, target: WebhookTarget,
+            postgres_dsn: str | None) -> Report:  # fmt: skip
+    """Wait for the groups to be sent, stored and delivered (the last after the idle flush), then check."""
     from platestream.soak.check import expected_groups
 
     results = list(collector.records)
     expected = sum(expected_groups(results, config).values())
     deadline = time.monotonic() + IDLE_FLUSH_MS / 1000 + 120
-    groups: list[dict[str, Any]] = []
-    stored: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
+        _revive(parts)
         groups = [record for _, record in read_topic(settings, "alpr_group", "alpr_group", timeout_s=5)]
-        stored = _stored(directory / "soak.db")
-        if len(groups) >= expected and len(stored) >= expected:
+        counts = [len(groups), len(_stored(directory / "soak.db")), len(target.delivered)]
+        if postgres_dsn:
+            counts.append(len(_stored_postgres(postgres_dsn)))
+        if min(counts) >= expected:
             break
         time.sleep(3)
     time.sleep(3)  # anything sent twice would show now
     groups = [record for _, record in read_topic(settings, "alpr_group", "alpr_group", timeout_s=5)]
     stored = _stored(directory / "soak.db")
+    postgres = _stored_postgres(postgres_dsn) if postgres_dsn else None
     letters = [record for _, record in read_topic(settings, "dead_letter", "dead_letter", timeout_s=5)]
     results = [record for _, record in read_topic(settings, "alpr_results", "alpr_results", timeout_s=10)]
     lake = [json.loads(line) for path in sorted((directory / "lake").rglob("*.jsonl"))
             for line in path.read_text().splitlines() if line]  # fmt: skip
-    return verify(frames, bad_keys, results, groups, stored, lake, letters, config)
+    return verify(frames, bad_keys, results, groups, stored, lake, letters, config, postgres=postgres,
+                  delivered=target.delivered.copy())  # fmt: skip
 
 
 def _stored(database: Path) -> list[dict[str, Any]]:
@@ -376,6 +483,16 @@ def _stored(database: Path) -> list[dict[str, Any]]:
         with sqlite3.connect(database, timeout=10) as connection:
             return [json.loads(row[0]) for row in connection.execute("SELECT record FROM plate_groups")]
     except sqlite3.Error:
+        return []  # not created yet
+
+
+def _stored_postgres(dsn: str) -> list[dict[str, Any]]:
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=10) as connection:
+            return [row[0] for row in connection.execute("SELECT record FROM plate_groups")]
+    except psycopg.Error:
         return []  # not created yet
 
 
@@ -406,6 +523,12 @@ def print_report(report: Report) -> None:
         ("stored groups missing", report.stored_lost), ("stored groups extra", report.stored_extra),
         ("groups in JSON-lines files", report.groups_in_lake), ("missing from the files", report.lake_lost),
         ("extra in the files", report.lake_extra),
+        ("groups stored (PostgreSQL)", "not run" if report.groups_in_postgres is None else report.groups_in_postgres),
+        ("missing from PostgreSQL", report.postgres_lost), ("extra in PostgreSQL", report.postgres_extra),
+        ("groups delivered by webhook", "not run" if report.webhook_delivered is None else report.webhook_delivered),
+        ("not delivered", report.webhook_lost),
+        ("deliveries of no group", report.webhook_unknown),
+        ("deliveries repeated (same Idempotency-Key)", report.webhook_repeats),
         ("dead letters", report.dead_letters), ("dead letters not injected", report.dead_letters_unexpected),
         ("faults", ", ".join(f"{kind} x{n}" for kind, n in report.faults.items()) or "none"),
         ("longest wait for a result after a fault", f"{report.longest_recovery_s} s"),
