@@ -20,7 +20,7 @@ from functools import cache
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from platestream.kafka import Send, make_producer, transact
@@ -32,6 +32,9 @@ log = get_logger(__name__)
 
 # A fresh producer blocks at most this long in init_transactions before the loop tries again.
 INIT_BLOCK_MS = 10_000
+# How long a service starting up waits for its transaction coordinator: when the broker that held
+# it has just died, the cluster moves the coordinator to another broker within seconds.
+OPEN_GRACE_S = 60.0
 COMMITTED_TIMEOUT_MS = 10_000
 
 
@@ -118,9 +121,22 @@ class TransactionalWriter:
             raise RuntimeError("the transactional producer is not open")
         return self._producer
 
-    def open(self) -> None:
-        """The first producer; a cluster that cannot be reached is an error here, not a retry."""
-        self._ensure_producer()
+    def open(self, grace_s: float = OPEN_GRACE_S) -> None:
+        """The first producer. A cluster that cannot be reached, or refuses the credentials, is an
+        error here, not a retry; a transaction coordinator that does not answer (its broker just
+        died and the cluster has not yet moved it) is waited for, up to `grace_s`."""
+        deadline = time.monotonic() + grace_s
+        for attempt, delay in enumerate(self.backoff.delays(), start=1):
+            try:
+                self._ensure_producer()
+                return
+            except KafkaTimeoutError as error:
+                if self.stopping() or time.monotonic() + delay >= deadline:
+                    raise
+                self.progress.blocked(f"waiting for the transaction coordinator, attempt {attempt} ({error})")
+                log.warning("kafka_coordinator_waiting", service=self.service, attempt=attempt, error=str(error),
+                            next_in_s=delay)  # fmt: skip
+                _sleep(delay, self.stopping)
 
     def commit(
         self,

@@ -131,3 +131,45 @@ def test_the_aggregator_loses_and_doubles_no_group_when_a_broker_and_the_control
         groups = read_topic(cluster_settings, "alpr_group", "alpr_group", timeout_s=10)
         assert thread.is_alive(), "the aggregator died: it must ride the faults out"
     assert Counter(tuple(g["uuids"]) for _, g in groups) == expected
+
+
+def _transaction_partition(transactional_id: str, partitions: int = 6) -> int:
+    """The __transaction_state partition (so the coordinator) of an id, as Kafka computes it."""
+    code = 0
+    for char in transactional_id:
+        code = (31 * code + ord(char)) & 0xFFFFFFFF  # Java's String.hashCode
+    return (code & 0x7FFFFFFF) % partitions
+
+
+def test_a_service_starting_while_its_transaction_coordinator_is_down_waits_for_it(
+    cluster: LocalCluster, cluster_settings: Settings
+) -> None:
+    """A pod restarted while one broker of three is away (a rolling upgrade) starts once the
+    cluster has moved that broker's transaction coordinators, instead of exiting."""
+    from platestream.kafka import Send
+    from platestream.settings import ServiceSettings
+
+    timeouts = {key: value for key, value in FAULTS.items() if key != "health_port"}
+    settings = ServiceSettings.model_validate(cluster_settings.model_dump() | timeouts)
+    first = TransactionalWriter(settings, "c-warm-up", transaction_timeout_ms=10_000, service="test",
+                                stopping=lambda: False)  # fmt: skip
+    first.open()  # the transaction log exists from here
+    first.close()
+    transactional_id = cluster_settings.topic_prefix + "starter"
+    admin = make_admin(cluster_settings)
+    try:
+        (described,) = admin.describe_topics(["__transaction_state"])
+    finally:
+        admin.close()
+    partition = _transaction_partition(transactional_id)
+    coordinator = next(p["leader_id"] for p in described["partitions"] if p["partition_index"] == partition)
+    cluster.node(coordinator).kill()
+    try:
+        writer = TransactionalWriter(settings, transactional_id, transaction_timeout_ms=10_000, service="test",
+                                     stopping=lambda: False)  # fmt: skip
+        writer.open()
+        sent = Send(cluster_settings.topic_name("heartbeat"), b"started", None)
+        assert writer.commit([sent]) is None, "it writes once open"
+        writer.close()
+    finally:
+        cluster.node(coordinator).start()

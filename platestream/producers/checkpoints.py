@@ -9,8 +9,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from kafka.errors import KafkaTimeoutError
+
 from platestream.kafka import Send, codec, make_producer, read_to_end, transact
+from platestream.log import get_logger
 from platestream.settings import Settings
+
+log = get_logger(__name__)
+
+# How long a producer starting up waits for its transaction coordinator (its broker just died and
+# the cluster has not yet moved it), each try with a new client.
+OPEN_GRACE_S = 60.0
+INIT_BLOCK_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,7 @@ def send_checkpointed(
     produced `before` items, the last of them `after_key`; return how many this run produced and
     whether it reached the end (then its last checkpoint says done). `stopping` is asked before
     each item; `progress` gets the running total after each commit."""
-    producer = make_producer(settings, transactional_id=f"platestream-{producer_id}", compression_type=None)
+    producer = _open_producer(settings, f"platestream-{producer_id}")
     encode_frame = codec(settings, "frame").encode
     encode_checkpoint = codec(settings, "producer_checkpoint").encode
     frames_topic = settings.topic_name("frames")
@@ -69,7 +79,6 @@ def send_checkpointed(
     produced = 0
     stopped = False
     try:
-        producer.init_transactions()
         batch: list[Send] = []
         last_key = after_key
         for key, frame in frames:
@@ -92,3 +101,25 @@ def send_checkpointed(
     finally:
         producer.close(timeout=10)
     return produced, not stopped
+
+
+def _open_producer(settings: Settings, transactional_id: str) -> Any:
+    """A transactional producer past init_transactions. An unreachable cluster or refused
+    credentials raise at once; a coordinator that does not answer is tried again, with a new
+    client each time, for up to OPEN_GRACE_S."""
+    deadline = time.monotonic() + OPEN_GRACE_S
+    delay = 0.5
+    while True:
+        producer = make_producer(settings, transactional_id=transactional_id, compression_type=None,
+                                 max_block_ms=INIT_BLOCK_MS)  # fmt: skip
+        try:
+            producer.init_transactions()
+            return producer
+        except KafkaTimeoutError as error:
+            producer.close(timeout=1)
+            if time.monotonic() + delay >= deadline:
+                raise
+            log.warning("kafka_coordinator_waiting", transactional_id=transactional_id, error=str(error),
+                        next_in_s=delay)  # fmt: skip
+            time.sleep(delay)
+            delay = min(5.0, delay * 2)
