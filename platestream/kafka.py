@@ -16,6 +16,7 @@ from typing import Any
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import (
+    CommitFailedError,
     KafkaError,
     KafkaTimeoutError,
     ProducerFencedError,
@@ -225,8 +226,24 @@ def transact(
     beside that member's work. A loop that polls between reading a batch and committing it must
     pass the metadata of the read.
 
+    Records read while the consumer was no member of its group (generation -1: it lost its
+    membership, say after a pause past its session timeout, and has not rejoined yet) are refused
+    with CommitFailedError before anything is sent: the broker would take their offsets without a
+    generation check, beside the work of the member the group gave their partitions to.
+
     With `timeout_ms`, no step waits longer than that for the broker (KafkaTimeoutError): the
     client's own commit waits forever on a request lost with a broker that was killed."""
+    metadata = read_as or (consumer.group_metadata() if offsets and consumer is not None else None)
+    if (
+        offsets
+        and metadata is not None
+        and metadata.group_id
+        and (metadata.generation_id < 0 or not metadata.member_id)
+    ):
+        raise CommitFailedError(
+            f"the records were read while the consumer was no member of group {metadata.group_id} (rejoining): "
+            "their offsets are not committed, and they are read again once it has rejoined"
+        )
     producer.begin_transaction()
     try:
         for send in sends:
@@ -234,7 +251,7 @@ def transact(
         if timeout_ms is not None:
             producer.flush(timeout=timeout_ms / 1000)
         if offsets and consumer is not None:
-            _await(producer, "send_offsets", timeout_ms, offsets, read_as or consumer.group_metadata())
+            _await(producer, "send_offsets", timeout_ms, offsets, metadata)
         _await(producer, "commit", timeout_ms)
     except ProducerFencedError:
         raise

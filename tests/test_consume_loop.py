@@ -206,3 +206,42 @@ def test_a_batch_read_before_a_rebalance_is_not_committed_after_it(kafka_setting
         writer.close()
         first.close()
         second.close()
+
+
+def test_a_batch_read_while_the_consumer_was_no_member_of_its_group_is_not_committed(kafka_settings: Settings) -> None:
+    """A worker paused past its session timeout loses its membership; woken, it still holds its
+    partitions until it has rejoined, and may read a batch meanwhile (generation -1). The broker
+    takes offsets of generation -1 without a generation check, beside the work of the member that
+    owns the partition now (found in a soak: 4 frames with two results): such a batch is refused."""
+    import time
+
+    from kafka import TopicPartition
+    from kafka.errors import CommitFailedError
+
+    _send_inputs(kafka_settings, 10)
+    group = kafka_settings.topic_prefix + "unjoined"
+    consumer = make_consumer(kafka_settings, "frames", group_id=group)
+    batch: list[Any] = []
+    deadline = time.monotonic() + 30
+    while not batch and time.monotonic() < deadline:
+        batch = gather(consumer, batch_size=10, wait_ms=500, stopping=lambda: False)
+    assert batch, "the member read nothing"
+    consumer._coordinator.reset_generation()  # what kafka-python does on UnknownMemberId
+    read_as = consumer.group_metadata()
+    assert read_as.generation_id < 0
+    settings = StoreSettings(**kafka_settings.model_dump(), group_id=group)
+    writer = TransactionalWriter(settings, kafka_settings.topic_prefix + "unjoined-0", transaction_timeout_ms=10_000,
+                                 service="test", stopping=lambda: False, progress=Progress(StallLimits()))  # fmt: skip
+    writer.open()
+    try:
+        sends = [Send(kafka_settings.topic_name("dead_letter"), b"not to be seen", None)]
+        refused = writer.commit(sends, next_offsets(batch), consumer, read_as)
+        assert isinstance(refused, CommitFailedError), "a batch read outside the group was committed"
+        assert "no member of group" in str(refused)
+        topic = kafka_settings.topic_name("frames")
+        committed = {p: consumer.committed(TopicPartition(topic, p)) for p in (0, 1)}
+        assert committed == {0: None, 1: None}, "its offsets reached the group"
+    finally:
+        writer.close()
+        consumer.close()
+    assert list(read_to_end(kafka_settings, kafka_settings.topic_name("dead_letter"))) == [], "its records were seen"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,8 +42,8 @@ def test_the_check_counts_what_was_lost_duplicated_and_injected() -> None:
 
     results = simulated_results(6, seed=2)
     config = GroupingConfig()
-    sent = [{"uuids": list(uuids), "camera_id": 0, "best_plate_number": "", "epoch_start": 0, "epoch_end": 0}
-            for uuids in expected_groups(results, config)]  # fmt: skip
+    blank = {"camera_id": 0, "best_plate_number": "", "epoch_start": 0, "epoch_end": 0}
+    sent: list[dict[str, Any]] = [{"uuids": list(uuids), **blank} for uuids in expected_groups(results, config)]
     frames = [Frame(int(r["camera_id"]), int(r["epoch_time"]), "X", n, 0) for n, r in enumerate(results)]
     injected = {"original_reference": "s3://soak/frames/9/1.jpg"}
     clean = verify(frames, ["frames/9/1.jpg"], results, sent, sent, sent, [injected], config)
