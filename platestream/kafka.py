@@ -309,13 +309,30 @@ def topic_manifests(cluster: str = "platestream", replicas: int = 3, namespace: 
     return "---\n" + "\n---\n".join(documents) + "\n"
 
 
-def _create_topic(admin: KafkaAdminClient, new_topic: NewTopic, *, timeout_s: float = 30.0) -> bool:
+class _Admin:
+    """An admin client made again when it no longer knows the cluster: one that started while a
+    broker was registering keeps asking after a broker id it never heard of."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.client = make_admin(settings)
+
+    def renew(self) -> None:
+        self.client.close()
+        self.client = make_admin(self.settings)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _create_topic(admin: _Admin, new_topic: NewTopic, *, timeout_s: float = 60.0) -> bool:
     """Create one topic; False when it exists. A cluster still settling (a broker just started, the
-    controller moving) is asked again for up to `timeout_s`."""
+    controller moving) is asked again for up to `timeout_s`, by a new client where the old one
+    names a broker it does not know."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin.create_topics([new_topic])
+            admin.client.create_topics([new_topic])
             return True
         except TopicAlreadyExistsError:
             return False
@@ -324,15 +341,17 @@ def _create_topic(admin: KafkaAdminClient, new_topic: NewTopic, *, timeout_s: fl
             if not settling or time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+            if isinstance(error, UnknownBrokerIdError):
+                admin.renew()
 
 
 def create_topics(
     settings: Settings, specs: Iterable[TopicSpec] = TOPICS, *, partitions: int | None = None
 ) -> list[str]:
     """Create the declared topics that do not exist yet; return the names created."""
-    admin = make_admin(settings)
+    admin = _Admin(settings)
     try:
-        existing = set(admin.list_topics())
+        existing = set(admin.client.list_topics())
         wanted = [
             NewTopic(
                 settings.topic_name(spec.name),
