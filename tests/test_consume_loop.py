@@ -166,6 +166,18 @@ def test_a_consumer_given_back_its_partitions_reads_on_from_what_the_group_commi
     assert again == []  # nothing before the committed offsets is read twice
 
 
+def _first_batch(consumer: Any, size: int) -> list[Any]:
+    """A group member's first batch (it joins the group on the way)."""
+    import time
+
+    batch: list[Any] = []
+    deadline = time.monotonic() + 30
+    while not batch and time.monotonic() < deadline:
+        batch = gather(consumer, batch_size=size, wait_ms=500, stopping=lambda: False)
+    assert batch, "the member read nothing"
+    return batch
+
+
 def test_a_batch_read_before_a_rebalance_is_not_committed_after_it(kafka_settings: Settings) -> None:
     """The worker reads its next batch while it finishes the last, so a rebalance can come between
     reading a batch and committing it. Committed with the group metadata of its reading, the batch
@@ -179,11 +191,7 @@ def test_a_batch_read_before_a_rebalance_is_not_committed_after_it(kafka_setting
     _send_inputs(kafka_settings, 20)
     group = kafka_settings.topic_prefix + "generations"
     first = make_consumer(kafka_settings, "frames", group_id=group)
-    batch: list[Any] = []
-    deadline = time.monotonic() + 30
-    while not batch and time.monotonic() < deadline:
-        batch = gather(first, batch_size=20, wait_ms=500, stopping=lambda: False)
-    assert batch, "the first member read nothing"
+    batch = _first_batch(first, 20)
     read_as = first.group_metadata()
     second = make_consumer(kafka_settings, "frames", group_id=group)
     deadline = time.monotonic() + 60
@@ -213,7 +221,6 @@ def test_a_batch_read_while_the_consumer_was_no_member_of_its_group_is_not_commi
     partitions until it has rejoined, and may read a batch meanwhile (generation -1). The broker
     takes offsets of generation -1 without a generation check, beside the work of the member that
     owns the partition now (found in a soak: 4 frames with two results): such a batch is refused."""
-    import time
 
     from kafka import TopicPartition
     from kafka.errors import CommitFailedError
@@ -221,11 +228,7 @@ def test_a_batch_read_while_the_consumer_was_no_member_of_its_group_is_not_commi
     _send_inputs(kafka_settings, 10)
     group = kafka_settings.topic_prefix + "unjoined"
     consumer = make_consumer(kafka_settings, "frames", group_id=group)
-    batch: list[Any] = []
-    deadline = time.monotonic() + 30
-    while not batch and time.monotonic() < deadline:
-        batch = gather(consumer, batch_size=10, wait_ms=500, stopping=lambda: False)
-    assert batch, "the member read nothing"
+    batch = _first_batch(consumer, 10)
     consumer._coordinator.reset_generation()  # what kafka-python does on UnknownMemberId
     read_as = consumer.group_metadata()
     assert read_as.generation_id < 0
