@@ -39,7 +39,9 @@ log = get_logger(__name__)
 
 BUCKET = "soak"
 SESSION_TIMEOUT_MS = 6000
-IDLE_FLUSH_MS = 40_000  # longer than any fault starves the aggregator: groups are never split by one
+# Longer than any fault starves a camera's results (an S3 outage and the workers' backoff after it
+# came to 50 s): a group is never split by a fault, only closed after the camera's last frame.
+IDLE_FLUSH_MS = 120_000
 DOWN_S = 3.0  # how long a killed part stays down
 OUTAGE_S = 15.0  # how long S3 or the webhook target stays slow or unavailable
 PRODUCERS = ("producer-s3", "producer-files")
@@ -452,14 +454,16 @@ def _finish(settings: Settings, parts: dict[str, Part], collector: Collector, fr
 
     results = list(collector.records)
     expected = sum(expected_groups(results, config).values())
-    deadline = time.monotonic() + IDLE_FLUSH_MS / 1000 + 120
-    while time.monotonic() < deadline:
+    # Each camera's last group is sent by the idle flush after its last result: not before.
+    flushed = max(collector.written, default=time.time()) + IDLE_FLUSH_MS / 1000 + 5
+    deadline = flushed + 120
+    while time.time() < deadline:
         _revive(parts)
         groups = [record for _, record in read_topic(settings, "alpr_group", "alpr_group", timeout_s=5)]
         counts = [len(groups), len(_stored(directory / "soak.db")), len(target.delivered)]
         if postgres_dsn:
             counts.append(len(_stored_postgres(postgres_dsn)))
-        if min(counts) >= expected:
+        if time.time() >= flushed and min(counts) >= expected:
             break
         time.sleep(3)
     time.sleep(3)  # anything sent twice would show now
