@@ -78,6 +78,7 @@ def test_traffic_is_seeded_and_each_frame_has_its_own_key() -> None:
 
 @pytest.mark.kafka
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 90 s of traffic, twelve faults (four of 15 s), the 120 s idle flush, a busy machine
 def test_a_short_soak_loses_and_duplicates_nothing(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     from platestream.settings import Settings
     from platestream.soak.run import Plan, print_report, run_soak
