@@ -23,6 +23,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
+from platestream.errors import BrokerError
 from platestream.kafka import Send, make_producer, transact
 from platestream.log import get_logger
 from platestream.service import Progress, StallLimits
@@ -177,7 +178,7 @@ class TransactionalWriter:
                     rewind_to_committed(consumer)
                 if then is not None:
                     then()
-            except KafkaError as error:
+            except (KafkaError, BrokerError) as error:  # BrokerError: a new client could not bootstrap
                 self.progress.blocked(f"reconnecting to Kafka, attempt {attempts} ({type(error).__name__}: {error})")
                 _Metrics.inc(_metrics().retries, self.service)
                 log.warning("kafka_recovery_retry", service=self.service, attempt=attempts, error=str(error),

@@ -248,3 +248,23 @@ def test_a_batch_read_while_the_consumer_was_no_member_of_its_group_is_not_commi
         writer.close()
         consumer.close()
     assert list(read_to_end(kafka_settings, kafka_settings.topic_name("dead_letter"))) == [], "its records were seen"
+
+
+def test_recovery_rides_out_a_cluster_that_cannot_be_reached_for_a_while() -> None:
+    """A broker down longer than a new client's bootstrap timeout (a slow restart) makes making the
+    new producer fail; the service goes on trying (until asked to stop), it does not die."""
+    import threading
+    import time
+
+    from platestream.broker import free_port
+
+    nowhere = {"kafka_bootstrap": f"127.0.0.1:{free_port()}", "kafka_connect_timeout_ms": 500,
+               "kafka_retry_backoff_max_ms": 200}  # fmt: skip
+    settings = StoreSettings.model_validate(nowhere)
+    stop = threading.Event()
+    writer = TransactionalWriter(settings, "nowhere-0", transaction_timeout_ms=10_000, service="test",
+                                 stopping=stop.is_set, progress=Progress(StallLimits()))  # fmt: skip
+    threading.Timer(4.0, stop.set).start()
+    started = time.monotonic()
+    assert writer.recover() is False, "it stopped when asked, not before"
+    assert time.monotonic() - started >= 3.5, "it kept trying while the cluster was away"
