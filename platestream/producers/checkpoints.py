@@ -14,13 +14,9 @@ from kafka.errors import KafkaTimeoutError
 from platestream.kafka import Send, codec, make_producer, read_to_end, transact
 from platestream.log import get_logger
 from platestream.settings import Settings
+from platestream.transactions import INIT_BLOCK_MS, OPEN_GRACE_S
 
 log = get_logger(__name__)
-
-# How long a producer starting up waits for its transaction coordinator (its broker just died and
-# the cluster has not yet moved it), each try with a new client.
-OPEN_GRACE_S = 60.0
-INIT_BLOCK_MS = 10_000
 
 
 @dataclass(frozen=True)
