@@ -444,6 +444,48 @@ def train_reader_command(crops_root: Path, out: Path, steps: int | None, batch: 
     click.echo(json.dumps({k: metrics[k] for k in ("held_out_exact_percent", "train_seconds", "sha256")}))
 
 
+@train.command("head")
+@click.option("--crops", "crops_root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="The plate-crops data set (us/, br/, eu-unlabelled/, us-blank-plates/).")  # fmt: skip
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/head"), show_default=True,
+              help="Folder for the cut plate lines, metrics.json and plate-head.onnx.")  # fmt: skip
+@click.option("--steps", type=click.IntRange(1), default=None, help="Training steps [recipe: 3000].")
+@click.option("--views", type=click.IntRange(1), default=None, help="Street scenes of each real crop [recipe: 4].")
+@click.option(
+    "--rendered", type=click.IntRange(0), default=None, help="Rendered plates, one scene each [recipe: 5000]."
+)
+@click.option("--seed", type=int, default=None, help="Seed of data and weights [recipe: 0].")
+@click.option("--fonts", "font_roots", type=click.Path(exists=True, file_okay=False, path_type=Path), multiple=True,
+              help="Font folders to search instead of /usr/share/fonts/{truetype,opentype}.")  # fmt: skip
+@click.option("--workers", type=click.IntRange(1), default=None, help="Processes cutting scenes [all cores].")
+def train_head_command(crops_root: Path, out: Path, steps: int | None, views: int | None, rendered: int | None,
+                       seed: int | None, font_roots: tuple[Path, ...], workers: int | None) -> None:  # fmt: skip
+    """Train the plate head on PP-OCR's reader (the default engine's reader); export OUT/plate-head.onnx.
+
+    Real crops and rendered plates are mounted in street scenes and cut by the engine's own detector
+    and line finder; the cut lines are cached in OUT, so a second run with the same data recipe only
+    trains. About 25 minutes on two CPU cores. To ship a new head, copy plate-head.onnx to
+    platestream/workers/engine/data/ and its SHA-256 (printed, and in metrics.json) to HEAD_SHA256 in
+    platestream/workers/engine/plate_head.py, and read with PLATESTREAM_READER=ppocr-head (or try it
+    from Python first: DefaultEngine(reader="ppocr-head", reader_model=..., reader_sha256=...)).
+    """
+    import dataclasses
+
+    from platestream.training.head import HeadRecipe, train_head
+    from platestream.training.render import FONT_ROOTS, Assets
+
+    configure_logging()
+    chosen = {"steps": steps, "views": views, "rendered": rendered, "seed": seed}
+    recipe = dataclasses.replace(HeadRecipe(), **{k: v for k, v in chosen.items() if v is not None})
+    try:
+        assets = Assets.find(crops_root / "us-blank-plates", font_roots or FONT_ROOTS)
+        metrics = train_head(crops_root, out, recipe, assets=assets, workers=workers, version=__version__,
+                             progress=click.echo)  # fmt: skip
+    except PlatestreamError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(json.dumps({k: metrics[k] for k in ("held_out_exact_percent", "mix", "train_seconds", "sha256")}))
+
+
 @train.command("pack")
 @click.option("--crops", "crops_root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="The plate-crops data set.")  # fmt: skip

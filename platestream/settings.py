@@ -195,8 +195,10 @@ class EngineSettings(Settings):
     """How plates are recognised: engine, models, defaults of a request, input limits."""
 
     engine: Literal["default", "openalpr"] = Field("default", description="Recognition engine.")
-    reader: Literal["ppocr", "platestream"] = Field(
-        "ppocr", description="Default engine's plate reader: PP-OCR, or the project's own trained model."
+    reader: Literal["ppocr", "ppocr-head", "platestream"] = Field(
+        "ppocr",
+        description="Default engine's plate reader: PP-OCR, PP-OCR with the project's plate head, "
+        "or the project's own whole-plate model.",
     )
     country: str = Field("us", description="Default country: us, eu or br (OpenALPR's country).")
     state: str | None = Field(None, description="Default state / country pattern, e.g. md or fr.")

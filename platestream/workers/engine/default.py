@@ -1,12 +1,13 @@
 """The default engine: a YOLOv8 plate detector and a plate reader, all ONNX on ONNX Runtime.
 
-Per image: find plates (detector); per plate, read the detector's box widened a little with the
-project's own reader (`reader.py`: character slots and the registration's box, one model), then
-turn the per-character probabilities into top-N candidates chosen by region template.
+Per image: find plates (detector); per plate, PP-OCR finds the plate's text lines, keeps the line(s)
+of the tallest characters (the registration, not the state name, slogan or dealer frame), rectifies
+and reads them; the per-character probabilities become top-N candidates chosen by region template.
 
-The earlier reader stays as an option (`reader="ppocr"`): PP-OCR finds the plate's text lines,
-keeps the line(s) of the tallest characters (the registration, not the state name, slogan or dealer
-frame), rectifies and reads them.
+Readers (`reader`): `ppocr` (the default) reads the line with PP-OCR's reader; `ppocr-head` with
+PP-OCR's network and the project's plate head (`plate_head.py`) mixed with PP-OCR's own last layer;
+`platestream` reads the detector's box, widened a little, with the project's own
+whole-plate reader (`reader.py`: character slots and the registration's box, one model) instead.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from platestream.workers.engine.base import (
 )
 from platestream.workers.engine.candidates import Alternatives, Choice, choose, merge_unused, readings
 from platestream.workers.engine.images import encode_jpeg
+from platestream.workers.engine.plate_head import HEAD_FILE, HEAD_SHA256, HeadModelError, JoinedReader, join
 from platestream.workers.engine.reader import MODEL_FILE, MODEL_SHA256, PAD_X, PAD_Y, PlateReader, rectangle_crop
 from platestream.workers.engine.templates import regions_for
 
@@ -45,7 +47,7 @@ MAX_WEAK_READS = 1  # per image: weak detections cost at most one plate read (ab
 SAME_PLATE_OVERLAP = 0.5  # share of the smaller box inside the other: the same plate boxed twice
 MIN_LINE_WIDTH = 160  # pixels at the reader's height of 48: 20 time steps
 EMPTY_SLOT = 0.02  # a reader's slot whose characters share less probability than this holds none
-READERS = ("ppocr", "platestream")
+READERS = ("ppocr-head", "ppocr", "platestream")
 FloatArray = NDArray[np.float32]
 
 
@@ -148,11 +150,17 @@ def _letterbox(image: Image, shape: tuple[int, int], size: int) -> tuple[Image, 
 class TextReader:
     """PP-OCR text lines inside a plate crop, and their characters' probabilities."""
 
-    def __init__(self, *, threads: int, providers: Sequence[str], line_width: int = 224) -> None:
+    def __init__(self, *, threads: int, providers: Sequence[str], line_width: int = 224,
+                 head: tuple[Path, str] | None = None) -> None:  # fmt: skip
+        """`head`: the plate head's file and SHA-256, joined to PP-OCR's reader (None: PP-OCR alone)."""
         from rapidocr.ch_ppocr_det.utils import DBPostProcess
 
         self.detector = models.onnx_session(str(models.ocr_model(models.OCR_DETECTOR)), threads, providers)
-        self.reader = models.onnx_session(str(models.ocr_model(models.OCR_READER)), threads, providers)
+        reader_file = models.ocr_model(models.OCR_READER)
+        self.head: JoinedReader | None = join(reader_file, *head) if head else None
+        if self.head is not None and self.head.alphabet != ALPHABET:
+            raise HeadModelError(f"the plate head reads {self.head.alphabet!r}, the engine expects {ALPHABET!r}")
+        self.reader = models.onnx_session(self.head.model if self.head else str(reader_file), threads, providers)
         self.postprocess = DBPostProcess(
             thresh=0.3, box_thresh=0.5, max_candidates=50, unclip_ratio=1.6, use_dilation=True, score_mode="fast"
         )
@@ -197,11 +205,14 @@ class TextReader:
         width = max(MIN_LINE_WIDTH, min(640, round(48 * line.shape[1] / max(1, line.shape[0]))))
         resized = cv2.resize(line, (width, 48), interpolation=cv2.INTER_CUBIC)
         tensor = ((resized.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
-        (output,) = self.reader.run(None, {"x": tensor})
-        steps = output[0]
+        outputs = self.reader.run(None, {"x": tensor})
+        steps = outputs[0][0]
         letters = steps[:, self.upper] + steps[:, self.lower] * self.has_lower
         probabilities = np.concatenate([steps[:, :1], letters], axis=1)
-        return ctc_alternatives(probabilities)
+        if self.head is not None:  # PP-OCR's share of other scripts' characters left out, then mixed
+            ppocr = probabilities / np.maximum(probabilities.sum(1, keepdims=True), 1e-6)
+            probabilities = (1 - self.head.mix) * outputs[1][0] + self.head.mix * ppocr
+        return ctc_alternatives(np.asarray(probabilities, dtype=np.float32))
 
 
 def main_row(boxes: Sequence[NDArray[np.float32]], crop_height: int) -> list[NDArray[np.float32]]:
@@ -277,8 +288,9 @@ class DefaultEngine(Engine):
     def __init__(self, *, detector_size: int = 320, threads: int = 1, gpu: bool = False,
                  reader: str = "ppocr", reader_model: Path | None = None,
                  reader_sha256: str | None = None) -> None:  # fmt: skip
-        """`reader_model` and `reader_sha256` run another trained reader (a new training's
-        plate-reader.onnx and the SHA-256 it printed) instead of the shipped one."""
+        """`reader_model` and `reader_sha256` run another trained model of the chosen reader (a new
+        training's plate-reader.onnx or plate-head.onnx and the SHA-256 it printed) instead of the
+        shipped one."""
         if reader not in READERS:
             raise ValueError(f"unknown reader {reader!r}; known: {', '.join(READERS)}")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else ["CPUExecutionProvider"]
@@ -290,7 +302,10 @@ class DefaultEngine(Engine):
         if reader == "platestream":
             self.plate_reader = PlateReader(threads=threads, providers=providers, path=reader_model or MODEL_FILE,
                                             sha256=reader_sha256 or MODEL_SHA256)  # fmt: skip
-        self.reader = TextReader(threads=threads, providers=providers) if reader == "ppocr" else None
+        self.reader = None
+        if reader != "platestream":
+            head = (reader_model or HEAD_FILE, reader_sha256 or HEAD_SHA256) if reader == "ppocr-head" else None
+            self.reader = TextReader(threads=threads, providers=providers, head=head)
 
     def recognize(self, images: Sequence[Image], options: Options | Sequence[Options] = Options()) -> list[ImageResult]:
         started = time.perf_counter()

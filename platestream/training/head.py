@@ -1,0 +1,397 @@
+"""Training the plate head (`platestream train head`): a small network from PP-OCR's reader
+features to the 36 plate characters, trained on plates as the engine sees them in photographs.
+
+Data: every labelled training crop and rendered plates, each mounted in street frames
+(`scenes.py`), found by the engine's detector, cut, line-found and rectified by the engine's own
+code, and run through PP-OCR's reader once: the features of each line are what the head learns
+from (PP-OCR itself stays frozen, so two CPU cores train the head in minutes). Held out: scene views
+of the crops of a tenth of the plate texts (`crops.Crop.held_out`), never trained on. The share of
+PP-OCR's own distribution in the engine's mix is chosen on them, not on the benchmark's photos.
+
+JAX and optax come with the `train` extra; nothing here is imported at run time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import multiprocessing
+import os
+import pickle
+import platform
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from platestream.training.crops import Crop, load_crops, read_crop
+from platestream.training.render import PLATE_MAKERS, REGIONS, Assets, Image, plate_text
+from platestream.training.train import Progress, TrainingError, _jax
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+FEATURES = 120  # PP-OCRv6 small's features per time step
+MAX_STEPS = 80  # a line up to 640 px wide at the reader's height of 48
+MIXES = (0.0, 0.25, 0.5, 0.75)  # PP-OCR's share tried on the held-out views
+OPSET = 11  # PP-OCR's reader's own: the head joins its graph
+
+
+@dataclass(frozen=True)
+class HeadRecipe:
+    """Everything that decides the head, apart from the data's own files. The defaults take
+    about 25 minutes on two CPU cores (most of it cutting the scenes)."""
+
+    views: int = 4  # street scenes of each real crop
+    rendered: int = 5000  # rendered plates, one scene each
+    steps: int = 3000
+    batch: int = 256
+    hidden: int = 256
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    dropout: float = 0.1
+    seed: int = 0
+
+    def data_key(self, crops_digest: str) -> str:
+        fields = (self.views, self.rendered, self.seed, crops_digest)
+        return hashlib.sha256(repr(fields).encode()).hexdigest()[:12]
+
+
+@dataclass
+class Lines:
+    """Plate lines as PP-OCR's reader saw them: per line its features and PP-OCR's own
+    probabilities (blank + ALPHABET) per time step, its text, region and side of the split."""
+
+    features: list[NDArray[np.float16]] = field(default_factory=list)
+    ppocr: list[NDArray[np.float16]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    regions: list[str] = field(default_factory=list)
+    held_out: list[bool] = field(default_factory=list)
+
+    def add(self, other: Lines) -> None:
+        for name in ("features", "ppocr", "texts", "regions", "held_out"):
+            getattr(self, name).extend(getattr(other, name))
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+# --- cutting plates out of scenes, in worker processes ----------------------------------------------
+
+
+class _Cutter:
+    """The engine's detector, text-line finder and PP-OCR's reader with its features exposed."""
+
+    def __init__(self) -> None:
+        import cv2
+        import onnx
+
+        from platestream.workers.engine import models
+        from platestream.workers.engine.default import WEAK_DETECTION, PlateDetector, TextReader
+        from platestream.workers.engine.plate_head import features_tensor
+
+        cv2.setNumThreads(1)
+        cpu = ["CPUExecutionProvider"]
+        self.detector = PlateDetector(models.plate_detector(), size=320, threads=1, providers=cpu,
+                                      min_confidence=WEAK_DETECTION)  # fmt: skip
+        self.lines = TextReader(threads=1, providers=cpu)
+        model = onnx.load(str(models.ocr_model(models.OCR_READER)))
+        name = features_tensor(model.graph)
+        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+        self.reader = models.onnx_session(model.SerializeToString(), 1, cpu)
+
+    def detect(self, frame: Image) -> list[tuple[tuple[float, float, float, float], float]]:
+        return [((d.x1, d.y1, d.x2, d.y2), d.confidence) for d in self.detector.detect([frame])[0]]
+
+    def line(self, plate: Image, rng: np.random.Generator) -> tuple[NDArray[np.float16], NDArray[np.float16]] | None:
+        """One scene of `plate`, cut and read as the engine does; None when the detector misses it."""
+        import cv2
+
+        from platestream.training.scenes import scene_crop
+        from platestream.workers.engine.default import MIN_LINE_WIDTH, _rectify, _widen
+        from platestream.workers.engine.reader import PAD_X, PAD_Y
+
+        scene = scene_crop(plate, rng, self.detect)
+        if scene is None:
+            return None
+        x1, y1, x2, y2 = scene.box
+        height, width = scene.frame.shape[:2]
+        pad_x, pad_y = PAD_X * (x2 - x1), PAD_Y * (y2 - y1)
+        crop = scene.frame[int(max(0, y1 - pad_y)) : int(min(height, y2 + pad_y)),
+                           int(max(0, x1 - pad_x)) : int(min(width, x2 + pad_x))]  # fmt: skip
+        if crop.shape[0] < 4 or crop.shape[1] < 8:
+            return None
+        corners = self.lines.main_line(crop)
+        if corners is None:
+            corners = np.array([[0, 0], [crop.shape[1], 0], [crop.shape[1], crop.shape[0]], [0, crop.shape[0]]],
+                               dtype=np.float32)  # fmt: skip
+        line = _rectify(crop, _widen(corners, 0.06))
+        line_width = max(MIN_LINE_WIDTH, min(640, round(48 * line.shape[1] / max(1, line.shape[0]))))
+        resized = cv2.resize(line, (line_width, 48), interpolation=cv2.INTER_CUBIC)
+        tensor = ((resized.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
+        probabilities, features = self.reader.run(None, {"x": tensor})
+        steps = probabilities[0]
+        letters = steps[:, self.lines.upper] + steps[:, self.lines.lower] * self.lines.has_lower
+        ppocr = np.concatenate([steps[:, :1], letters], axis=1)
+        return features[0].astype(np.float16), ppocr.astype(np.float16)
+
+
+@functools.cache
+def _cutter() -> _Cutter:
+    """One per worker process: its sessions are made once, not per chunk."""
+    return _Cutter()
+
+
+def _cut_chunk(job: tuple[int, list[tuple[str, str, str, bool]], int, Assets | None]) -> Lines:
+    """Scenes of one chunk of plates: (path, text, region, held out) real crops, `views` scenes
+    each, or ("", "", region, False) for a plate rendered here."""
+    seed, items, views, assets = job
+    cutter = _cutter()
+    rng = np.random.default_rng(seed)
+    lines = Lines()
+    for path, label, region, held in items:
+        if path:
+            text, plate, tries = label, read_crop(Path(path)), views
+        else:
+            assert assets is not None
+            text, splits = plate_text(region, rng)
+            plate, tries = PLATE_MAKERS[region](text, splits, assets, rng)[0], 1
+        for _ in range(tries):
+            cut = cutter.line(plate, rng)
+            if cut is not None:
+                lines.add(Lines([cut[0]], [cut[1]], [text], [region], [held]))
+    return lines
+
+
+def cut_lines(crops: Sequence[Crop], assets: Assets, recipe: HeadRecipe, workers: int, progress: Progress) -> Lines:
+    """Scene views of every crop (held-out ones too: the figures) and of `recipe.rendered` plates."""
+    from tqdm import tqdm
+
+    chunk = 40
+    real = [(str(c.path), c.text, c.region, c.held_out) for c in crops]
+    rendered = [("", "", REGIONS[i % len(REGIONS)], False) for i in range(recipe.rendered)]
+    items = real + rendered
+    jobs = [(recipe.seed * 1_000_003 + i, items[i : i + chunk], recipe.views, assets)
+            for i in range(0, len(items), chunk)]  # fmt: skip
+    lines = Lines()
+    # spawned, not forked: a fork of a process that has started JAX's threads can hang
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for part in tqdm(pool.map(_cut_chunk, jobs), total=len(jobs), desc="cutting plates from scenes", unit="chunk"):
+            lines.add(part)
+    progress(f"data: {len(lines)} plate lines of {len(real)} real crops ({recipe.views} scenes each) and "
+             f"{recipe.rendered} rendered plates; the detector missed the rest")  # fmt: skip
+    return lines
+
+
+# --- training ------------------------------------------------------------------------------------------
+
+
+def _padded(lines: Lines) -> tuple[NDArray[np.float32], ...]:
+    n = len(lines)
+    features = np.zeros((n, MAX_STEPS, FEATURES), np.float32)
+    ppocr = np.zeros((n, MAX_STEPS, len(ALPHABET) + 1), np.float32)
+    padding = np.ones((n, MAX_STEPS), np.float32)
+    labels = np.zeros((n, 10), np.int32)
+    label_padding = np.ones((n, 10), np.float32)
+    for i in range(n):
+        steps = min(MAX_STEPS, len(lines.features[i]))
+        features[i, :steps] = lines.features[i][:steps]
+        ppocr[i, :steps] = lines.ppocr[i][:steps]
+        padding[i, :steps] = 0
+        for j, char in enumerate(lines.texts[i][:10]):
+            labels[i, j] = ALPHABET.index(char) + 1
+            label_padding[i, j] = 0
+    return features, ppocr, padding, labels.astype(np.float32), label_padding
+
+
+def greedy(probabilities: NDArray[np.float32]) -> str:
+    """CTC's greedy reading (blank at column 0)."""
+    best = probabilities.argmax(-1)
+    previous, out = 0, []
+    for index in best:
+        if index not in (0, previous):
+            out.append(ALPHABET[index - 1])
+        previous = index
+    return "".join(out)
+
+
+def exact_reads(probabilities: NDArray[np.float32], padding: NDArray[np.float32], lines: Lines,
+                rows: NDArray[np.int64]) -> dict[str, float]:  # fmt: skip
+    """Per region, the percent of `rows` read exactly by greedy decoding."""
+    figures = {}
+    regions = np.array(lines.regions)
+    for region in REGIONS:
+        chosen = rows[regions[rows] == region]
+        right = sum(greedy(probabilities[i, : int((padding[i] == 0).sum())]) == lines.texts[i] for i in chosen)
+        figures[region] = round(100 * right / max(1, len(chosen)), 1)
+    return figures
+
+
+def train_head(
+    crops_root: Path, out: Path, recipe: HeadRecipe = HeadRecipe(), *, assets: Assets | None = None,
+    workers: int | None = None, version: str = "", progress: Progress = print,
+) -> dict[str, Any]:  # fmt: skip
+    """Cut the data (cached in `out`), train, export `out/plate-head.onnx`; return the figures also
+    written to `out/metrics.json`."""
+    jax, _, _ = _jax()
+
+    started = time.time()
+    crops = load_crops(crops_root)
+    if not crops:
+        raise TrainingError(f"no labelled crops under {crops_root} (expected us/labels.tsv, br/labels.tsv)")
+    out.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256("\n".join(f"{c.path.name}\t{c.text}" for c in crops).encode()).hexdigest()
+    cache = out / f"lines-{recipe.data_key(digest)}.pkl"
+    if cache.exists():
+        lines: Lines = pickle.loads(cache.read_bytes())
+        progress(f"data: {len(lines)} plate lines from {cache}")
+    else:
+        lines = cut_lines(crops, assets or Assets.find(crops_root / "us-blank-plates"), recipe,
+                          workers or max(1, os.cpu_count() or 1), progress)  # fmt: skip
+        cache.write_bytes(pickle.dumps(lines))
+    data_seconds = time.time() - started
+    held = np.array(lines.held_out, dtype=bool)
+    train_rows, held_rows = np.flatnonzero(~held), np.flatnonzero(held)
+    if len(train_rows) == 0:
+        raise TrainingError("the detector found none of the training plates in their scenes")
+    features, ppocr, padding, labels, label_padding = _padded(lines)
+
+    params, forward, loss_curve, train_seconds = _fit(features, padding, labels, label_padding, train_rows, recipe)
+    run = jax.jit(lambda p, x: jax.nn.softmax(forward(p, x), -1))
+    head = np.concatenate([np.asarray(run(params, features[i : i + 512])) for i in range(0, len(lines), 512)])
+    ppocr_share = ppocr / np.maximum(ppocr.sum(-1, keepdims=True), 1e-6)
+    by_mix = {mix: exact_reads((1 - mix) * head + mix * ppocr_share, padding, lines, held_rows) for mix in MIXES}
+    ppocr_alone = exact_reads(ppocr_share, padding, lines, held_rows)
+    mix = max(MIXES, key=lambda m: (sum(by_mix[m].values()), m))
+    progress(f"held-out exact reads: PP-OCR alone {ppocr_alone}; " +
+             "; ".join(f"PP-OCR's share {m}: {f}" for m, f in by_mix.items()) + f"; chosen share {mix}")  # fmt: skip
+
+    model_bytes = to_onnx({k: np.asarray(v) for k, v in params.items()}, mix=mix, version=version)
+    target = out / "plate-head.onnx"
+    target.write_bytes(model_bytes)
+    metrics: dict[str, Any] = {
+        "sha256": hashlib.sha256(model_bytes).hexdigest(),
+        "recipe": dataclasses.asdict(recipe),
+        "mix": mix,
+        "held_out_exact_percent": by_mix[mix],
+        "held_out_exact_percent_ppocr_alone": ppocr_alone,
+        "held_out_exact_percent_by_mix": {str(m): f for m, f in by_mix.items()},
+        "held_out_lines": len(held_rows),
+        "training_lines": len(train_rows),
+        "loss_curve": loss_curve,
+        "data_seconds": round(data_seconds, 1),
+        "train_seconds": round(train_seconds, 1),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, JAX on {jax.default_backend()}",
+        "version": version,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    progress(f"wrote {target} ({len(model_bytes) / 1e6:.2f} MB, sha256 {metrics['sha256']})")
+    return metrics
+
+
+def _fit(
+    features: NDArray[np.float32], padding: NDArray[np.float32], labels: NDArray[np.float32],
+    label_padding: NDArray[np.float32], train_rows: NDArray[np.int64], recipe: HeadRecipe,
+) -> tuple[Any, Callable[..., Any], list[tuple[int, float]], float]:  # fmt: skip
+    """The seeded training loop (CTC, AdamW with cosine decay, dropout): the weights, the forward
+    function, the loss every 10 steps and the loop's seconds."""
+    jax, jnp, optax = _jax()
+    from tqdm import tqdm
+
+    key = jax.random.PRNGKey(recipe.seed)
+    k1, k2 = jax.random.split(key)
+    params = {
+        "w1": jax.random.normal(k1, (3 * FEATURES, recipe.hidden)) / np.sqrt(3 * FEATURES),
+        "b1": jnp.zeros(recipe.hidden),
+        "w2": jax.random.normal(k2, (recipe.hidden, len(ALPHABET) + 1)) / np.sqrt(recipe.hidden),
+        "b2": jnp.zeros(len(ALPHABET) + 1),
+    }
+    optimizer = optax.adamw(optax.cosine_decay_schedule(recipe.learning_rate, recipe.steps),
+                            weight_decay=recipe.weight_decay)  # fmt: skip
+    opt_state = optimizer.init(params)
+
+    def forward(p: Any, x: Any, dropout_key: Any = None) -> Any:
+        # each step with its neighbours: the ONNX export's convolution of width 3
+        previous = jnp.pad(x, ((0, 0), (1, 0), (0, 0)))[:, :-1]
+        following = jnp.pad(x, ((0, 0), (0, 1), (0, 0)))[:, 1:]
+        h = jnp.concatenate([previous, x, following], -1)
+        if dropout_key is not None:
+            keep = 1.0 - recipe.dropout
+            h = h * jax.random.bernoulli(dropout_key, keep, h.shape) / keep
+        h = jax.nn.relu(h @ p["w1"] + p["b1"])
+        return h @ p["w2"] + p["b2"]
+
+    def step(p: Any, state: Any, batch: tuple[Any, ...], dropout_key: Any) -> tuple[Any, Any, Any]:
+        x, x_pad, y, y_pad = batch
+
+        def loss_fn(q: Any) -> Any:
+            return optax.ctc_loss(forward(q, x, dropout_key), x_pad, y.astype(jnp.int32), y_pad).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(p)
+        updates, state = optimizer.update(grads, state, p)
+        return optax.apply_updates(p, updates), state, loss
+
+    compiled = jax.jit(step)
+
+    rng = np.random.default_rng(recipe.seed)
+    loop_started = time.time()
+    loss_curve: list[tuple[int, float]] = []
+    bar = tqdm(total=recipe.steps, desc="training plate head", unit="step")
+    for done in range(1, recipe.steps + 1):
+        rows = rng.choice(train_rows, recipe.batch)
+        batch = (features[rows], padding[rows], labels[rows], label_padding[rows])
+        params, opt_state, loss = compiled(params, opt_state, batch, jax.random.fold_in(key, done))
+        if done % 10 == 0 or done == recipe.steps:
+            loss_curve.append((done, round(float(loss), 4)))
+            bar.set_postfix(loss=f"{loss_curve[-1][1]:.3f}")
+        bar.update(1)
+    bar.close()
+
+    return params, forward, loss_curve, time.time() - loop_started
+
+
+def to_onnx(params: dict[str, NDArray[Any]], *, mix: float, version: str = "") -> bytes:
+    """The head as an ONNX graph (opset 11, PP-OCR's reader's own) from `features` (batch, steps,
+    120) to `plate_probabilities` (batch, steps, blank + 36): the neighbour-concatenating layer is a
+    convolution of width 3 over the steps."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from platestream.workers.engine.plate_head import HEAD_INPUT, HEAD_OUTPUT
+
+    hidden = params["w1"].shape[1]
+    # w1's rows: the previous step's features, this step's, the next step's -> conv taps 0, 1, 2
+    w1 = params["w1"].reshape(3, FEATURES, hidden).transpose(2, 1, 0)
+    w2 = params["w2"].T[:, :, None]
+    initializers = [
+        numpy_helper.from_array(np.ascontiguousarray(w1, np.float32), "w1"),
+        numpy_helper.from_array(np.asarray(params["b1"], np.float32), "b1"),
+        numpy_helper.from_array(np.ascontiguousarray(w2, np.float32), "w2"),
+        numpy_helper.from_array(np.asarray(params["b2"], np.float32), "b2"),
+    ]
+    nodes = [
+        helper.make_node("Transpose", [HEAD_INPUT], ["channels"], name="to_channels", perm=[0, 2, 1]),
+        helper.make_node(
+            "Conv", ["channels", "w1", "b1"], ["hidden"], name="neighbours", kernel_shape=[3], pads=[1, 1]
+        ),
+        helper.make_node("Relu", ["hidden"], ["active"], name="relu"),
+        helper.make_node("Conv", ["active", "w2", "b2"], ["logits"], name="characters", kernel_shape=[1]),
+        helper.make_node("Transpose", ["logits"], ["steps"], name="to_steps", perm=[0, 2, 1]),
+        helper.make_node("Softmax", ["steps"], [HEAD_OUTPUT], name="softmax", axis=2),
+    ]
+    graph = helper.make_graph(
+        nodes, "plate_head",
+        [helper.make_tensor_value_info(HEAD_INPUT, TensorProto.FLOAT, ["batch", "steps", FEATURES])],
+        [helper.make_tensor_value_info(HEAD_OUTPUT, TensorProto.FLOAT, ["batch", "steps", len(ALPHABET) + 1])],
+        initializers,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="platestream")
+    model.ir_version = 7
+    for key, value in {"alphabet": ALPHABET, "mix": str(mix), "features": str(FEATURES), "version": version}.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    return bytes(model.SerializeToString())

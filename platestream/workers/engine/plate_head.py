@@ -1,0 +1,118 @@
+"""The project's plate head on PP-OCR's reader (`platestream train head`).
+
+PP-OCR's reader ends in one layer from 120 features per time step to 18,000 characters of every
+script. The plate head is a small network the project trains on plates (see the model card) from
+the same features to a blank and the 36 plate characters. It is joined to PP-OCR's graph when the
+engine starts (reader `ppocr-head`), so that one run of the reader gives both: the engine reads a
+plate from the two distributions mixed (`mix` in the head's metadata: PP-OCR's share).
+
+The head ships inside the package with its SHA-256 pinned here; a missing, changed or corrupt file
+is refused with an error that says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from platestream.errors import MissingExtraError, PlatestreamError
+
+HEAD_FILE = Path(__file__).parent / "data" / "plate-head.onnx"
+HEAD_SHA256 = "f3005c2ee461fadfa46d4cbc3d1dc6a711a7dcf4572f3a8e15953e12bb04adab"
+HEAD_INPUT = "features"
+HEAD_OUTPUT = "plate_probabilities"
+_PREFIX = "plate_head/"
+
+
+class HeadModelError(PlatestreamError):
+    """The plate head's model file is missing, changed, unreadable or does not fit the reader."""
+
+
+@dataclass(frozen=True)
+class JoinedReader:
+    """PP-OCR's reader with the plate head joined: its bytes for ONNX Runtime, the names of its
+    two outputs (PP-OCR's characters, the head's plate characters), the head's alphabet and the
+    share of PP-OCR's distribution in the mix."""
+
+    model: bytes
+    ppocr_output: str
+    head_output: str
+    alphabet: str
+    mix: float
+
+
+def verify(path: Path, sha256: str) -> bytes:
+    """The head's bytes, refused unless their SHA-256 is `sha256`."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise HeadModelError(
+            f"the plate head {path} is missing: reinstall platestream, or point the engine at a trained "
+            "head (`platestream train head` prints its path and SHA-256)"
+        ) from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise HeadModelError(f"the plate head {path} has SHA-256 {digest}, expected {sha256}: the file is "
+                             "corrupt or not the one this version ships; reinstall platestream")  # fmt: skip
+    return data
+
+
+def features_tensor(graph: Any) -> str:
+    """The name of the tensor PP-OCR's last layer reads (time steps x features): found by walking
+    back from the graph's output through Softmax, Identity and Add to the final MatMul."""
+    producer = {output: node for node in graph.node for output in node.output}
+    name = graph.output[0].name
+    for _ in range(8):
+        node = producer.get(name)
+        if node is None:
+            break
+        if node.op_type == "MatMul":
+            return str(node.input[0])
+        if node.op_type not in {"Softmax", "Identity", "Add"}:
+            break
+        name = node.input[0]
+    raise HeadModelError("PP-OCR's reader does not end in the layer the plate head replaces (MatMul, Add, Softmax)")
+
+
+def join(reader: Path, head: Path, sha256: str) -> JoinedReader:
+    """PP-OCR's reader model with the head's nodes appended, reading the reader's features."""
+    try:
+        import onnx
+    except ImportError:
+        raise MissingExtraError("onnx", "engine") from None
+    data = verify(head, sha256)
+    try:
+        head_model = onnx.load_from_string(data)
+    except Exception as error:  # onnx raises DecodeError and others for a damaged file
+        raise HeadModelError(f"the plate head {head} is not an ONNX model: {error}") from None
+    meta = {entry.key: entry.value for entry in head_model.metadata_props}
+    if "alphabet" not in meta or "mix" not in meta:
+        raise HeadModelError(f"the plate head {head} has no alphabet or mix in its metadata")
+    model = onnx.load(str(reader))
+    features = features_tensor(model.graph)
+
+    def renamed(name: str) -> str:
+        if name == HEAD_INPUT:
+            return features
+        return name if not name else _PREFIX + name
+
+    for node in head_model.graph.node:
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        copy.name = _PREFIX + node.name
+        copy.ClearField("input")
+        copy.ClearField("output")
+        copy.input.extend(renamed(name) for name in node.input)
+        copy.output.extend(renamed(name) for name in node.output)
+        model.graph.node.append(copy)
+    for tensor in head_model.graph.initializer:
+        copy_tensor = onnx.TensorProto()
+        copy_tensor.CopyFrom(tensor)
+        copy_tensor.name = _PREFIX + tensor.name
+        model.graph.initializer.append(copy_tensor)
+    head_output = _PREFIX + HEAD_OUTPUT
+    model.graph.output.append(onnx.helper.make_tensor_value_info(head_output, onnx.TensorProto.FLOAT, None))
+    return JoinedReader(model.SerializeToString(), model.graph.output[0].name, head_output, meta["alphabet"],
+                        float(meta["mix"]))  # fmt: skip

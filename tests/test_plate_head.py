@@ -1,0 +1,105 @@
+"""The plate head the project trained and ships on PP-OCR's reader: the engine (reader
+`ppocr-head`) reads rendered plates of each region with it, its file is checked before it is used, and its ONNX graph
+computes what the training computed."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from platestream.training.render import PLATE_MAKERS, REGIONS, Assets, plate_text
+from platestream.workers.engine import Options
+from platestream.workers.engine.default import ALPHABET, DefaultEngine
+from platestream.workers.engine.models import OCR_READER, ocr_model
+from platestream.workers.engine.plate_head import HEAD_FILE, HEAD_SHA256, HeadModelError, join, verify
+from platestream.workers.synthetic import street_scene
+
+VIEWS = [
+    {"plate_width": 240},
+    {"plate_width": 220, "tilt_degrees": 7.0},
+    {"plate_width": 260, "blur": 1, "noise": 6.0},
+    {"plate_width": 150},  # small: a far plate
+]
+
+
+@pytest.fixture(scope="module")
+def assets() -> Assets:
+    return Assets.find()  # fonts installed by scripts/ensure-system.sh
+
+
+@pytest.fixture(scope="module")
+def engine() -> DefaultEngine:
+    return DefaultEngine(reader="ppocr-head")
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_the_engine_reads_rendered_plates_of_each_region_with_the_shipped_head(
+    engine: DefaultEngine, assets: Assets, region: str
+) -> None:
+    assert engine.reader is not None
+    assert engine.reader.head is not None
+    rng = np.random.default_rng(31)
+    first, among = 0, 0
+    for index in range(12):
+        text, splits = plate_text(region, rng)
+        plate, _ = PLATE_MAKERS[region](text, splits, assets, rng)
+        image = street_scene("", seed=index, plate=plate, **VIEWS[index % len(VIEWS)])  # type: ignore[arg-type]
+        (result,) = engine.recognize([image], Options(country=region))
+        if result.plates:
+            first += result.plates[0].plate == text
+            among += text in [candidate.plate for candidate in result.plates[0].candidates]
+    # 12 plates: a head joined to the wrong tensor or with its weights misplaced reads none
+    assert first >= 8, f"{region}: {first} of 12 read exactly"
+    assert among >= 10, f"{region}: the truth among the candidates for {among} of 12"
+
+
+def test_the_shipped_head_matches_its_pinned_checksum() -> None:
+    assert hashlib.sha256(HEAD_FILE.read_bytes()).hexdigest() == HEAD_SHA256
+
+
+def test_a_missing_changed_or_unfit_head_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(HeadModelError, match="is missing: reinstall platestream"):
+        verify(tmp_path / "plate-head.onnx", HEAD_SHA256)
+    changed = tmp_path / "changed.onnx"
+    changed.write_bytes(HEAD_FILE.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(HeadModelError, match=r"has SHA-256 [0-9a-f]{64}, expected " + HEAD_SHA256):
+        DefaultEngine(reader="ppocr-head", reader_model=changed)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model")
+    with pytest.raises(HeadModelError, match="is not an ONNX model"):
+        join(ocr_model(OCR_READER), garbage, hashlib.sha256(b"not a model").hexdigest())
+
+
+def test_a_head_for_another_alphabet_is_refused(tmp_path: Path) -> None:
+    from platestream.training.head import to_onnx
+
+    rng = np.random.default_rng(0)
+    params = {"w1": rng.normal(size=(360, 8)), "b1": np.zeros(8), "w2": rng.normal(size=(8, 37)), "b2": np.zeros(37)}
+    model = to_onnx(params, mix=0.5).replace(ALPHABET.encode(), b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXY-")
+    path = tmp_path / "other.onnx"
+    path.write_bytes(model)
+    with pytest.raises(HeadModelError, match="the plate head reads '0123456789ABCDEFGHIJKLMNOPQRSTUVWXY-'"):
+        DefaultEngine(reader="ppocr-head", reader_model=path, reader_sha256=hashlib.sha256(model).hexdigest())
+
+
+def test_the_exported_head_computes_what_training_computes() -> None:
+    """to_onnx turns the neighbour-concatenating layer into a convolution: same numbers."""
+    from platestream.training.head import to_onnx
+    from platestream.workers.engine.models import onnx_session
+
+    rng = np.random.default_rng(1)
+    params = {"w1": rng.normal(size=(360, 16)) * 0.1, "b1": rng.normal(size=16) * 0.1,
+              "w2": rng.normal(size=(16, 37)) * 0.3, "b2": rng.normal(size=37) * 0.1}  # fmt: skip
+    features = rng.normal(size=(2, 9, 120)).astype(np.float32)
+    previous = np.pad(features, ((0, 0), (1, 0), (0, 0)))[:, :-1]
+    following = np.pad(features, ((0, 0), (0, 1), (0, 0)))[:, 1:]
+    hidden = np.maximum(np.concatenate([previous, features, following], -1) @ params["w1"] + params["b1"], 0)
+    logits = hidden @ params["w2"] + params["b2"]
+    expected = np.exp(logits - logits.max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    session = onnx_session(to_onnx(params, mix=0.25), 1, ["CPUExecutionProvider"])
+    (got,) = session.run(None, {"features": features})
+    np.testing.assert_allclose(got, expected, atol=1e-5)
