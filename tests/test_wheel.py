@@ -172,7 +172,10 @@ def test_installed_command_line_runs_from_site_packages(installed: Installed) ->
     assert not {"torch", "build"} & packages
 
 
-def test_installed_recognize_reads_a_rendered_plate(installed: Installed, tmp_path: Path) -> None:
+@pytest.mark.parametrize("reader", ["ppocr", "ppocr-head"])
+def test_installed_recognize_reads_a_rendered_plate(installed: Installed, tmp_path: Path, reader: str) -> None:
+    """With each reader whose models are package data or come from a wheel (the plate head's file
+    is checked against its SHA-256 as it loads)."""
     import cv2
 
     from platestream.workers.synthetic import street_scene
@@ -180,7 +183,7 @@ def test_installed_recognize_reads_a_rendered_plate(installed: Installed, tmp_pa
     image = tmp_path / "car.jpg"
     cv2.imwrite(str(image), street_scene("AB12CDE", seed=3, plate_width=280))
     os.utime(image, (978_307_200, 978_307_200))  # a file from 2001
-    done = installed.run("recognize", "--country", "eu", str(image))
+    done = installed.run("recognize", "--reader", reader, "--country", "eu", str(image))
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert record["results"][0]["plate"] == "AB12CDE"
