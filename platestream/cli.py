@@ -400,6 +400,8 @@ def train() -> None:
 @click.option("--batch", type=click.IntRange(1), default=None, help="Batch size [recipe: 128].")
 @click.option("--synthetic", type=click.IntRange(0), default=None, help="Rendered plates [recipe: 60000].")
 @click.option("--real-views", type=click.IntRange(1), default=None, help="Views of each real crop [recipe: 12].")
+@click.option("--scene-views", type=click.IntRange(0), default=None,
+              help="More views of each real crop, in street scenes cut by the plate detector [recipe: 0].")  # fmt: skip
 @click.option("--seed", type=int, default=None, help="Seed of data and weights [recipe: 0].")
 @click.option("--fonts", "font_roots", type=click.Path(exists=True, file_okay=False, path_type=Path), multiple=True,
               help="Font folders to search instead of /usr/share/fonts/{truetype,opentype}.")  # fmt: skip
@@ -410,7 +412,8 @@ def train() -> None:
               help="Steps between checkpoints (and a provisional OUT/plate-reader.onnx).")  # fmt: skip
 @click.option("--resume", is_flag=True, help="Go on from OUT/checkpoint.pkl (same recipe).")
 def train_reader_command(crops_root: Path, out: Path, steps: int | None, batch: int | None, synthetic: int | None,
-                         real_views: int | None, seed: int | None, font_roots: tuple[Path, ...], workers: int | None,
+                         real_views: int | None, scene_views: int | None, seed: int | None,
+                         font_roots: tuple[Path, ...], workers: int | None,
                          cache_dir: Path | None, checkpoint_every: int,
                          resume: bool) -> None:  # fmt: skip
     """Train the plate reader on rendered plates and real crops; export OUT/plate-reader.onnx.
@@ -431,6 +434,7 @@ def train_reader_command(crops_root: Path, out: Path, steps: int | None, batch: 
         "batch": batch,
         "synthetic": synthetic,
         "real_views": real_views,
+        "scene_views": scene_views,
         "seed": seed,
     }
     recipe = dataclasses.replace(Recipe(), **{k: v for k, v in chosen.items() if v is not None})
@@ -492,14 +496,22 @@ def train_head_command(crops_root: Path, out: Path, steps: int | None, views: in
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path(".gpu"), show_default=True,
               help="Folder to write crops/ and fonts/ into.")  # fmt: skip
 def train_pack(crops_root: Path, out: Path) -> None:
-    """Pack the labelled crops (re-encoded, small) and the fonts for a training machine without them;
-    train there with --crops OUT/crops --fonts OUT/fonts."""
+    """Pack the labelled crops (re-encoded, small), the fonts and the plate detector (for
+    --scene-views) for a training machine without them; train there with --crops OUT/crops --fonts
+    OUT/fonts and PLATESTREAM_MODEL_DIR=OUT/models."""
+    import shutil
+
     from platestream.training.crops import pack
     from platestream.training.render import pack_fonts
+    from platestream.workers.engine import models
 
     crops = pack(crops_root, out / "crops")
     fonts = pack_fonts(out / "fonts")
-    click.echo(f"packed {crops} crops and {fonts} fonts into {out}")
+    detector = models.plate_detector()  # for --scene-views: a training machine may not reach PyPI
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    for source in (detector.onnx, detector.onnx.with_suffix(".json")):
+        shutil.copyfile(source, out / "models" / source.name)
+    click.echo(f"packed {crops} crops, {fonts} fonts and the plate detector into {out}")
 
 
 @train.command("label-eu")

@@ -17,6 +17,7 @@ else
   export PYTHONPATH=$PWD
 fi
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+export PLATESTREAM_MODEL_DIR=${PLATESTREAM_MODEL_DIR:-$PWD/.gpu/models}  # the packed plate detector (--scene-views)
 train=(python3 -c 'from platestream.cli import main; main()' train reader --crops .gpu/crops --fonts .gpu/fonts
   --cache /tmp/platestream-cache)
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no GPU"

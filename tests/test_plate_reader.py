@@ -99,3 +99,29 @@ def test_rendering_without_the_fonts_says_which_packages_to_install(tmp_path: Pa
 
     with pytest.raises(AssetError, match="install fonts-opendin fonts-bebas-neue fonts-roadgeek"):
         Assets.find(font_roots=[tmp_path])
+
+
+def test_pack_carries_the_crops_fonts_and_plate_detector_to_a_machine_without_them(
+    tmp_path: Path, assets: Assets
+) -> None:
+    import cv2
+    from click.testing import CliRunner
+
+    from platestream.cli import main
+
+    root = tmp_path / "plate-crops"
+    (root / "us").mkdir(parents=True)
+    (root / "us-blank-plates").mkdir()
+    sample = render_sample("us", assets, np.random.default_rng(5))
+    cv2.imwrite(str(root / "us" / "one.png"), sample.image)
+    (root / "us" / "labels.tsv").write_text(f"file\ttext\none.png\t{sample.text}\n")
+    out = tmp_path / "gpu"
+    result = CliRunner().invoke(main, ["train", "pack", "--crops", str(root), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "packed 1 crops" in result.output
+    assert (out / "crops" / "us" / "one.jpg").exists()
+    assert any((out / "fonts").rglob("*.ttf"))
+    detector = sorted(p.name for p in (out / "models").iterdir())
+    assert len(detector) == 2
+    assert detector[0].endswith(".json")
+    assert detector[1].endswith(".onnx")

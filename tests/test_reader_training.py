@@ -48,9 +48,11 @@ def test_a_short_training_lowers_the_loss_and_exports_a_model_the_engine_reads_w
 
     crops = tmp_path / "crops"
     _fake_crops(crops, assets)
-    recipe = Recipe(steps=30, batch=16, synthetic=64, real_views=2, warmup=5, learning_rate=3e-3)
+    recipe = Recipe(steps=30, batch=16, synthetic=64, real_views=2, scene_views=1, warmup=5, learning_rate=3e-3)
     out = tmp_path / "run"
     metrics = train_reader(crops, out, recipe, assets=assets, workers=1, eval_every=1000, checkpoint_every=10)
+    # two augmented views of each training crop, and one more where the detector found it in its scene
+    assert 2 * metrics["training_crops"] < metrics["real_views"] <= 3 * metrics["training_crops"]
     losses = [loss for _, loss in metrics["loss_curve"]]
     assert len(losses) >= 3
     assert losses[-1] < losses[0] - 0.3

@@ -8,6 +8,7 @@ JAX and optax come with the `train` extra; nothing here is imported at run time.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -27,7 +28,7 @@ from numpy.typing import NDArray
 
 from platestream.errors import MissingExtraError, PlatestreamError
 from platestream.training.crops import Crop, detector_view, load_crops, read_crop
-from platestream.training.render import REGIONS, Assets, render_sample
+from platestream.training.render import REGIONS, Assets, Image, render_sample
 from platestream.workers.engine.reader import prepare, rectangle_crop
 
 Progress = Callable[[str], None]
@@ -47,6 +48,7 @@ class Recipe:
     batch: int = 128
     synthetic: int = 60_000
     real_views: int = 12  # augmented views of each training crop
+    scene_views: int = 0  # more views of each: mounted in a street scene, cut from the detector's box
     real_share: float = 0.4  # of each batch
     learning_rate: float = 2e-3
     warmup: int = 200
@@ -58,7 +60,9 @@ class Recipe:
     region_mix: tuple[tuple[str, float], ...] = (("us", 0.45), ("eu", 0.35), ("br", 0.2))
 
     def data_key(self, crops_digest: str) -> str:
-        fields = (self.synthetic, self.real_views, self.seed, self.region_mix, crops_digest)
+        fields: tuple[object, ...] = (self.synthetic, self.real_views, self.seed, self.region_mix, crops_digest)
+        if self.scene_views:  # keeps the keys of earlier recipes' caches
+            fields = (*fields, self.scene_views)
         return hashlib.sha256(repr(fields).encode()).hexdigest()[:12]
 
 
@@ -113,17 +117,36 @@ def _render_chunk(job: tuple[int, int, str, Assets, int, int, int]) -> Dataset:
     )
 
 
-def _real_chunk(job: tuple[int, list[Crop], int, int, int, int]) -> Dataset:
-    seed, crops, views, height, width, slots = job
+@functools.cache
+def _detect() -> Callable[[Image], list[tuple[tuple[float, float, float, float], float]]]:
+    """The engine's plate detector in this worker process, as `scenes.scene_crop` calls it."""
+    from platestream.workers.engine import models
+    from platestream.workers.engine.default import WEAK_DETECTION, PlateDetector
+
+    detector = PlateDetector(models.plate_detector(), size=320, threads=1, providers=["CPUExecutionProvider"],
+                             min_confidence=WEAK_DETECTION)  # fmt: skip
+    return lambda frame: [((d.x1, d.y1, d.x2, d.y2), d.confidence) for d in detector.detect([frame])[0]]
+
+
+def _real_chunk(job: tuple[int, list[Crop], int, int, int, int, int]) -> Dataset:
+    seed, crops, views, scene_views, height, width, slots = job
     from platestream.training.model import encode_labels
+    from platestream.training.scenes import scene_crop
 
     cv2.setNumThreads(1)
     rng = np.random.default_rng(seed)
     images, texts, regions = [], [], []
     for crop in crops:
         pixels = read_crop(crop.path)
-        for _ in range(views):
-            images.append(prepare(detector_view(pixels, rng), height, width))
+        cuts = [detector_view(pixels, rng) for _ in range(views)]
+        for _ in range(scene_views):  # the detector misses about one in five: those are left out
+            scene = scene_crop(pixels, rng, _detect())
+            if scene is not None:
+                cut, _ = rectangle_crop(scene.frame, scene.box)
+                if cut.shape[0] >= 4 and cut.shape[1] >= 8:
+                    cuts.append(cut)
+        for cut in cuts:
+            images.append(prepare(cut, height, width))
             texts.append(crop.text)
             regions.append(REGIONS.index(crop.region))
     count = len(texts)
@@ -159,8 +182,8 @@ def build_data(
             seed = recipe.seed * 1_000_003 + REGIONS.index(region) * 10_007 + start
             jobs.append((seed, min(chunk, total - start), region, assets, height, width, slots))
     train_crops = [c for c in crops if not c.held_out]
-    real_jobs = [(recipe.seed * 7919 + i, train_crops[i : i + 50], recipe.real_views, height, width, slots)
-                 for i in range(0, len(train_crops), 50)]  # fmt: skip
+    real_jobs = [(recipe.seed * 7919 + i, train_crops[i : i + 50], recipe.real_views, recipe.scene_views, height,
+                  width, slots) for i in range(0, len(train_crops), 50)]  # fmt: skip
     from tqdm import tqdm
 
     # spawned, not forked: the parent may already run JAX's threads, which a fork would copy mid-flight
@@ -170,7 +193,8 @@ def build_data(
         real = list(tqdm(pool.map(_real_chunk, real_jobs), total=len(real_jobs), desc="real crops", unit="chunk",
                          leave=False))  # fmt: skip
     synthetic, views = Dataset.join(rendered), Dataset.join(real)
-    progress(f"data: {len(synthetic)} rendered plates, {len(views)} views of {len(train_crops)} real crops")
+    scenes = f" ({recipe.scene_views} in street scenes each)" if recipe.scene_views else ""
+    progress(f"data: {len(synthetic)} rendered plates, {len(views)} views of {len(train_crops)} real crops{scenes}")
     return synthetic, views
 
 
