@@ -103,3 +103,24 @@ def test_the_exported_head_computes_what_training_computes() -> None:
     session = onnx_session(to_onnx(params, mix=0.25), 1, ["CPUExecutionProvider"])
     (got,) = session.run(None, {"features": features})
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_a_reader_with_other_features_than_the_head_was_trained_on_is_refused(tmp_path: Path) -> None:
+    """A rapidocr upgrade whose reader ends in a layer of another width: said, not a shape error."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probs"], axis=2),
+        ],
+        "reader",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 64])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 8, 10])],
+        [numpy_helper.from_array(np.zeros((64, 10), np.float32), "w")],
+    )
+    reader = tmp_path / "other-reader.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), str(reader))
+    with pytest.raises(HeadModelError, match=r"reads 120 features per step, other-reader\.onnx gives 64: pin rapidocr"):
+        join(reader, HEAD_FILE, HEAD_SHA256)

@@ -62,6 +62,19 @@ def verify(path: Path, sha256: str) -> bytes:
 def features_tensor(graph: Any) -> str:
     """The name of the tensor PP-OCR's last layer reads (time steps x features): found by walking
     back from the graph's output through Softmax, Identity and Add to the final MatMul."""
+    return _last_layer(graph).input[0]  # type: ignore[no-any-return]
+
+
+def _features_per_step(graph: Any) -> int:
+    """How many features per time step the last layer reads (its weight's first dimension)."""
+    weight = _last_layer(graph).input[1]
+    for tensor in graph.initializer:
+        if tensor.name == weight:
+            return int(tensor.dims[0])
+    raise HeadModelError("PP-OCR's reader's last layer has no weight the plate head can size itself by")
+
+
+def _last_layer(graph: Any) -> Any:
     producer = {output: node for node in graph.node for output in node.output}
     name = graph.output[0].name
     for _ in range(8):
@@ -69,7 +82,7 @@ def features_tensor(graph: Any) -> str:
         if node is None:
             break
         if node.op_type == "MatMul":
-            return str(node.input[0])
+            return node
         if node.op_type not in {"Softmax", "Identity", "Add"}:
             break
         name = node.input[0]
@@ -88,10 +101,15 @@ def join(reader: Path, head: Path, sha256: str) -> JoinedReader:
     except Exception as error:  # onnx raises DecodeError and others for a damaged file
         raise HeadModelError(f"the plate head {head} is not an ONNX model: {error}") from None
     meta = {entry.key: entry.value for entry in head_model.metadata_props}
-    if "alphabet" not in meta or "mix" not in meta:
-        raise HeadModelError(f"the plate head {head} has no alphabet or mix in its metadata")
+    if not {"alphabet", "mix", "features"} <= meta.keys():
+        raise HeadModelError(f"the plate head {head} lacks alphabet, mix or features in its metadata")
     model = onnx.load(str(reader))
     features = features_tensor(model.graph)
+    expected = int(meta.get("features", "0"))
+    if _features_per_step(model.graph) != expected:
+        raise HeadModelError(f"the plate head reads {expected} features per step, {reader.name} gives "
+                             f"{_features_per_step(model.graph)}: pin rapidocr to 3.x or retrain the head "
+                             "(platestream train head)")  # fmt: skip
 
     def renamed(name: str) -> str:
         if name == HEAD_INPUT:
