@@ -115,3 +115,8 @@ def test_a_reader_with_other_features_than_the_head_was_trained_on_is_refused(tm
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), str(reader))
     with pytest.raises(HeadModelError, match=r"reads 120 features per step, other-reader\.onnx gives 64: pin rapidocr"):
         join(reader, HEAD_FILE, HEAD_SHA256)
+
+
+def test_a_trained_model_given_to_the_reader_that_runs_none_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="a trained model needs reader 'ppocr-head'"):
+        DefaultEngine(reader="ppocr", reader_model=tmp_path / "plate-head.onnx")

@@ -293,6 +293,9 @@ class DefaultEngine(Engine):
         shipped one."""
         if reader not in READERS:
             raise ValueError(f"unknown reader {reader!r}; known: {', '.join(READERS)}")
+        if reader == "ppocr" and (reader_model or reader_sha256):
+            raise ValueError("reader 'ppocr' runs no model of the project's: a trained model needs reader "
+                             "'ppocr-head' (plate-head.onnx) or 'platestream' (plate-reader.onnx)")  # fmt: skip
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else ["CPUExecutionProvider"]
         self.detector = PlateDetector(
             models.plate_detector(), size=detector_size, threads=threads, providers=providers,
