@@ -113,3 +113,14 @@ def test_a_short_head_training_lowers_the_loss_and_exports_a_head_the_engine_rea
     said: list[str] = []
     train_head(crops, out, recipe, assets=assets, workers=1, progress=said.append)
     assert any("plate lines from" in line for line in said)
+
+
+@pytest.mark.parametrize("command", ["reader", "head"])
+def test_training_on_a_folder_without_the_data_set_says_what_it_expected(tmp_path: Path, command: str) -> None:
+    from click.testing import CliRunner
+
+    from platestream.cli import main
+
+    result = CliRunner().invoke(main, ["train", command, "--crops", str(tmp_path), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert f"Error: no labelled crops under {tmp_path} (expected us/labels.tsv" in result.output

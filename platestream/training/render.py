@@ -90,7 +90,9 @@ class Assets:
                 f"no plate fonts under {', '.join(map(str, font_roots))} (looked for {wanted}, ...): install "
                 "fonts-opendin fonts-bebas-neue fonts-roadgeek fonts-dejavu-extra (scripts/ensure-system.sh --train)"
             )
-        found = tuple(sorted(p for p in blanks.iterdir() if p.suffix.lower() in {".jpg", ".png"})) if blanks else ()
+        found: tuple[Path, ...] = ()
+        if blanks is not None and blanks.is_dir():
+            found = tuple(sorted(p for p in blanks.iterdir() if p.suffix.lower() in {".jpg", ".png"}))
         return cls(registration + tuple(Path(name) for name in HERSHEY_FONTS), printing, found)
 
 
