@@ -62,7 +62,7 @@ def test_a_short_training_lowers_the_loss_and_exports_a_model_the_engine_reads_w
 
     reader = PlateReader(threads=1, providers=["CPUExecutionProvider"], path=model, sha256=metrics["sha256"])
     assert (reader.height, reader.width, reader.alphabet) == (64, 128, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-    engine = DefaultEngine(reader_model=model, reader_sha256=metrics["sha256"])
+    engine = DefaultEngine(reader="platestream", reader_model=model, reader_sha256=metrics["sha256"])
     (result,) = engine.recognize([street_scene("AB12CDE", seed=1, plate_width=280)], Options(country="eu", topn=5))
     # A model this young reads nonsense, but the engine runs it end to end and reports in form.
     for plate in result.plates:
