@@ -110,34 +110,18 @@ class _Cutter:
 
     def line(self, plate: Image, rng: np.random.Generator) -> tuple[NDArray[np.float16], NDArray[np.float16]] | None:
         """One scene of `plate`, cut and read as the engine does; None when the detector misses it."""
-        import cv2
-
         from platestream.training.scenes import scene_crop
-        from platestream.workers.engine.default import MIN_LINE_WIDTH, _rectify, _widen
-        from platestream.workers.engine.reader import PAD_X, PAD_Y
+        from platestream.workers.engine.default import padded_crop
 
         scene = scene_crop(plate, rng, self.detect)
         if scene is None:
             return None
-        x1, y1, x2, y2 = scene.box
-        height, width = scene.frame.shape[:2]
-        pad_x, pad_y = PAD_X * (x2 - x1), PAD_Y * (y2 - y1)
-        crop = scene.frame[int(max(0, y1 - pad_y)) : int(min(height, y2 + pad_y)),
-                           int(max(0, x1 - pad_x)) : int(min(width, x2 + pad_x))]  # fmt: skip
+        crop, _, _ = padded_crop(scene.frame, scene.box)
         if crop.shape[0] < 4 or crop.shape[1] < 8:
             return None
-        corners = self.lines.main_line(crop)
-        if corners is None:
-            corners = np.array([[0, 0], [crop.shape[1], 0], [crop.shape[1], crop.shape[0]], [0, crop.shape[0]]],
-                               dtype=np.float32)  # fmt: skip
-        line = _rectify(crop, _widen(corners, 0.06))
-        line_width = max(MIN_LINE_WIDTH, min(640, round(48 * line.shape[1] / max(1, line.shape[0]))))
-        resized = cv2.resize(line, (line_width, 48), interpolation=cv2.INTER_CUBIC)
-        tensor = ((resized.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
-        probabilities, features = self.reader.run(None, {"x": tensor})
-        steps = probabilities[0]
-        letters = steps[:, self.lines.upper] + steps[:, self.lines.lower] * self.lines.has_lower
-        ppocr = np.concatenate([steps[:, :1], letters], axis=1)
+        _, line = self.lines.registration_line(crop)
+        probabilities, features = self.reader.run(None, {"x": self.lines.tensor(line)})
+        ppocr = self.lines.plate_characters(probabilities[0])
         return features[0].astype(np.float16), ppocr.astype(np.float16)
 
 

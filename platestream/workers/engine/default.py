@@ -192,23 +192,35 @@ class TextReader:
         """The corners of a plate crop's registration (the whole crop where no line was found) and
         its characters' alternatives, the line rectified and a little widened: a reader tends to
         lose a first or last character at the edge."""
+        corners, line = self.registration_line(crop)
+        return corners, self.read(line)
+
+    def registration_line(self, crop: Image) -> tuple[NDArray[np.float32], Image]:
+        """The registration's corners in a plate crop (the whole crop where no line was found) and
+        its line, rectified and widened a little."""
         corners = self.main_line(crop)
         if corners is None:
             height, width = crop.shape[:2]
             corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
-        return corners, self.read(_rectify(crop, _widen(corners, 0.06)))
+        return corners, _rectify(crop, _widen(corners, 0.06))
 
-    def read(self, line: Image) -> list[Alternatives]:
-        """For each character position, its likeliest characters with probabilities."""
+    def tensor(self, line: Image) -> FloatArray:
+        """A line as the PP-OCR reader's input."""
         # A plate's line is short and its characters dense: stretched to at least MIN_LINE_WIDTH,
         # the reader has enough time steps to separate them (and a blank between doubled ones).
         width = max(MIN_LINE_WIDTH, min(640, round(48 * line.shape[1] / max(1, line.shape[0]))))
         resized = cv2.resize(line, (width, 48), interpolation=cv2.INTER_CUBIC)
-        tensor = ((resized.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
-        outputs = self.reader.run(None, {"x": tensor})
-        steps = outputs[0][0]
+        return np.asarray(((resized.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None], np.float32)
+
+    def plate_characters(self, steps: FloatArray) -> FloatArray:
+        """PP-OCR's probabilities per step narrowed to blank + ALPHABET (lower case as upper)."""
         letters = steps[:, self.upper] + steps[:, self.lower] * self.has_lower
-        probabilities = np.concatenate([steps[:, :1], letters], axis=1)
+        return np.asarray(np.concatenate([steps[:, :1], letters], axis=1), np.float32)
+
+    def read(self, line: Image) -> list[Alternatives]:
+        """For each character position, its likeliest characters with probabilities."""
+        outputs = self.reader.run(None, {"x": self.tensor(line)})
+        probabilities = self.plate_characters(outputs[0][0])
         if self.head is not None:  # PP-OCR's share of other scripts' characters left out, then mixed
             ppocr = probabilities / np.maximum(probabilities.sum(1, keepdims=True), 1e-6)
             probabilities = (1 - self.head.mix) * outputs[1][0] + self.head.mix * ppocr
@@ -381,12 +393,7 @@ class DefaultEngine(Engine):
     def _read_plate_ppocr(self, image: Image, detection: Detection, options: Options) -> PlateRead | None:
         assert self.reader is not None
         started = time.perf_counter()
-        height, width = image.shape[:2]
-        pad_x = PAD_X * (detection.x2 - detection.x1)
-        pad_y = PAD_Y * (detection.y2 - detection.y1)
-        left, top = int(max(0, detection.x1 - pad_x)), int(max(0, detection.y1 - pad_y))
-        right, bottom = int(min(width, detection.x2 + pad_x)), int(min(height, detection.y2 + pad_y))
-        crop = image[top:bottom, left:right]
+        crop, left, top = padded_crop(image, (detection.x1, detection.y1, detection.x2, detection.y2))
         if crop.shape[0] < 4 or crop.shape[1] < 8:
             return None
         corners, characters = self.reader.read_registration(crop)
@@ -397,6 +404,17 @@ class DefaultEngine(Engine):
             return None
         plate_corners = _plate_corners(corners, left, top, crop.shape)
         return _plate_read(choice, plate_corners, detection, crop, image.shape, options, started)
+
+
+def padded_crop(image: Image, box: tuple[float, float, float, float]) -> tuple[Image, int, int]:
+    """The pixels of a detector's box widened by PAD_X and PAD_Y within the image (what the PP-OCR
+    path reads), and the crop's top-left corner."""
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = box
+    pad_x, pad_y = PAD_X * (x2 - x1), PAD_Y * (y2 - y1)
+    left, top = int(max(0, x1 - pad_x)), int(max(0, y1 - pad_y))
+    right, bottom = int(min(width, x2 + pad_x)), int(min(height, y2 + pad_y))
+    return image[top:bottom, left:right], left, top
 
 
 def _plate_read(
