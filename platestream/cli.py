@@ -459,11 +459,15 @@ def train_reader_command(crops_root: Path, out: Path, steps: int | None, batch: 
     "--rendered", type=click.IntRange(0), default=None, help="Rendered plates, one scene each [recipe: 5000]."
 )
 @click.option("--seed", type=int, default=None, help="Seed of data and weights [recipe: 0].")
+@click.option("--neck/--no-neck", default=None,
+              help="Tune PP-OCR's neck (its transformer blocks) with the head, or train a last layer alone "
+              "[recipe: --no-neck].")  # fmt: skip
 @click.option("--fonts", "font_roots", type=click.Path(exists=True, file_okay=False, path_type=Path), multiple=True,
               help="Font folders to search instead of /usr/share/fonts/{truetype,opentype}.")  # fmt: skip
 @click.option("--workers", type=click.IntRange(1), default=None, help="Processes cutting scenes [all cores].")
 def train_head_command(crops_root: Path, out: Path, steps: int | None, views: int | None, rendered: int | None,
-                       seed: int | None, font_roots: tuple[Path, ...], workers: int | None) -> None:  # fmt: skip
+                       seed: int | None, neck: bool | None, font_roots: tuple[Path, ...],
+                       workers: int | None) -> None:  # fmt: skip
     """Train the plate head on PP-OCR's reader (the default engine's reader); export OUT/plate-head.onnx.
 
     Real crops and rendered plates are mounted in street scenes and cut by the engine's own detector
@@ -479,7 +483,8 @@ def train_head_command(crops_root: Path, out: Path, steps: int | None, views: in
     from platestream.training.render import FONT_ROOTS, Assets
 
     configure_logging()
-    chosen = {"steps": steps, "views": views, "rendered": rendered, "seed": seed}
+    chosen: dict[str, Any] = {"steps": steps, "views": views, "rendered": rendered, "seed": seed,
+                                            "neck": neck}  # fmt: skip
     recipe = dataclasses.replace(HeadRecipe(), **{k: v for k, v in chosen.items() if v is not None})
     try:
         assets = Assets.find(crops_root / "us-blank-plates", font_roots or FONT_ROOTS)

@@ -96,6 +96,59 @@ def test_the_exported_head_computes_what_training_computes() -> None:
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+def test_a_head_with_a_tuned_neck_computes_in_the_engine_what_training_computes(tmp_path: Path) -> None:
+    """The tuned copy of PP-OCR's neck runs as JAX in training and as ONNX joined to PP-OCR's
+    reader in the engine: from the same image line, the same plate probabilities."""
+    pytest.importorskip("jax", reason="the train extra")
+    import jax
+
+    from platestream.training.head import _neck, to_onnx
+    from platestream.training.onnx_jax import with_weights
+    from platestream.workers.engine.models import onnx_session
+
+    rng = np.random.default_rng(2)
+    neck = _neck()
+    tuned = {name: value * (1 + 0.05 * rng.normal(size=value.shape)).astype(np.float32)
+             for name, value in neck.params.items()}  # fmt: skip
+    params = {"w1": rng.normal(size=(360, 16)) * 0.1, "b1": rng.normal(size=16) * 0.1,
+              "w2": rng.normal(size=(16, 37)) * 0.3, "b2": rng.normal(size=37) * 0.1}  # fmt: skip
+    model = to_onnx(params, mix=0.25, neck=with_weights(neck, tuned))
+    path = tmp_path / "plate-head.onnx"
+    path.write_bytes(model)
+    joined = join(ocr_model(OCR_READER), path, hashlib.sha256(model).hexdigest())
+    session = onnx_session(joined.model, 1, ["CPUExecutionProvider"])
+    line = rng.uniform(-1, 1, size=(1, 3, 48, 176)).astype(np.float32)
+    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"x": line}), strict=True))
+
+    import onnx
+
+    reader = onnx.load(str(ocr_model(OCR_READER)))
+    reader.graph.output.append(onnx.helper.make_tensor_value_info(neck.input_name, onnx.TensorProto.FLOAT, None))
+    neck_input = onnx_session(reader.SerializeToString(), 1, ["CPUExecutionProvider"]).run(None, {"x": line})[-1]
+    features = np.asarray(neck.apply(tuned, neck_input))
+    previous = np.pad(features, ((0, 0), (1, 0), (0, 0)))[:, :-1]
+    following = np.pad(features, ((0, 0), (0, 1), (0, 0)))[:, 1:]
+    hidden = np.maximum(np.concatenate([previous, features, following], -1) @ params["w1"] + params["b1"], 0)
+    expected = np.asarray(jax.nn.softmax(hidden @ params["w2"] + params["b2"], -1))
+    np.testing.assert_allclose(outputs[joined.head_output], expected, atol=1e-4)
+    # PP-OCR's own output is untouched by the copy
+    (original,) = onnx_session(str(ocr_model(OCR_READER)), 1, ["CPUExecutionProvider"]).run(None, {"x": line})
+    np.testing.assert_allclose(outputs[joined.ppocr_output], original, atol=1e-6)
+
+
+def test_a_head_reading_a_tensor_the_reader_lacks_is_refused(tmp_path: Path) -> None:
+    import onnx
+
+    model = onnx.load(str(HEAD_FILE))
+    reads = [entry for entry in model.metadata_props if entry.key == "reads"]
+    entry = reads[0] if reads else model.metadata_props.add()
+    entry.key, entry.value = "reads", "no.such.tensor"
+    path = tmp_path / "plate-head.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(HeadModelError, match=r"reads PP-OCR's tensor 'no\.such\.tensor', which .* does not have"):
+        join(ocr_model(OCR_READER), path, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
 def test_a_reader_with_other_features_than_the_head_was_trained_on_is_refused(tmp_path: Path) -> None:
     """A rapidocr upgrade whose reader ends in a layer of another width: said, not a shape error."""
     import onnx

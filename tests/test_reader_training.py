@@ -5,6 +5,7 @@ Needs the `train` extra (JAX); `make setup` installs it."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -113,6 +114,15 @@ def test_a_short_head_training_lowers_the_loss_and_exports_a_head_the_engine_rea
     said: list[str] = []
     train_head(crops, out, recipe, assets=assets, workers=1, progress=said.append)
     assert any("plate lines from" in line for line in said)
+
+    # with PP-OCR's neck tuned too: the same cached lines, a head carrying the neck's copy
+    tuned = train_head(crops, out, dataclasses.replace(recipe, neck=True, warmup=20), assets=assets, workers=1)
+    tuned_losses = [loss for _, loss in tuned["loss_curve"]]
+    assert tuned_losses[-1] < tuned_losses[0] - 1.0
+    engine = DefaultEngine(reader="ppocr-head", reader_model=model, reader_sha256=tuned["sha256"])
+    (result,) = engine.recognize([street_scene("AB12CDE", seed=1, plate_width=280)], Options(country="eu", topn=5))
+    for plate in result.plates:
+        assert len(plate.candidates) <= 5
 
 
 @pytest.mark.parametrize("command", ["reader", "head"])

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from platestream.training import onnx_jax
 from platestream.training.crops import Crop, load_crops, read_crop
 from platestream.training.render import PLATE_MAKERS, REGIONS, Assets, Image, plate_text
 from platestream.training.train import Progress, TrainingError, _jax
@@ -55,10 +56,13 @@ class HeadRecipe:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     dropout: float = 0.1
+    neck: bool = False  # tune PP-OCR's neck too (a copy ships in the head), not only a new last layer
+    neck_learning_rate: float = 3e-4
+    warmup: int = 300  # steps of the new head alone before the neck moves
     seed: int = 0
 
     def data_key(self, crops_digest: str) -> str:
-        fields = (self.views, self.rendered, self.seed, crops_digest)
+        fields = (self.views, self.rendered, self.seed, crops_digest, "neck")  # "neck": lines keep its input
         return hashlib.sha256(repr(fields).encode()).hexdigest()[:12]
 
 
@@ -69,12 +73,13 @@ class Lines:
 
     features: list[NDArray[np.float16]] = field(default_factory=list)
     ppocr: list[NDArray[np.float16]] = field(default_factory=list)
+    neck: list[NDArray[np.float16]] = field(default_factory=list)  # the neck's input: steps x channels
     texts: list[str] = field(default_factory=list)
     regions: list[str] = field(default_factory=list)
     held_out: list[bool] = field(default_factory=list)
 
     def add(self, other: Lines) -> None:
-        for name in ("features", "ppocr", "texts", "regions", "held_out"):
+        for name in ("features", "ppocr", "neck", "texts", "regions", "held_out"):
             getattr(self, name).extend(getattr(other, name))
 
     def __len__(self) -> int:
@@ -93,7 +98,7 @@ class _Cutter:
 
         from platestream.workers.engine import models
         from platestream.workers.engine.default import WEAK_DETECTION, PlateDetector, TextReader
-        from platestream.workers.engine.plate_head import features_tensor
+        from platestream.workers.engine.plate_head import NECK_INPUT, features_tensor
 
         cv2.setNumThreads(1)
         cpu = ["CPUExecutionProvider"]
@@ -101,14 +106,14 @@ class _Cutter:
                                       min_confidence=WEAK_DETECTION)  # fmt: skip
         self.lines = TextReader(threads=1, providers=cpu)
         model = onnx.load(str(models.ocr_model(models.OCR_READER)))
-        name = features_tensor(model.graph)
-        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+        for name in (features_tensor(model.graph), NECK_INPUT):
+            model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
         self.reader = models.onnx_session(model.SerializeToString(), 1, cpu)
 
     def detect(self, frame: Image) -> list[tuple[tuple[float, float, float, float], float]]:
         return [((d.x1, d.y1, d.x2, d.y2), d.confidence) for d in self.detector.detect([frame])[0]]
 
-    def line(self, plate: Image, rng: np.random.Generator) -> tuple[NDArray[np.float16], NDArray[np.float16]] | None:
+    def line(self, plate: Image, rng: np.random.Generator) -> tuple[NDArray[np.float16], ...] | None:
         """One scene of `plate`, cut and read as the engine does; None when the detector misses it."""
         from platestream.training.scenes import scene_crop
         from platestream.workers.engine.default import padded_crop
@@ -120,9 +125,9 @@ class _Cutter:
         if crop.shape[0] < 4 or crop.shape[1] < 8:
             return None
         _, line = self.lines.registration_line(crop)
-        probabilities, features = self.reader.run(None, {"x": self.lines.tensor(line)})
+        probabilities, features, neck = self.reader.run(None, {"x": self.lines.tensor(line)})
         ppocr = self.lines.plate_characters(probabilities[0])
-        return features[0].astype(np.float16), ppocr.astype(np.float16)
+        return features[0].astype(np.float16), ppocr.astype(np.float16), neck[0, :, 0].T.astype(np.float16)
 
 
 @functools.cache
@@ -148,7 +153,7 @@ def _cut_chunk(job: tuple[int, list[tuple[str, str, str, bool]], int, Assets | N
         for _ in range(tries):
             cut = cutter.line(plate, rng)
             if cut is not None:
-                lines.add(Lines([cut[0]], [cut[1]], [text], [region], [held]))
+                lines.add(Lines([cut[0]], [cut[1]], [cut[2]], [text], [region], [held]))
     return lines
 
 
@@ -175,22 +180,29 @@ def cut_lines(crops: Sequence[Crop], assets: Assets, recipe: HeadRecipe, workers
 # --- training ------------------------------------------------------------------------------------------
 
 
-def _padded(lines: Lines) -> tuple[NDArray[np.float32], ...]:
-    n = len(lines)
-    features = np.zeros((n, MAX_STEPS, FEATURES), np.float32)
-    ppocr = np.zeros((n, MAX_STEPS, len(ALPHABET) + 1), np.float32)
-    padding = np.ones((n, MAX_STEPS), np.float32)
-    labels = np.zeros((n, 10), np.int32)
-    label_padding = np.ones((n, 10), np.float32)
-    for i in range(n):
-        steps = min(MAX_STEPS, len(lines.features[i]))
-        features[i, :steps] = lines.features[i][:steps]
-        ppocr[i, :steps] = lines.ppocr[i][:steps]
-        padding[i, :steps] = 0
-        for j, char in enumerate(lines.texts[i][:10]):
+def _labels(texts: Sequence[str]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    labels = np.zeros((len(texts), 10), np.float32)
+    label_padding = np.ones((len(texts), 10), np.float32)
+    for i, text in enumerate(texts):
+        for j, char in enumerate(text[:10]):
             labels[i, j] = ALPHABET.index(char) + 1
             label_padding[i, j] = 0
-    return features, ppocr, padding, labels.astype(np.float32), label_padding
+    return labels, label_padding
+
+
+def _by_length(lines: Lines, rows: NDArray[np.int64]) -> dict[int, NDArray[np.int64]]:
+    """`rows` grouped by their line's number of time steps: a batch is drawn from one group, so
+    that no padding enters the neck's attention, which sees a whole line at once."""
+    steps = np.array([min(MAX_STEPS, len(lines.features[i])) for i in rows])
+    return {int(length): rows[steps == length] for length in np.unique(steps)}
+
+
+def _inputs(lines: Lines, rows: NDArray[np.int64], neck: bool) -> NDArray[np.float32]:
+    """The trained part's input for lines of one length: the neck's (batch, channels, 1, steps)
+    or PP-OCR's features (batch, steps, 120)."""
+    if neck:
+        return np.stack([lines.neck[i][:MAX_STEPS].T[:, None, :] for i in rows]).astype(np.float32)
+    return np.stack([lines.features[i][:MAX_STEPS] for i in rows]).astype(np.float32)
 
 
 def greedy(probabilities: NDArray[np.float32]) -> str:
@@ -204,14 +216,15 @@ def greedy(probabilities: NDArray[np.float32]) -> str:
     return "".join(out)
 
 
-def exact_reads(probabilities: NDArray[np.float32], padding: NDArray[np.float32], lines: Lines,
-                rows: NDArray[np.int64]) -> dict[str, float]:  # fmt: skip
-    """Per region, the percent of `rows` read exactly by greedy decoding."""
+def exact_reads(
+    probabilities: Sequence[NDArray[np.float32]], lines: Lines, rows: NDArray[np.int64]
+) -> dict[str, float]:
+    """Per region, the percent of `rows` read exactly by greedy decoding (`probabilities` per line)."""
     figures = {}
     regions = np.array(lines.regions)
     for region in REGIONS:
         chosen = rows[regions[rows] == region]
-        right = sum(greedy(probabilities[i, : int((padding[i] == 0).sum())]) == lines.texts[i] for i in chosen)
+        right = sum(greedy(probabilities[i]) == lines.texts[i] for i in chosen)
         figures[region] = round(100 * right / max(1, len(chosen)), 1)
     return figures
 
@@ -243,19 +256,29 @@ def train_head(
     train_rows, held_rows = np.flatnonzero(~held), np.flatnonzero(held)
     if len(train_rows) == 0:
         raise TrainingError("the detector found none of the training plates in their scenes")
-    features, ppocr, padding, labels, label_padding = _padded(lines)
-
-    params, forward, loss_curve, train_seconds = _fit(features, padding, labels, label_padding, train_rows, recipe)
+    neck = _neck() if recipe.neck else None
+    params, forward, loss_curve, train_seconds = _fit(lines, train_rows, recipe, neck)
     run = jax.jit(lambda p, x: jax.nn.softmax(forward(p, x), -1))
-    head = np.concatenate([np.asarray(run(params, features[i : i + 512])) for i in range(0, len(lines), 512)])
-    ppocr_share = ppocr / np.maximum(ppocr.sum(-1, keepdims=True), 1e-6)
-    by_mix = {mix: exact_reads((1 - mix) * head + mix * ppocr_share, padding, lines, held_rows) for mix in MIXES}
-    ppocr_alone = exact_reads(ppocr_share, padding, lines, held_rows)
+    head: list[NDArray[np.float32]] = [np.zeros(0, np.float32)] * len(lines)
+    for rows in _by_length(lines, np.arange(len(lines))).values():
+        for start in range(0, len(rows), 256):
+            chunk = rows[start : start + 256]
+            for row, probabilities in zip(chunk, np.asarray(run(params, _inputs(lines, chunk, neck is not None))),
+                                          strict=True):  # fmt: skip
+                head[row] = probabilities
+    ppocr_share = [(p / np.maximum(p.sum(-1, keepdims=True), 1e-6))[:MAX_STEPS].astype(np.float32) for p in lines.ppocr]
+    by_mix = {
+        mix: exact_reads([(1 - mix) * h + mix * q for h, q in zip(head, ppocr_share, strict=True)], lines, held_rows)
+        for mix in MIXES
+    }
+    ppocr_alone = exact_reads(ppocr_share, lines, held_rows)
     mix = max(MIXES, key=lambda m: (sum(by_mix[m].values()), m))
     progress(f"held-out exact reads: PP-OCR alone {ppocr_alone}; " +
              "; ".join(f"PP-OCR's share {m}: {f}" for m, f in by_mix.items()) + f"; chosen share {mix}")  # fmt: skip
 
-    model_bytes = to_onnx({k: np.asarray(v) for k, v in params.items()}, mix=mix, version=version)
+    head_params = {k: np.asarray(v) for k, v in (params["head"] if neck else params).items()}
+    tuned = onnx_jax.with_weights(neck, params["neck"]) if neck else None
+    model_bytes = to_onnx(head_params, mix=mix, version=version, neck=tuned)
     target = out / "plate-head.onnx"
     target.write_bytes(model_bytes)
     metrics: dict[str, Any] = {
@@ -278,28 +301,48 @@ def train_head(
     return metrics
 
 
+def _neck() -> onnx_jax.Subgraph:
+    """PP-OCR's neck, from NECK_INPUT to the features its last layer reads, as trainable JAX."""
+    import onnx
+
+    from platestream.workers.engine import models
+    from platestream.workers.engine.plate_head import NECK_INPUT, features_tensor
+
+    model = onnx.load(str(models.ocr_model(models.OCR_READER)))
+    return onnx_jax.extract(model, NECK_INPUT, features_tensor(model.graph))
+
+
 def _fit(
-    features: NDArray[np.float32], padding: NDArray[np.float32], labels: NDArray[np.float32],
-    label_padding: NDArray[np.float32], train_rows: NDArray[np.int64], recipe: HeadRecipe,
-) -> tuple[Any, Callable[..., Any], list[tuple[int, float]], float]:  # fmt: skip
-    """The seeded training loop (CTC, AdamW with cosine decay, dropout): the weights, the forward
-    function, the loss every 10 steps and the loop's seconds."""
+    lines: Lines, train_rows: NDArray[np.int64], recipe: HeadRecipe, neck: onnx_jax.Subgraph | None
+) -> tuple[Any, Callable[..., Any], list[tuple[int, float]], float]:
+    """The seeded training loop (CTC, AdamW with cosine decay, dropout, PP-OCR's neck tuned with a
+    smaller rate once the new head has had `warmup` steps): the weights, the forward function, the
+    loss every 10 steps and the loop's seconds."""
     jax, jnp, optax = _jax()
     from tqdm import tqdm
 
     key = jax.random.PRNGKey(recipe.seed)
     k1, k2 = jax.random.split(key)
-    params = {
+    head = {
         "w1": jax.random.normal(k1, (3 * FEATURES, recipe.hidden)) / np.sqrt(3 * FEATURES),
         "b1": jnp.zeros(recipe.hidden),
         "w2": jax.random.normal(k2, (recipe.hidden, len(ALPHABET) + 1)) / np.sqrt(recipe.hidden),
         "b2": jnp.zeros(len(ALPHABET) + 1),
     }
+    params: Any = head
     optimizer = optax.adamw(optax.cosine_decay_schedule(recipe.learning_rate, recipe.steps),
                             weight_decay=recipe.weight_decay)  # fmt: skip
+    if neck is not None:
+        params = {"head": head, "neck": {k: jnp.asarray(v) for k, v in neck.params.items()}}
+        later = optax.cosine_decay_schedule(recipe.neck_learning_rate, max(1, recipe.steps - recipe.warmup))
+        neck_rate = optax.join_schedules([optax.constant_schedule(0.0), later], [recipe.warmup])
+        optimizer = optax.multi_transform(
+            {"head": optimizer, "neck": optax.adamw(neck_rate, weight_decay=recipe.weight_decay)},
+            {"head": "head", "neck": "neck"},
+        )
     opt_state = optimizer.init(params)
 
-    def forward(p: Any, x: Any, dropout_key: Any = None) -> Any:
+    def head_forward(p: Any, x: Any, dropout_key: Any = None) -> Any:
         # each step with its neighbours: the ONNX export's convolution of width 3
         previous = jnp.pad(x, ((0, 0), (1, 0), (0, 0)))[:, :-1]
         following = jnp.pad(x, ((0, 0), (0, 1), (0, 0)))[:, 1:]
@@ -310,11 +353,18 @@ def _fit(
         h = jax.nn.relu(h @ p["w1"] + p["b1"])
         return h @ p["w2"] + p["b2"]
 
+    def forward(p: Any, x: Any, dropout_key: Any = None) -> Any:
+        if neck is None:
+            return head_forward(p, x, dropout_key)
+        return head_forward(p["head"], neck.apply(p["neck"], x), dropout_key)
+
     def step(p: Any, state: Any, batch: tuple[Any, ...], dropout_key: Any) -> tuple[Any, Any, Any]:
-        x, x_pad, y, y_pad = batch
+        x, y, y_pad = batch
 
         def loss_fn(q: Any) -> Any:
-            return optax.ctc_loss(forward(q, x, dropout_key), x_pad, y.astype(jnp.int32), y_pad).mean()
+            logits = forward(q, x, dropout_key)
+            x_pad = jnp.zeros(logits.shape[:2])
+            return optax.ctc_loss(logits, x_pad, y.astype(jnp.int32), y_pad).mean()
 
         loss, grads = jax.value_and_grad(loss_fn)(p)
         updates, state = optimizer.update(grads, state, p)
@@ -323,12 +373,17 @@ def _fit(
     compiled = jax.jit(step)
 
     rng = np.random.default_rng(recipe.seed)
+    # lengths rarer than 1 % of the lines are left out of training: each length costs a compilation
+    every = list(_by_length(lines, train_rows).values())
+    groups = [rows for rows in every if len(rows) >= 0.01 * len(train_rows)] or every
+    weights = np.array([len(rows) for rows in groups], np.float64)
     loop_started = time.time()
     loss_curve: list[tuple[int, float]] = []
     bar = tqdm(total=recipe.steps, desc="training plate head", unit="step")
     for done in range(1, recipe.steps + 1):
-        rows = rng.choice(train_rows, recipe.batch)
-        batch = (features[rows], padding[rows], labels[rows], label_padding[rows])
+        rows = rng.choice(groups[rng.choice(len(groups), p=weights / weights.sum())], recipe.batch)
+        labels, label_padding = _labels([lines.texts[i] for i in rows])
+        batch = (_inputs(lines, rows, neck is not None), labels, label_padding)
         params, opt_state, loss = compiled(params, opt_state, batch, jax.random.fold_in(key, done))
         if done % 10 == 0 or done == recipe.steps:
             loss_curve.append((done, round(float(loss), 4)))
@@ -339,13 +394,15 @@ def _fit(
     return params, forward, loss_curve, time.time() - loop_started
 
 
-def to_onnx(params: dict[str, NDArray[Any]], *, mix: float, version: str = "") -> bytes:
+def to_onnx(params: dict[str, NDArray[Any]], *, mix: float, version: str = "", neck: Any = None) -> bytes:
     """The head as an ONNX graph (opset 11, PP-OCR's reader's own) from `features` (batch, steps,
     120) to `plate_probabilities` (batch, steps, blank + 36): the neighbour-concatenating layer is a
-    convolution of width 3 over the steps."""
+    convolution of width 3 over the steps. With `neck` (the tuned copy of PP-OCR's neck, an ONNX
+    model from NECK_INPUT to the features), the head reads the neck's input instead, through that
+    copy, and says so in its metadata (`reads`)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from platestream.workers.engine.plate_head import HEAD_INPUT, HEAD_OUTPUT
+    from platestream.workers.engine.plate_head import HEAD_INPUT, HEAD_OUTPUT, NECK_INPUT
 
     hidden = params["w1"].shape[1]
     # w1's rows: the previous step's features, this step's, the next step's -> conv taps 0, 1, 2
@@ -357,8 +414,30 @@ def to_onnx(params: dict[str, NDArray[Any]], *, mix: float, version: str = "") -
         numpy_helper.from_array(np.ascontiguousarray(w2, np.float32), "w2"),
         numpy_helper.from_array(np.asarray(params["b2"], np.float32), "b2"),
     ]
-    nodes = [
-        helper.make_node("Transpose", [HEAD_INPUT], ["channels"], name="to_channels", perm=[0, 2, 1]),
+    features, nodes = HEAD_INPUT, []
+    input_shape: list[Any] = ["batch", "steps", FEATURES]
+    metadata = {"alphabet": ALPHABET, "mix": str(mix), "features": str(FEATURES), "version": version}
+    if neck is not None:
+        features = "neck/" + neck.graph.output[0].name
+
+        def renamed(name: str) -> str:
+            return HEAD_INPUT if name == neck.graph.input[0].name else "neck/" + name if name else name
+
+        for node in neck.graph.node:
+            copy = helper.make_node(node.op_type, [renamed(n) for n in node.input], [renamed(n) for n in node.output],
+                                    name="neck/" + node.name)  # fmt: skip
+            copy.attribute.extend(node.attribute)
+            nodes.append(copy)
+        for tensor in neck.graph.initializer:
+            copy_tensor = TensorProto()
+            copy_tensor.CopyFrom(tensor)
+            copy_tensor.name = "neck/" + tensor.name
+            initializers.append(copy_tensor)
+        channels = neck.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+        input_shape = ["batch", channels or "channels", 1, "steps"]
+        metadata["reads"] = NECK_INPUT
+    nodes += [
+        helper.make_node("Transpose", [features], ["channels"], name="to_channels", perm=[0, 2, 1]),
         helper.make_node(
             "Conv", ["channels", "w1", "b1"], ["hidden"], name="neighbours", kernel_shape=[3], pads=[1, 1]
         ),
@@ -369,13 +448,13 @@ def to_onnx(params: dict[str, NDArray[Any]], *, mix: float, version: str = "") -
     ]
     graph = helper.make_graph(
         nodes, "plate_head",
-        [helper.make_tensor_value_info(HEAD_INPUT, TensorProto.FLOAT, ["batch", "steps", FEATURES])],
+        [helper.make_tensor_value_info(HEAD_INPUT, TensorProto.FLOAT, input_shape)],
         [helper.make_tensor_value_info(HEAD_OUTPUT, TensorProto.FLOAT, ["batch", "steps", len(ALPHABET) + 1])],
         initializers,
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="platestream")
     model.ir_version = 7
-    for key, value in {"alphabet": ALPHABET, "mix": str(mix), "features": str(FEATURES), "version": version}.items():
+    for key, value in metadata.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     return bytes(model.SerializeToString())

@@ -24,6 +24,9 @@ HEAD_SHA256 = "f3005c2ee461fadfa46d4cbc3d1dc6a711a7dcf4572f3a8e15953e12bb04adab"
 HEAD_INPUT = "features"
 HEAD_OUTPUT = "plate_probabilities"
 _PREFIX = "plate_head/"
+# PP-OCRv6 small's neck (two convolutions and two transformer blocks before its last layer) reads
+# this tensor: a head that tunes the neck carries a copy of it and reads from here.
+NECK_INPUT = "p2o.pd_op.pool2d.1.0"
 
 
 class HeadModelError(PlatestreamError):
@@ -95,7 +98,10 @@ def join(reader: Path, head: Path, sha256: str) -> JoinedReader:
     if not {"alphabet", "mix", "features"} <= meta.keys():
         raise HeadModelError(f"the plate head {head} lacks alphabet, mix or features in its metadata")
     model = onnx.load(str(reader))
-    features = features_tensor(model.graph)
+    features = meta.get("reads") or features_tensor(model.graph)
+    if "reads" in meta and not any(features in node.output for node in model.graph.node):
+        raise HeadModelError(f"the plate head reads PP-OCR's tensor {features!r}, which {reader.name} does not have: "
+                             "pin rapidocr to 3.x or retrain the head (platestream train head)")  # fmt: skip
     expected = int(meta.get("features", "0"))
     if _features_per_step(model.graph) != expected:
         raise HeadModelError(f"the plate head reads {expected} features per step, {reader.name} gives "
