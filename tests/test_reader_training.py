@@ -134,3 +134,20 @@ def test_training_on_a_folder_without_the_data_set_says_what_it_expected(tmp_pat
     result = CliRunner().invoke(main, ["train", command, "--crops", str(tmp_path), "--out", str(tmp_path / "run")])
     assert result.exit_code == 1
     assert f"Error: no labelled crops under {tmp_path} (expected us/labels.tsv" in result.output
+
+
+def test_a_graph_part_with_an_operator_the_trainer_cannot_run_is_refused_by_name() -> None:
+    from onnx import TensorProto, helper
+
+    from platestream.training.onnx_jax import extract
+    from platestream.training.train import TrainingError
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Tanh", ["a"], ["y"])],
+        "part",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    with pytest.raises(TrainingError, match=r"operators this trainer cannot run: \['Tanh'\]"):
+        extract(model, "x", "y")

@@ -402,7 +402,7 @@ def to_onnx(params: dict[str, NDArray[Any]], *, mix: float, version: str = "", n
     copy, and says so in its metadata (`reads`)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from platestream.workers.engine.plate_head import HEAD_INPUT, HEAD_OUTPUT, NECK_INPUT
+    from platestream.workers.engine.plate_head import HEAD_INPUT, HEAD_OUTPUT, NECK_INPUT, copy_graph
 
     hidden = params["w1"].shape[1]
     # w1's rows: the previous step's features, this step's, the next step's -> conv taps 0, 1, 2
@@ -414,29 +414,14 @@ def to_onnx(params: dict[str, NDArray[Any]], *, mix: float, version: str = "", n
         numpy_helper.from_array(np.ascontiguousarray(w2, np.float32), "w2"),
         numpy_helper.from_array(np.asarray(params["b2"], np.float32), "b2"),
     ]
-    features, nodes = HEAD_INPUT, []
+    features = HEAD_INPUT if neck is None else "neck/" + neck.graph.output[0].name
     input_shape: list[Any] = ["batch", "steps", FEATURES]
     metadata = {"alphabet": ALPHABET, "mix": str(mix), "features": str(FEATURES), "version": version}
     if neck is not None:
-        features = "neck/" + neck.graph.output[0].name
-
-        def renamed(name: str) -> str:
-            return HEAD_INPUT if name == neck.graph.input[0].name else "neck/" + name if name else name
-
-        for node in neck.graph.node:
-            copy = helper.make_node(node.op_type, [renamed(n) for n in node.input], [renamed(n) for n in node.output],
-                                    name="neck/" + node.name)  # fmt: skip
-            copy.attribute.extend(node.attribute)
-            nodes.append(copy)
-        for tensor in neck.graph.initializer:
-            copy_tensor = TensorProto()
-            copy_tensor.CopyFrom(tensor)
-            copy_tensor.name = "neck/" + tensor.name
-            initializers.append(copy_tensor)
         channels = neck.graph.input[0].type.tensor_type.shape.dim[1].dim_value
         input_shape = ["batch", channels or "channels", 1, "steps"]
         metadata["reads"] = NECK_INPUT
-    nodes += [
+    nodes = [
         helper.make_node("Transpose", [features], ["channels"], name="to_channels", perm=[0, 2, 1]),
         helper.make_node(
             "Conv", ["channels", "w1", "b1"], ["hidden"], name="neighbours", kernel_shape=[3], pads=[1, 1]
@@ -447,11 +432,14 @@ def to_onnx(params: dict[str, NDArray[Any]], *, mix: float, version: str = "", n
         helper.make_node("Softmax", ["steps"], [HEAD_OUTPUT], name="softmax", axis=2),
     ]
     graph = helper.make_graph(
-        nodes, "plate_head",
+        [], "plate_head",
         [helper.make_tensor_value_info(HEAD_INPUT, TensorProto.FLOAT, input_shape)],
         [helper.make_tensor_value_info(HEAD_OUTPUT, TensorProto.FLOAT, ["batch", "steps", len(ALPHABET) + 1])],
         initializers,
     )  # fmt: skip
+    if neck is not None:  # the tuned neck's nodes first (graphs list nodes in order of use)
+        copy_graph(neck.graph, graph, "neck/", {neck.graph.input[0].name: HEAD_INPUT})
+    graph.node.extend(nodes)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="platestream")
     model.ir_version = 7
     for key, value in metadata.items():

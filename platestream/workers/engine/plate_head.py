@@ -108,26 +108,32 @@ def join(reader: Path, head: Path, sha256: str) -> JoinedReader:
                              f"{_features_per_step(model.graph)}: pin rapidocr to 3.x or retrain the head "
                              "(platestream train head)")  # fmt: skip
 
-    def renamed(name: str) -> str:
-        if name == HEAD_INPUT:
-            return features
-        return name if not name else _PREFIX + name
-
-    for node in head_model.graph.node:
-        copy = onnx.NodeProto()
-        copy.CopyFrom(node)
-        copy.name = _PREFIX + node.name
-        copy.ClearField("input")
-        copy.ClearField("output")
-        copy.input.extend(renamed(name) for name in node.input)
-        copy.output.extend(renamed(name) for name in node.output)
-        model.graph.node.append(copy)
-    for tensor in head_model.graph.initializer:
-        copy_tensor = onnx.TensorProto()
-        copy_tensor.CopyFrom(tensor)
-        copy_tensor.name = _PREFIX + tensor.name
-        model.graph.initializer.append(copy_tensor)
+    copy_graph(head_model.graph, model.graph, _PREFIX, {HEAD_INPUT: features})
     head_output = _PREFIX + HEAD_OUTPUT
     model.graph.output.append(onnx.helper.make_tensor_value_info(head_output, onnx.TensorProto.FLOAT, None))
     return JoinedReader(model.SerializeToString(), model.graph.output[0].name, head_output, meta["alphabet"],
                         float(meta["mix"]))  # fmt: skip
+
+
+def copy_graph(source: Any, target: Any, prefix: str, renames: dict[str, str]) -> None:
+    """Append `source`'s nodes and initializers (onnx.GraphProto) to `target`, every name prefixed
+    by `prefix` except those in `renames`, which take the name given there."""
+    import onnx
+
+    def renamed(name: str) -> str:
+        return renames.get(name, prefix + name if name else name)
+
+    for node in source.node:
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        copy.name = prefix + node.name
+        copy.ClearField("input")
+        copy.ClearField("output")
+        copy.input.extend(renamed(name) for name in node.input)
+        copy.output.extend(renamed(name) for name in node.output)
+        target.node.append(copy)
+    for tensor in source.initializer:
+        copy_tensor = onnx.TensorProto()
+        copy_tensor.CopyFrom(tensor)
+        copy_tensor.name = renamed(tensor.name)
+        target.initializer.append(copy_tensor)
