@@ -124,6 +124,28 @@ def test_us_plates_read_the_letter_o_as_zero() -> None:
     assert merge_unused(positions, "eu")[2] == [("O", 0.6), ("0", 0.3)]
 
 
+def _read(text_positions: list[list[tuple[str, float]]], country: str) -> str:
+    from platestream.workers.engine.candidates import merge_unused
+
+    choice = choose(readings(merge_unused(text_positions, country)), regions_for(country), topn=10)
+    assert choice is not None
+    return choice.plate
+
+
+def test_a_european_o_read_firmly_as_zero_is_read_by_the_plates_form() -> None:
+    # Slovakia's BA302OZ (@@###@@, a form six countries issue): its O and 0 are one oval, and the
+    # reader is sure of a 0 (BA3020Z fits only Poland's rarer @@####@).
+    sure_zero = [*positions("BA302"), [("0", 0.98), ("O", 0.01)], *positions("Z")]
+    assert _read(sure_zero, "eu") == "BA302OZ"
+    assert _read(sure_zero, "us") == "BA3020Z"  # no twins offered where the letter O is not issued
+
+
+def test_a_zero_in_a_form_missing_from_the_table_stays_a_zero() -> None:
+    # Slovenia's old P 01-299 (@#####, Austria's and Germany's form too): PO1299 would fit the
+    # commoner @@####, but one form's prior over another's is not worth a twin's small share.
+    assert _read([*positions("P"), [("0", 0.97)], *positions("1299")], "eu") == "P01299"
+
+
 def test_a_fitting_reading_of_the_same_length_beats_one_with_a_character_dropped() -> None:
     # "R?N464": the doubtful second character read as 0 (fits no pattern) or D (fits @@@###);
     # dropping it would also fit (@@###), but a reader mistakes characters more than it loses them.

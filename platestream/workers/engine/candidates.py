@@ -27,16 +27,32 @@ BEAM_WIDTH = 64
 UNUSED_CHARACTERS: dict[str, dict[str, str]] = {"us": {"O": "0"}}
 
 
+# Characters a country's plates draw alike, so that no reader can tell them apart from the glyph:
+# the letter O and the digit 0 on most European plates (one oval for both in Slovakia, Czechia,
+# Poland...) and Brazil's. Each is offered for the other at TWIN_SHARE of its probability, so
+# that a region's form can decide (BA302OZ, @@###@@, over BA3020Z); so small a share that only a
+# form far more common than the one read wins (a form missing from the table, like Slovenia's
+# old P01299, is not turned into PO1299).
+TWINS: dict[str, tuple[tuple[str, str], ...]] = {"eu": (("O", "0"),), "br": (("O", "0"),)}
+TWIN_SHARE = 0.05
+
+
 def merge_unused(positions: Sequence[Alternatives], country: str) -> list[list[tuple[str, float]]]:
     """Per position, the alternatives with the country's unused characters folded into the
-    characters they are mistaken for (probabilities added)."""
+    characters they are mistaken for (probabilities added), and each character's twin (`TWINS`)
+    offered at TWIN_SHARE of its probability where the reader gave it less."""
     table = UNUSED_CHARACTERS.get(country.lower(), {})
+    twins = {a: b for pair in TWINS.get(country.lower(), ()) for a, b in (pair, pair[::-1])}
     merged_positions = []
     for alternatives in positions:
         merged: dict[str, float] = {}
         for char, probability in alternatives:
             target = table.get(char, char)
             merged[target] = min(1.0, merged.get(target, 0.0) + probability)
+        for char, probability in list(merged.items()):
+            twin = twins.get(char)
+            if twin is not None:
+                merged[twin] = max(merged.get(twin, 0.0), TWIN_SHARE * probability)
         merged_positions.append(sorted(merged.items(), key=lambda item: -item[1]))
     return merged_positions
 
