@@ -124,10 +124,10 @@ def test_us_plates_read_the_letter_o_as_zero() -> None:
     assert merge_unused(positions, "eu")[2] == [("O", 0.6), ("0", 0.3)]
 
 
-def _read(text_positions: list[list[tuple[str, float]]], country: str) -> str:
-    from platestream.workers.engine.candidates import merge_unused
+def _read(text_positions: list[list[tuple[str, float]]], country: str, *, strict: bool = False) -> str:
+    from platestream.workers.engine.candidates import read_plate
 
-    choice = choose(readings(merge_unused(text_positions, country)), regions_for(country), topn=10)
+    choice = read_plate(text_positions, country, regions_for(country), topn=10, strict=strict)
     assert choice is not None
     return choice.plate
 
@@ -144,6 +144,18 @@ def test_a_zero_in_a_form_missing_from_the_table_stays_a_zero() -> None:
     # Slovenia's old P 01-299 (@#####, Austria's and Germany's form too): PO1299 would fit the
     # commoner @@####, but one form's prior over another's is not worth a twin's small share.
     assert _read([*positions("P"), [("0", 0.97)], *positions("1299")], "eu") == "P01299"
+
+
+def test_a_twin_does_not_force_a_plate_of_a_form_missing_from_the_table_into_another_form() -> None:
+    # A Polish diplomatic W 053011 (@######, in no table): WO53011 would fit @@#####, which four
+    # countries issue, but twins only choose between forms where the reading fits one already.
+    sure = [*positions("W", 0.99), [("0", 0.98)], *positions("53011", 0.99)]
+    assert _read(sure, "eu") == "W053011"
+
+
+def test_in_strict_mode_a_twin_may_give_the_reading_the_form_it_needs() -> None:
+    sure = [*positions("W", 0.99), [("0", 0.98)], *positions("53011", 0.99)]
+    assert _read(sure, "eu", strict=True) == "WO53011"
 
 
 def test_a_fitting_reading_of_the_same_length_beats_one_with_a_character_dropped() -> None:

@@ -27,7 +27,7 @@ class Label:
 
 def label_eu(root: Path) -> Iterator[Label]:
     """A label for each European crop under `root` that can be trusted; the rest are skipped."""
-    from platestream.workers.engine.candidates import choose, merge_unused, readings
+    from platestream.workers.engine.candidates import read_plate
     from platestream.workers.engine.default import TextReader
     from platestream.workers.engine.templates import regions_for
 
@@ -42,8 +42,7 @@ def label_eu(root: Path) -> Iterator[Label]:
         if crop.shape[1] < MIN_ASPECT * crop.shape[0]:
             continue
         _, characters = reader.read_registration(crop)
-        positions = merge_unused(characters, "eu")
-        choice = choose(readings(positions), templates, topn=10, strict=False)
+        choice = read_plate(characters, "eu", templates, topn=10)
         if choice is None:
             continue
         if choice.matches_template and choice.confidence >= MIN_CONFIDENCE:

@@ -29,32 +29,42 @@ UNUSED_CHARACTERS: dict[str, dict[str, str]] = {"us": {"O": "0"}}
 
 # Characters a country's plates draw alike, so that no reader can tell them apart from the glyph:
 # the letter O and the digit 0 on most European plates (one oval for both in Slovakia, Czechia,
-# Poland...) and Brazil's. Each is offered for the other at TWIN_SHARE of its probability, so
-# that a region's form can decide (BA302OZ, @@###@@, over BA3020Z); so small a share that only a
-# form far more common than the one read wins (a form missing from the table, like Slovenia's
-# old P01299, is not turned into PO1299).
+# Poland...) and Brazil's. Each is offered for the other at TWIN_SHARE of its probability, and
+# only where the reading without them fits a form already: a twin may turn one form into a more
+# common one (BA302OZ, @@###@@, over BA3020Z, @@####@), never a reading of a form missing from the
+# table into one the table has (a Polish diplomatic W053011 stays W053011, not WO53011).
 TWINS: dict[str, tuple[tuple[str, str], ...]] = {"eu": (("O", "0"),), "br": (("O", "0"),)}
 TWIN_SHARE = 0.05
 
 
 def merge_unused(positions: Sequence[Alternatives], country: str) -> list[list[tuple[str, float]]]:
     """Per position, the alternatives with the country's unused characters folded into the
-    characters they are mistaken for (probabilities added), and each character's twin (`TWINS`)
-    offered at TWIN_SHARE of its probability where the reader gave it less."""
+    characters they are mistaken for (probabilities added)."""
     table = UNUSED_CHARACTERS.get(country.lower(), {})
-    twins = {a: b for pair in TWINS.get(country.lower(), ()) for a, b in (pair, pair[::-1])}
     merged_positions = []
     for alternatives in positions:
         merged: dict[str, float] = {}
         for char, probability in alternatives:
             target = table.get(char, char)
             merged[target] = min(1.0, merged.get(target, 0.0) + probability)
-        for char, probability in list(merged.items()):
-            twin = twins.get(char)
-            if twin is not None:
-                merged[twin] = max(merged.get(twin, 0.0), TWIN_SHARE * probability)
         merged_positions.append(sorted(merged.items(), key=lambda item: -item[1]))
     return merged_positions
+
+
+def offer_twins(positions: Sequence[Alternatives], country: str) -> list[list[tuple[str, float]]] | None:
+    """The positions with each character's twin (`TWINS`) offered at TWIN_SHARE of its probability
+    where the reader gave the twin less; None when the country has no twins or none occurs."""
+    twins = {a: b for pair in TWINS.get(country.lower(), ()) for a, b in (pair, pair[::-1])}
+    offered, changed = [], False
+    for alternatives in positions:
+        probabilities = dict(alternatives)
+        for char, probability in alternatives:
+            twin = twins.get(char)
+            if twin is not None and TWIN_SHARE * probability > probabilities.get(twin, 0.0):
+                probabilities[twin] = TWIN_SHARE * probability
+                changed = True
+        offered.append(sorted(probabilities.items(), key=lambda item: -item[1]))
+    return offered if changed else None
 
 
 @dataclass(frozen=True)
@@ -148,3 +158,22 @@ def choose(
         ordered = [item for item in ordered if fits[item.plate]]
     candidates = tuple(Candidate(item.plate, item.confidence, bool(fits[item.plate])) for item in ordered[:topn])
     return Choice(best.plate, best.confidence, region, region_confidence, bool(shares), candidates)
+
+
+def read_plate(
+    characters: Sequence[Alternatives],
+    country: str,
+    templates: dict[str, list[str]],
+    *,
+    topn: int,
+    strict: bool = False,
+) -> Choice | None:
+    """A reader's per-position alternatives to the plate to report: the country's unused characters
+    folded, its readings chosen by `templates`, and twins (`offer_twins`) let choose between forms
+    where the reading fits one (in strict mode, where a form is required, whatever it fits)."""
+    positions = merge_unused(characters, country)
+    choice = choose(readings(positions), templates, topn=topn, strict=strict)
+    twinned = offer_twins(positions, country)
+    if twinned is None or not (strict or (choice is not None and choice.matches_template)):
+        return choice
+    return choose(readings(twinned), templates, topn=topn, strict=strict) or choice

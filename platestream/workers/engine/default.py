@@ -32,7 +32,7 @@ from platestream.workers.engine.base import (
     Point,
     per_image_options,
 )
-from platestream.workers.engine.candidates import Alternatives, Choice, choose, merge_unused, readings
+from platestream.workers.engine.candidates import Alternatives, Choice, read_plate
 from platestream.workers.engine.images import encode_jpeg
 from platestream.workers.engine.plate_head import HEAD_FILE, HEAD_SHA256, HeadModelError, JoinedReader, join
 from platestream.workers.engine.reader import MODEL_FILE, MODEL_SHA256, PAD_X, PAD_Y, PlateReader, rectangle_crop
@@ -373,9 +373,8 @@ class DefaultEngine(Engine):
             return None
         reading = self.plate_reader.read([crop])[0]
         slots = [alts for alts in reading.positions if sum(p for _, p in alts) >= EMPTY_SLOT]
-        positions = merge_unused(slots, options.country)
         templates = regions_for(options.country, options.state, options.regions)
-        choice = choose(readings(positions), templates, topn=options.topn, strict=options.region_strict)
+        choice = read_plate(slots, options.country, templates, topn=options.topn, strict=options.region_strict)
         if choice is None or (detection.confidence < SURE_DETECTION and not choice.matches_template):
             return None
         # The reader's box of the characters, learnt on rendered plates, is narrower than the
@@ -397,9 +396,9 @@ class DefaultEngine(Engine):
         if crop.shape[0] < 4 or crop.shape[1] < 8:
             return None
         corners, characters = self.reader.read_registration(crop)
-        positions = merge_unused(characters, options.country)
         templates = regions_for(options.country, options.state, options.regions)
-        choice = choose(readings(positions), templates, topn=options.topn, strict=options.region_strict)
+        choice = read_plate(characters, options.country, templates, topn=options.topn,
+                            strict=options.region_strict)  # fmt: skip
         if choice is None or (detection.confidence < SURE_DETECTION and not choice.matches_template):
             return None
         plate_corners = _plate_corners(corners, left, top, crop.shape)
