@@ -196,9 +196,9 @@ class EngineSettings(Settings):
 
     engine: Literal["default", "openalpr"] = Field("default", description="Recognition engine.")
     reader: Literal["ppocr", "ppocr-head", "platestream"] = Field(
-        "ppocr",
-        description="Default engine's plate reader: PP-OCR, PP-OCR with the project's plate head, "
-        "or the project's own whole-plate model.",
+        "ppocr-head",
+        description="Default engine's plate reader: PP-OCR with the project's plate head (its two "
+        "distributions mixed), PP-OCR alone, or the project's own whole-plate model.",
     )
     country: str = Field("us", description="Default country: us, eu or br (OpenALPR's country).")
     state: str | None = Field(None, description="Default state / country pattern, e.g. md or fr.")

@@ -76,6 +76,41 @@ def test_a_head_for_another_alphabet_is_refused(tmp_path: Path) -> None:
         DefaultEngine(reader="ppocr-head", reader_model=path, reader_sha256=hashlib.sha256(model).hexdigest())
 
 
+def test_the_shipped_head_is_mixed_with_ppocr_as_a_product_of_experts(engine: DefaultEngine) -> None:
+    assert engine.reader is not None
+    assert engine.reader.head is not None
+    assert (engine.reader.head.mixing, engine.reader.head.mix) == ("geometric", 0.6)
+    default = DefaultEngine()  # the default reader is this one
+    assert default.reader is not None
+    assert default.reader.head is not None
+
+
+def test_geometric_mixing_keeps_what_both_readers_find_likely_and_drops_what_either_rules_out() -> None:
+    from platestream.workers.engine.plate_head import mix_distributions
+
+    # classes: blank, "4", "L", "A"; PP-OCR's distribution also holds another script's character
+    head = np.array([[0.0, 0.5, 0.01, 0.49]], np.float32)  # all but rules L out
+    ppocr = np.array([[0.0, 0.2, 0.8, 0.0]], np.float32) * 0.9  # rules A out, 10 % elsewhere
+    mixed = mix_distributions(head, ppocr, 0.6, "geometric")
+    assert mixed.sum() == pytest.approx(1.0)
+    assert mixed[0].argmax() == 1  # the one both allow
+    linear = mix_distributions(head, ppocr, 0.6, "linear")
+    assert linear[0].argmax() == 2  # adding them keeps PP-OCR's L, which the head ruled out
+    assert linear.sum() == pytest.approx(1.0)
+
+
+def test_a_head_mixed_by_a_rule_the_engine_does_not_know_is_refused(tmp_path: Path) -> None:
+    from platestream.training.head import to_onnx
+
+    rng = np.random.default_rng(0)
+    params = {"w1": rng.normal(size=(360, 8)), "b1": np.zeros(8), "w2": rng.normal(size=(8, 37)), "b2": np.zeros(37)}
+    model = to_onnx(params, mix=0.5, mixing="harmonic")
+    path = tmp_path / "other.onnx"
+    path.write_bytes(model)
+    with pytest.raises(HeadModelError, match="mixes 'harmonic', which this engine does not know"):
+        join(ocr_model(OCR_READER), path, hashlib.sha256(model).hexdigest())
+
+
 def test_the_exported_head_computes_what_training_computes() -> None:
     """to_onnx turns the neighbour-concatenating layer into a convolution: same numbers."""
     from platestream.training.head import to_onnx

@@ -105,7 +105,7 @@ def test_a_short_head_training_lowers_the_loss_and_exports_a_head_the_engine_rea
     engine = DefaultEngine(reader="ppocr-head", reader_model=model, reader_sha256=metrics["sha256"])
     assert engine.reader is not None
     assert engine.reader.head is not None
-    assert engine.reader.head.mix == metrics["mix"]
+    assert (engine.reader.head.mixing, engine.reader.head.mix) == (metrics["mixing"], metrics["mix"])
     (result,) = engine.recognize([street_scene("AB12CDE", seed=1, plate_width=280)], Options(country="eu", topn=5))
     for plate in result.plates:  # a head this young reads badly, but the engine runs it end to end
         assert len(plate.candidates) <= 5

@@ -5,8 +5,9 @@ Data: every labelled training crop and rendered plates, each mounted in street f
 (`scenes.py`), found by the engine's detector, cut, line-found and rectified by the engine's own
 code, and run through PP-OCR's reader once: the features of each line are what the head learns
 from (PP-OCR itself stays frozen, so two CPU cores train the head in minutes). Held out: scene views
-of the crops of a tenth of the plate texts (`crops.Crop.held_out`), never trained on. The share of
-PP-OCR's own distribution in the engine's mix is chosen on them, not on the benchmark's photos.
+of the crops of a tenth of the plate texts (`crops.Crop.held_out`), never trained on. How the
+engine mixes the head with PP-OCR's own distribution (the rule and PP-OCR's share) is chosen on
+them, each line read as the engine reads it, not on the benchmark's photos.
 
 JAX and optax come with the `train` extra; nothing here is imported at run time.
 """
@@ -35,11 +36,12 @@ from platestream.training import onnx_jax
 from platestream.training.crops import Crop, load_crops, read_crop
 from platestream.training.render import PLATE_MAKERS, REGIONS, Assets, Image, plate_text
 from platestream.training.train import Progress, TrainingError, _jax
+from platestream.workers.engine.plate_head import MIXINGS, mix_distributions
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 FEATURES = 120  # PP-OCRv6 small's features per time step
 MAX_STEPS = 80  # a line up to 640 px wide at the reader's height of 48
-MIXES = (0.0, 0.25, 0.5, 0.75)  # PP-OCR's share tried on the held-out views
+MIXES = (0.0, 0.25, 0.4, 0.5, 0.6, 0.75)  # PP-OCR's share tried on the held-out views, with each MIXINGS rule
 OPSET = 11  # PP-OCR's reader's own: the head joins its graph
 
 
@@ -205,26 +207,25 @@ def _inputs(lines: Lines, rows: NDArray[np.int64], neck: bool) -> NDArray[np.flo
     return np.stack([lines.features[i][:MAX_STEPS] for i in rows]).astype(np.float32)
 
 
-def greedy(probabilities: NDArray[np.float32]) -> str:
-    """CTC's greedy reading (blank at column 0)."""
-    best = probabilities.argmax(-1)
-    previous, out = 0, []
-    for index in best:
-        if index not in (0, previous):
-            out.append(ALPHABET[index - 1])
-        previous = index
-    return "".join(out)
-
-
 def exact_reads(
     probabilities: Sequence[NDArray[np.float32]], lines: Lines, rows: NDArray[np.int64]
 ) -> dict[str, float]:
-    """Per region, the percent of `rows` read exactly by greedy decoding (`probabilities` per line)."""
+    """Per region, the percent of `rows` whose plate the engine would report right from these
+    `probabilities` (per line): its character alternatives, the region's templates and look-alike
+    rules (`candidates.read_plate`), against the label as the engine writes it (a US O as 0)."""
+    from platestream.workers.engine.candidates import UNUSED_CHARACTERS, read_plate
+    from platestream.workers.engine.default import ctc_alternatives
+    from platestream.workers.engine.templates import regions_for
+
     figures = {}
     regions = np.array(lines.regions)
     for region in REGIONS:
         chosen = rows[regions[rows] == region]
-        right = sum(greedy(probabilities[i]) == lines.texts[i] for i in chosen)
+        templates, unused = regions_for(region), UNUSED_CHARACTERS.get(region, {})
+        right = 0
+        for i in chosen:
+            choice = read_plate(ctc_alternatives(np.asarray(probabilities[i], np.float32)), region, templates, topn=1)
+            right += choice is not None and choice.plate == "".join(unused.get(c, c) for c in lines.texts[i])
         figures[region] = round(100 * right / max(1, len(chosen)), 1)
     return figures
 
@@ -266,28 +267,31 @@ def train_head(
             for row, probabilities in zip(chunk, np.asarray(run(params, _inputs(lines, chunk, neck is not None))),
                                           strict=True):  # fmt: skip
                 head[row] = probabilities
-    ppocr_share = [(p / np.maximum(p.sum(-1, keepdims=True), 1e-6))[:MAX_STEPS].astype(np.float32) for p in lines.ppocr]
+    ppocr = [p[:MAX_STEPS].astype(np.float32) for p in lines.ppocr]
     by_mix = {
-        mix: exact_reads([(1 - mix) * h + mix * q for h, q in zip(head, ppocr_share, strict=True)], lines, held_rows)
-        for mix in MIXES
-    }
-    ppocr_alone = exact_reads(ppocr_share, lines, held_rows)
-    mix = max(MIXES, key=lambda m: (sum(by_mix[m].values()), m))
+        (mixing, mix): exact_reads([mix_distributions(h, q, mix, mixing) for h, q in zip(head, ppocr, strict=True)],
+                                   lines, held_rows)
+        for mixing in MIXINGS for mix in MIXES
+    }  # fmt: skip
+    ppocr_alone = exact_reads([mix_distributions(h, q, 1.0, "linear") for h, q in zip(head, ppocr, strict=True)],
+                              lines, held_rows)  # fmt: skip
+    mixing, mix = max(by_mix, key=lambda key: (sum(by_mix[key].values()), key[1], key[0]))
     progress(f"held-out exact reads: PP-OCR alone {ppocr_alone}; " +
-             "; ".join(f"PP-OCR's share {m}: {f}" for m, f in by_mix.items()) + f"; chosen share {mix}")  # fmt: skip
+             "; ".join(f"{r} share {m}: {f}" for (r, m), f in by_mix.items()) + f"; chosen {mixing} {mix}")  # fmt: skip
 
     head_params = {k: np.asarray(v) for k, v in (params["head"] if neck else params).items()}
     tuned = onnx_jax.with_weights(neck, params["neck"]) if neck else None
-    model_bytes = to_onnx(head_params, mix=mix, version=version, neck=tuned)
+    model_bytes = to_onnx(head_params, mix=mix, mixing=mixing, version=version, neck=tuned)
     target = out / "plate-head.onnx"
     target.write_bytes(model_bytes)
     metrics: dict[str, Any] = {
         "sha256": hashlib.sha256(model_bytes).hexdigest(),
         "recipe": dataclasses.asdict(recipe),
         "mix": mix,
-        "held_out_exact_percent": by_mix[mix],
+        "mixing": mixing,
+        "held_out_exact_percent": by_mix[(mixing, mix)],
         "held_out_exact_percent_ppocr_alone": ppocr_alone,
-        "held_out_exact_percent_by_mix": {str(m): f for m, f in by_mix.items()},
+        "held_out_exact_percent_by_mix": {f"{r} {m}": f for (r, m), f in by_mix.items()},
         "held_out_lines": len(held_rows),
         "training_lines": len(train_rows),
         "loss_curve": loss_curve,
@@ -394,7 +398,8 @@ def _fit(
     return params, forward, loss_curve, time.time() - loop_started
 
 
-def to_onnx(params: dict[str, NDArray[Any]], *, mix: float, version: str = "", neck: Any = None) -> bytes:
+def to_onnx(params: dict[str, NDArray[Any]], *, mix: float, mixing: str = "geometric", version: str = "",
+            neck: Any = None) -> bytes:  # fmt: skip
     """The head as an ONNX graph (opset 11, PP-OCR's reader's own) from `features` (batch, steps,
     120) to `plate_probabilities` (batch, steps, blank + 36): the neighbour-concatenating layer is a
     convolution of width 3 over the steps. With `neck` (the tuned copy of PP-OCR's neck, an ONNX
@@ -416,7 +421,8 @@ def to_onnx(params: dict[str, NDArray[Any]], *, mix: float, version: str = "", n
     ]
     features = HEAD_INPUT if neck is None else "neck/" + neck.graph.output[0].name
     input_shape: list[Any] = ["batch", "steps", FEATURES]
-    metadata = {"alphabet": ALPHABET, "mix": str(mix), "features": str(FEATURES), "version": version}
+    metadata = {"alphabet": ALPHABET, "mix": str(mix), "mixing": mixing, "features": str(FEATURES),
+                "version": version}  # fmt: skip
     if neck is not None:
         channels = neck.graph.input[0].type.tensor_type.shape.dim[1].dim_value
         input_shape = ["batch", channels or "channels", 1, "steps"]

@@ -4,8 +4,9 @@ Per image: find plates (detector); per plate, PP-OCR finds the plate's text line
 of the tallest characters (the registration, not the state name, slogan or dealer frame), rectifies
 and reads them; the per-character probabilities become top-N candidates chosen by region template.
 
-Readers (`reader`): `ppocr` (the default) reads the line with PP-OCR's reader; `ppocr-head` with
-PP-OCR's network and the project's plate head (`plate_head.py`) mixed with PP-OCR's own last layer;
+Readers (`reader`): `ppocr-head` (the default) reads the line with PP-OCR's network and the
+project's plate head (`plate_head.py`) mixed with PP-OCR's own last layer; `ppocr` with PP-OCR's
+reader alone;
 `platestream` reads the detector's box, widened a little, with the project's own
 whole-plate reader (`reader.py`: character slots and the registration's box, one model) instead.
 """
@@ -34,7 +35,14 @@ from platestream.workers.engine.base import (
 )
 from platestream.workers.engine.candidates import Alternatives, Choice, read_plate
 from platestream.workers.engine.images import encode_jpeg
-from platestream.workers.engine.plate_head import HEAD_FILE, HEAD_SHA256, HeadModelError, JoinedReader, join
+from platestream.workers.engine.plate_head import (
+    HEAD_FILE,
+    HEAD_SHA256,
+    HeadModelError,
+    JoinedReader,
+    join,
+    mix_distributions,
+)
 from platestream.workers.engine.reader import MODEL_FILE, MODEL_SHA256, PAD_X, PAD_Y, PlateReader, rectangle_crop
 from platestream.workers.engine.templates import regions_for
 
@@ -221,9 +229,8 @@ class TextReader:
         """For each character position, its likeliest characters with probabilities."""
         outputs = self.reader.run(None, {"x": self.tensor(line)})
         probabilities = self.plate_characters(outputs[0][0])
-        if self.head is not None:  # PP-OCR's share of other scripts' characters left out, then mixed
-            ppocr = probabilities / np.maximum(probabilities.sum(1, keepdims=True), 1e-6)
-            probabilities = (1 - self.head.mix) * outputs[1][0] + self.head.mix * ppocr
+        if self.head is not None:
+            probabilities = mix_distributions(outputs[1][0], probabilities, self.head.mix, self.head.mixing)
         return ctc_alternatives(np.asarray(probabilities, dtype=np.float32))
 
 
@@ -298,7 +305,7 @@ class DefaultEngine(Engine):
     name = "default"
 
     def __init__(self, *, detector_size: int = 320, threads: int = 1, gpu: bool = False,
-                 reader: str = "ppocr", reader_model: Path | None = None,
+                 reader: str = "ppocr-head", reader_model: Path | None = None,
                  reader_sha256: str | None = None) -> None:  # fmt: skip
         """`reader_model` and `reader_sha256` run another trained model of the chosen reader (a new
         training's plate-reader.onnx or plate-head.onnx and the SHA-256 it printed) instead of the

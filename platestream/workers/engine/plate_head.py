@@ -3,8 +3,9 @@
 PP-OCR's reader ends in one layer from 120 features per time step to 18,000 characters of every
 script. The plate head is a small network the project trains on plates (see the model card) from
 the same features to a blank and the 36 plate characters. It is joined to PP-OCR's graph when the
-engine starts (reader `ppocr-head`), so that one run of the reader gives both: the engine reads a
-plate from the two distributions mixed (`mix` in the head's metadata: PP-OCR's share).
+engine starts (reader `ppocr-head`, the default), so that one run of the reader gives both: the
+engine reads a plate from the two distributions mixed (`mix_distributions`: the head's metadata says
+how, `mixing`, and PP-OCR's share, `mix`).
 
 The head ships inside the package with its SHA-256 pinned here; a missing, changed or corrupt file
 is refused with an error that says so.
@@ -16,17 +17,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from platestream.errors import MissingExtraError, PlatestreamError
 from platestream.workers.engine.models import pinned_file
 
 HEAD_FILE = Path(__file__).parent / "data" / "plate-head.onnx"
-HEAD_SHA256 = "f3005c2ee461fadfa46d4cbc3d1dc6a711a7dcf4572f3a8e15953e12bb04adab"
+HEAD_SHA256 = "44587b24a2a9f6da4d5cac6ee7d58d5dafeeae6662c4377c6b02d01c3b2b1632"
 HEAD_INPUT = "features"
 HEAD_OUTPUT = "plate_probabilities"
 _PREFIX = "plate_head/"
 # PP-OCRv6 small's neck (two convolutions and two transformer blocks before its last layer) reads
 # this tensor: a head that tunes the neck carries a copy of it and reads from here.
 NECK_INPUT = "p2o.pd_op.pool2d.1.0"
+
+
+# How the two distributions are mixed per time step, PP-OCR's share `mix`: "linear" adds them
+# (heads exported before `mixing` was written mix so); "geometric" multiplies them, each raised to
+# its share, and renormalises (a product of experts: a character both readers find likely
+# stands out, one that either rules out falls away).
+MIXINGS = ("linear", "geometric")
+_FLOOR = 1e-8
 
 
 class HeadModelError(PlatestreamError):
@@ -37,13 +49,29 @@ class HeadModelError(PlatestreamError):
 class JoinedReader:
     """PP-OCR's reader with the plate head joined: its bytes for ONNX Runtime, the names of its
     two outputs (PP-OCR's characters, the head's plate characters), the head's alphabet and the
-    share of PP-OCR's distribution in the mix."""
+    share of PP-OCR's distribution in the mix and how the two are mixed (`MIXINGS`)."""
 
     model: bytes
     ppocr_output: str
     head_output: str
     alphabet: str
     mix: float
+    mixing: str = "linear"
+
+
+def mix_distributions(head: NDArray[np.float32], ppocr: NDArray[np.float32], share: float,
+                      mixing: str) -> NDArray[np.float32]:  # fmt: skip
+    """Per time step (rows), the head's and PP-OCR's distributions over the same classes mixed with
+    PP-OCR's `share`; `ppocr` is renormalised first (the characters it gives outside the plate
+    alphabet are left out)."""
+    ppocr = ppocr / np.maximum(ppocr.sum(-1, keepdims=True), 1e-6)
+    if mixing == "linear":
+        return np.asarray((1 - share) * head + share * ppocr, np.float32)
+    if mixing != "geometric":
+        raise HeadModelError(f"unknown mixing {mixing!r}; known: {', '.join(MIXINGS)}")
+    logs = (1 - share) * np.log(np.maximum(head, _FLOOR)) + share * np.log(np.maximum(ppocr, _FLOOR))
+    mixed = np.exp(logs - logs.max(-1, keepdims=True))
+    return np.asarray(mixed / mixed.sum(-1, keepdims=True), np.float32)
 
 
 def verify(path: Path, sha256: str) -> bytes:
@@ -97,6 +125,10 @@ def join(reader: Path, head: Path, sha256: str) -> JoinedReader:
     meta = {entry.key: entry.value for entry in head_model.metadata_props}
     if not {"alphabet", "mix", "features"} <= meta.keys():
         raise HeadModelError(f"the plate head {head} lacks alphabet, mix or features in its metadata")
+    mixing = meta.get("mixing", "linear")
+    if mixing not in MIXINGS:
+        raise HeadModelError(f"the plate head {head} mixes {mixing!r}, which this engine does not know "
+                             f"({', '.join(MIXINGS)}): upgrade platestream or retrain the head")  # fmt: skip
     model = onnx.load(str(reader))
     features = meta.get("reads") or features_tensor(model.graph)
     if "reads" in meta and not any(features in node.output for node in model.graph.node):
@@ -112,7 +144,7 @@ def join(reader: Path, head: Path, sha256: str) -> JoinedReader:
     head_output = _PREFIX + HEAD_OUTPUT
     model.graph.output.append(onnx.helper.make_tensor_value_info(head_output, onnx.TensorProto.FLOAT, None))
     return JoinedReader(model.SerializeToString(), model.graph.output[0].name, head_output, meta["alphabet"],
-                        float(meta["mix"]))  # fmt: skip
+                        float(meta["mix"]), mixing)  # fmt: skip
 
 
 def copy_graph(source: Any, target: Any, prefix: str, renames: dict[str, str]) -> None:

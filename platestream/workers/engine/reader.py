@@ -61,7 +61,8 @@ def rectangle_crop(image: Image, box: tuple[float, float, float, float]) -> tupl
 def verify(path: Path, expected: str) -> bytes:
     """The model's bytes, after checking them against `expected` (SHA-256, hex)."""
     return pinned_file(path, expected, what="the plate reader model", error=ReaderModelError,
-                       if_missing="read with PP-OCR, the default reader (PLATESTREAM_READER=ppocr)")  # fmt: skip
+                       if_missing="read with the default reader (PLATESTREAM_READER=ppocr-head) or PP-OCR alone "
+                       "(PLATESTREAM_READER=ppocr)")  # fmt: skip
 
 
 @dataclass(frozen=True)
