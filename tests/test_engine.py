@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from platestream.cli import main
 from platestream.schemas import Codec
-from platestream.workers.benchmark import iou, plate_box
+from platestream.workers.benchmark import IOU_THRESHOLD, iou, plate_box
 from platestream.workers.engine import Engine, Options
 from platestream.workers.engine.default import DefaultEngine
 from platestream.workers.results import alpr_results
@@ -81,7 +81,10 @@ def test_a_weak_detection_is_a_plate_only_when_its_reading_fits_a_pattern(
 
 @pytest.mark.parametrize(("style", "text"), [("eu", "AB12CDE"), ("us", "7XYZ123")])
 def test_the_reported_coordinates_box_the_registrations_characters(engine: Engine, style: str, text: str) -> None:
-    # As the OpenALPR benchmark annotates a plate: the box of its characters, not the whole plate.
+    # As the OpenALPR benchmark annotates a plate: the box of its characters, not the whole plate,
+    # close enough that the benchmark counts it as found (the detector's box of the plate overlaps the
+    # characters' by about 0.15). The text line's box is a little looser than the ink: 0.47-0.55 here,
+    # by the CPU and OpenCV release.
     plate_width, plate_left, plate_top = 420, 430, 402  # where street_scene mounts this plate
     image = street_scene(text, seed=3, plate_width=plate_width, center_x=640, style=style)
     flat = render_plate(text, style=style)[6:-6, 6:-6]  # without its border
@@ -91,7 +94,10 @@ def test_the_reported_coordinates_box_the_registrations_characters(engine: Engin
                   (xs.max() - xs.min()) * scale, (ys.max() - ys.min()) * scale)  # fmt: skip
     (result,) = engine.recognize([image], Options(country=style))
     assert [plate.plate for plate in result.plates] == [text]
-    assert iou(plate_box(result.plates[0]), characters) > 0.5
+    overlap = iou(plate_box(result.plates[0]), characters)
+    assert overlap > IOU_THRESHOLD, (
+        f"{plate_box(result.plates[0])} overlaps the characters {characters} by {overlap:.2f}"
+    )
 
 
 def test_a_plate_boxed_twice_is_reported_once(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
