@@ -140,6 +140,20 @@ def test_a_european_o_read_firmly_as_zero_is_read_by_the_plates_form() -> None:
     assert _read(sure_zero, "us") == "BA3020Z"  # no twins offered where the letter O is not issued
 
 
+def test_a_twin_is_offered_out_of_its_characters_share_not_on_top_of_it() -> None:
+    # Dropping a position costs 1 minus its alternatives' total: a twin must not make a character
+    # surer to be there than the reader said.
+    from platestream.workers.engine.candidates import offer_twins
+
+    reader = [[("A", 0.9)], [("0", 0.97), ("D", 0.01)], [("O", 0.3), ("0", 0.01)]]
+    offered = offer_twins(reader, "eu")
+    assert offered is not None
+    assert [sum(p for _, p in position) for position in offered] == pytest.approx([0.9, 0.98, 0.31])
+    assert dict(offered[1])["O"] == pytest.approx(0.05 * 0.97)
+    assert dict(offered[2])["0"] == pytest.approx(0.05 * 0.3)
+    assert offer_twins(reader, "us") is None
+
+
 def test_a_zero_in_a_form_missing_from_the_table_stays_a_zero() -> None:
     # Slovenia's old P 01-299 (@#####, Austria's and Germany's form too): PO1299 would fit the
     # commoner @@####, but one form's prior over another's is not worth a twin's small share.

@@ -53,7 +53,9 @@ def merge_unused(positions: Sequence[Alternatives], country: str) -> list[list[t
 
 def offer_twins(positions: Sequence[Alternatives], country: str) -> list[list[tuple[str, float]]] | None:
     """The positions with each character's twin (`TWINS`) offered at TWIN_SHARE of its probability
-    where the reader gave the twin less; None when the country has no twins or none occurs."""
+    where the reader gave the twin less, the difference moved from the character: a position's
+    total, and so the cost of dropping it (`readings`), stays the reader's. None when the country
+    has no twins or none occurs."""
     twins = {a: b for pair in TWINS.get(country.lower(), ()) for a, b in (pair, pair[::-1])}
     offered, changed = [], False
     for alternatives in positions:
@@ -61,6 +63,7 @@ def offer_twins(positions: Sequence[Alternatives], country: str) -> list[list[tu
         for char, probability in alternatives:
             twin = twins.get(char)
             if twin is not None and TWIN_SHARE * probability > probabilities.get(twin, 0.0):
+                probabilities[char] -= TWIN_SHARE * probability - probabilities.get(twin, 0.0)
                 probabilities[twin] = TWIN_SHARE * probability
                 changed = True
         offered.append(sorted(probabilities.items(), key=lambda item: -item[1]))
