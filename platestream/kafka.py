@@ -180,7 +180,9 @@ def explained_connect_errors(settings: Settings) -> Iterator[None]:
         yield
     except KafkaError as error:
         where = f"cannot reach Kafka at {bootstrap_servers(settings)!r}"
-        refused = watcher.refused[-1] if watcher.refused else None
+        refused: BaseException | None = watcher.refused[-1] if watcher.refused else None
+        if isinstance(error, SaslAuthenticationFailedError):  # raised as itself, not only logged
+            refused = error
         if isinstance(refused, SaslAuthenticationFailedError):
             raise BrokerError(
                 f"{where}: authentication failed for user {settings.kafka_sasl_username!r}"
