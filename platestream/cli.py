@@ -787,27 +787,36 @@ def bench_accuracy(settings: EngineSettings, folder: Path, as_json: bool, show_m
         click.echo(f"misses: {page}", err=True)
 
 
+SPEED_PLATES = {"us": ("7XYZ123", "us"), "eu": ("AB12CDE", "eu"), "br": ("BRA2E19", "eu")}  # text, style
+
+
 @bench.command("speed")
 @click.option("--repeats", default=20, show_default=True, help="Images per resolution.")
 @settings_options(EngineSettings, kafka=False)
 def bench_speed(settings: EngineSettings, repeats: int) -> None:
-    """Images/s of one process at 720p and 1080p, on synthetic street scenes with one plate."""
+    """Images/s of one process at 720p and 1080p, on synthetic street scenes with one plate of the
+    configured country (read) and without (a frame where no plate is found is looked at twice)."""
     import os
 
     from platestream.workers.benchmark import speed
+    from platestream.workers.engine import Options
     from platestream.workers.synthetic import street_scene
 
     engine = _engine(settings)
     cores = len(os.sched_getaffinity(0))
-    click.echo(f"engine={settings.engine} threads={settings.engine_threads} cores={cores}")
-    for label, (width, height) in (("720p", (1280, 720)), ("1080p", (1920, 1080))):
-        image = street_scene("AB12CDE", width, height, seed=1)
-        score = speed(engine, image, label, repeats=repeats)
-        per_core = score.images_per_second / settings.engine_threads
-        click.echo(
-            f"{label:<6} {score.images_per_second:6.1f} images/s per process, {per_core:6.1f} per core,"
-            f" {score.ms_per_image:6.1f} ms per image"
-        )
+    text, style = SPEED_PLATES.get(settings.country, SPEED_PLATES["eu"])
+    options = Options(country=settings.country, state=settings.state)
+    click.echo(f"engine={settings.engine} threads={settings.engine_threads} cores={cores} plate={text}")
+    for plate in (text, ""):
+        for resolution, (width, height) in (("720p", (1280, 720)), ("1080p", (1920, 1080))):
+            label = resolution if plate else f"{resolution} empty"
+            image = street_scene(plate, width, height, seed=1, style=style)
+            score = speed(engine, image, label, repeats=repeats, options=options)
+            per_core = score.images_per_second / settings.engine_threads
+            click.echo(
+                f"{label:<11} {score.images_per_second:6.1f} images/s per process, {per_core:6.1f} per core,"
+                f" {score.ms_per_image:6.1f} ms per image"
+            )
 
 
 @bench.command("worker")

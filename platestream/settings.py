@@ -206,6 +206,10 @@ class EngineSettings(Settings):
     detector_size: int = Field(
         320, ge=160, le=1280, multiple_of=32, description="Plate detector input: a frame's longer side, in pixels."
     )
+    detector_second_look: int = Field(
+        960, ge=0, le=1920, multiple_of=32,
+        description="Frames without a sure plate at detector_size are looked at again at this size; 0: never.",
+    )  # fmt: skip
     engine_threads: int = Field(1, ge=1, description="Threads per model inference.")
     gpu: bool = Field(False, description="Use the CUDA execution provider when present.")
     max_image_bytes: int = Field(25 * 1024 * 1024, ge=1, description="Larger encoded images are rejected.")
@@ -224,6 +228,15 @@ class EngineSettings(Settings):
             check_state(self.state)
         elif "," in self.country:
             raise ValueError(f"one country per service, got {self.country!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _second_look_larger(self) -> EngineSettings:
+        if self.detector_second_look and self.detector_second_look <= self.detector_size:
+            raise ValueError(
+                f"detector_second_look ({self.detector_second_look}) must be larger than detector_size "
+                f"({self.detector_size}), or 0 for none"
+            )
         return self
 
 

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from platestream.cli import main
 from platestream.schemas import Codec
 from platestream.workers.benchmark import IOU_THRESHOLD, iou, plate_box
-from platestream.workers.engine import Engine, Options
-from platestream.workers.engine.default import DefaultEngine
+from platestream.workers.engine import Engine, Options, PlateRead
+from platestream.workers.engine.default import SECOND_LOOK_SIZE, SURE_DETECTION, DefaultEngine, Detection
 from platestream.workers.results import alpr_results
 from platestream.workers.synthetic import render_plate, street_scene
 
@@ -74,7 +74,7 @@ def test_a_weak_detection_is_a_plate_only_when_its_reading_fits_a_pattern(
     assert isinstance(engine, DefaultEngine)
     ((found, *_),) = engine.detector.detect([image])
     weak = dataclasses.replace(found, confidence=confidence)
-    monkeypatch.setattr(engine.detector, "detect", lambda images: [[weak] for _ in images])
+    monkeypatch.setattr(engine.detector, "detect", lambda images, **_: [[weak] for _ in images])
     (result,) = engine.recognize([image], Options(country="eu"))
     assert [plate.plate for plate in result.plates] == ([text] if reported else [])
 
@@ -105,7 +105,7 @@ def test_a_plate_boxed_twice_is_reported_once(engine: Engine, monkeypatch: pytes
     assert isinstance(engine, DefaultEngine)
     ((found, *_),) = engine.detector.detect([image])
     looser = dataclasses.replace(found, x1=found.x1 - 20, y1=found.y1 - 10, x2=found.x2 + 20, confidence=0.2)
-    monkeypatch.setattr(engine.detector, "detect", lambda images: [[found, looser] for _ in images])
+    monkeypatch.setattr(engine.detector, "detect", lambda images, **_: [[found, looser] for _ in images])
     (result,) = engine.recognize([image], Options(country="eu"))
     assert [plate.plate for plate in result.plates] == ["AB12CDE"]
 
@@ -124,13 +124,84 @@ def test_only_the_strongest_weak_detection_of_an_image_is_read(
     boxes = [found[0], dataclasses.replace(found[1], x1=found[1].x1 + width, x2=found[1].x2 + width)]
     weak = [dataclasses.replace(box, confidence=0.2 if n == stronger else 0.1) for n, box in enumerate(boxes)]
     ordered = sorted(weak, key=lambda d: -d.confidence)  # as the detector gives them
-    monkeypatch.setattr(engine.detector, "detect", lambda images: [ordered for _ in images])
+    monkeypatch.setattr(engine, "second_look", 0)  # a frame without a plate read is looked at again: below
+    monkeypatch.setattr(engine.detector, "detect", lambda images, **_: [ordered for _ in images])
     (result,) = engine.recognize([image], Options(country="eu"))
     assert [plate.plate for plate in result.plates] == [texts[stronger]]
     sure = [dataclasses.replace(box, confidence=0.9) for box in boxes]
-    monkeypatch.setattr(engine.detector, "detect", lambda images: [sure for _ in images])
+    monkeypatch.setattr(engine.detector, "detect", lambda images, **_: [sure for _ in images])
     (result,) = engine.recognize([image], Options(country="eu"))
     assert sorted(plate.plate for plate in result.plates) == texts  # both read when detected surely
+
+
+@pytest.mark.parametrize(("text", "style", "country"), [("AB12CDE", "eu", "eu"), ("7XYZ123", "us", "us")])
+def test_a_far_plate_missed_at_the_detectors_size_is_found_by_the_second_look(
+    engine: Engine, text: str, style: str, country: str
+) -> None:
+    # 60 pixels wide in a 1280x720 frame: 15 pixels at the detector's 320, too few to be sure of.
+    image = street_scene(text, seed=1, plate_width=60, style=style)
+    assert isinstance(engine, DefaultEngine)
+    assert not any(found.confidence >= SURE_DETECTION for found in engine.detector.detect([image])[0])
+    (result,) = engine.recognize([image, street_scene("", seed=3)], Options(country=country))[:1]
+    assert [plate.plate for plate in result.plates] == [text]
+    xs = [p.x for p in result.plates[0].coordinates]
+    assert 400 < min(xs) < max(xs) < 900
+    (without,) = DefaultEngine(second_look=0).recognize([image], Options(country=country))
+    assert without.plates == ()
+
+
+def test_only_a_frame_where_no_plate_was_read_is_looked_at_again(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert isinstance(engine, DefaultEngine)
+    sizes: list[int | None] = []
+    detect = engine.detector.detect
+
+    def counted(images: list[np.ndarray], size: int | None = None) -> list[list[Detection]]:
+        sizes.append(size)
+        return detect(images, size=size)
+
+    monkeypatch.setattr(engine.detector, "detect", counted)
+    near, far = street_scene("AB12CDE", seed=1, plate_width=280), street_scene("XY98ZZT", seed=1, plate_width=60)
+    results = engine.recognize([near, far], Options(country="eu"))
+    assert [[p.plate for p in r.plates] for r in results] == [["AB12CDE"], ["XY98ZZT"]]
+    assert sizes == [None, SECOND_LOOK_SIZE]  # one second look, for the far plate's frame only
+    sizes.clear()
+    engine.recognize([near], Options(country="eu"))
+    assert sizes == [None]
+    small = cv2.resize(far, (320, 180))  # nothing more to see at a larger size
+    engine.recognize([small], Options(country="eu"))
+    assert sizes == [None, None]
+
+
+def test_the_second_look_does_not_read_again_a_box_the_first_look_read(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A British plate weakly detected, read under US forms: no plate, so a second look, which finds
+    # the same plate surely; read once already, it is not read (nor reported) again.
+    image = street_scene("AB12CDE", seed=1)
+    assert isinstance(engine, DefaultEngine)
+    assert max(d.confidence for d in engine.detector.detect([image])[0]) < SURE_DETECTION
+    assert max(d.confidence for d in engine.detector.detect([image], size=SECOND_LOOK_SIZE)[0]) >= SURE_DETECTION
+    reads: list[Detection] = []
+    read_plate = engine._read_plate
+
+    def counted(image: np.ndarray, found: Detection, opts: Options) -> PlateRead | None:
+        reads.append(found)
+        return read_plate(image, found, opts)
+
+    monkeypatch.setattr(engine, "_read_plate", counted)
+    (result,) = engine.recognize([image], Options(country="us"))
+    assert result.plates == ()
+    assert len(reads) == 1
+
+
+def test_a_second_look_no_larger_than_the_detector_is_refused() -> None:
+    with pytest.raises(ValueError, match="second look"):
+        DefaultEngine(detector_size=640, second_look=640)
+    result = CliRunner().invoke(main, ["bench", "accuracy", ".", "--detector-second-look", "320"])
+    assert result.exit_code != 0
+    assert "detector_second_look (320) must be larger than detector_size (320)" in result.output
 
 
 @pytest.mark.parametrize(("confidence", "reported"), [(0.9, ["AB12CDEF"]), (0.1, [])])
@@ -143,7 +214,7 @@ def test_a_weak_detection_is_not_a_plate_on_the_strength_of_a_far_less_likely_re
     assert isinstance(engine, DefaultEngine)
     ((found, *_),) = engine.detector.detect([image])
     weak = dataclasses.replace(found, confidence=confidence)
-    monkeypatch.setattr(engine.detector, "detect", lambda images: [[weak] for _ in images])
+    monkeypatch.setattr(engine.detector, "detect", lambda images, **_: [[weak] for _ in images])
     monkeypatch.setattr(engine.reader, "read", lambda line: [[(char, 0.99)] for char in "AB12CDEF"])
     (result,) = engine.recognize([image], Options(country="eu"))
     assert [plate.plate for plate in result.plates] == reported

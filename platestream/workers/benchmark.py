@@ -159,10 +159,11 @@ class SpeedScore:
     ms_per_image: float
 
 
-def speed(engine: Engine, image: np.ndarray, resolution: str, *, repeats: int) -> SpeedScore:
-    engine.recognize([image])  # warm-up
+def speed(engine: Engine, image: np.ndarray, resolution: str, *, repeats: int,
+          options: Options = Options()) -> SpeedScore:  # fmt: skip
+    engine.recognize([image], options)  # warm-up
     started = time.perf_counter()
     for _ in range(repeats):
-        engine.recognize([image])
+        engine.recognize([image], options)
     seconds = time.perf_counter() - started
     return SpeedScore(resolution, repeats, seconds, repeats / seconds, seconds * 1000 / repeats)

@@ -31,7 +31,7 @@ def engine_from_settings(settings: EngineSettings) -> Engine:
         )  # fmt: skip
     return make_engine(
         "default", detector_size=settings.detector_size, threads=settings.engine_threads, gpu=settings.gpu,
-        reader=settings.reader,
+        reader=settings.reader, second_look=settings.detector_second_look,
     )  # fmt: skip
 
 

@@ -52,6 +52,9 @@ ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 SURE_DETECTION = 0.25
 WEAK_DETECTION = 0.01
 MAX_WEAK_READS = 1  # per image: weak detections cost at most one plate read (about 30 ms)
+# A frame where the detector at its size found no plate is looked at again at this size (a far
+# plate in a 1280x720 frame is a few pixels tall at 320). 0: no second look.
+SECOND_LOOK_SIZE = 960
 SAME_PLATE_OVERLAP = 0.5  # share of the smaller box inside the other: the same plate boxed twice
 MIN_LINE_WIDTH = 160  # pixels at the reader's height of 48: 20 time steps
 EMPTY_SLOT = 0.02  # a reader's slot whose characters share less probability than this holds none
@@ -81,16 +84,19 @@ class PlateDetector:
         self.strides = files.strides
         self._grids: dict[tuple[int, int], tuple[FloatArray, FloatArray]] = {}
 
-    def detect(self, images: Sequence[Image]) -> list[list[Detection]]:
+    def detect(self, images: Sequence[Image], *, size: int | None = None) -> list[list[Detection]]:
+        """Each image's plates, most confident first; `size` (default: the detector's) is the longer
+        side the images are scaled to."""
+        size = size or self.size
         found: list[list[Detection]] = [[] for _ in images]
         shapes: dict[tuple[int, int], list[int]] = {}
         for index, image in enumerate(images):
-            shapes.setdefault(_letterbox_shape(image.shape, self.size), []).append(index)
+            shapes.setdefault(_letterbox_shape(image.shape, size), []).append(index)
         for shape, indices in shapes.items():
             batch = np.empty((len(indices), 3, *shape), dtype=np.float32)
             ratios = []
             for row, index in enumerate(indices):
-                canvas, ratio = _letterbox(images[index], shape, self.size)
+                canvas, ratio = _letterbox(images[index], shape, size)
                 batch[row] = canvas[:, :, ::-1].transpose(2, 0, 1) / np.float32(255.0)
                 ratios.append(ratio)
             (raw,) = self.session.run(None, {"images": batch})
@@ -306,10 +312,15 @@ class DefaultEngine(Engine):
 
     def __init__(self, *, detector_size: int = 320, threads: int = 1, gpu: bool = False,
                  reader: str = "ppocr-head", reader_model: Path | None = None,
-                 reader_sha256: str | None = None) -> None:  # fmt: skip
+                 reader_sha256: str | None = None, second_look: int = SECOND_LOOK_SIZE) -> None:  # fmt: skip
         """`reader_model` and `reader_sha256` run another trained model of the chosen reader (a new
         training's plate-reader.onnx or plate-head.onnx and the SHA-256 it printed) instead of the
-        shipped one."""
+        shipped one. `second_look`: the detector's size for frames without a sure plate at
+        `detector_size` (0: none)."""
+        if second_look and second_look <= detector_size:
+            raise ValueError(f"the second look ({second_look}) must be larger than the detector's size "
+                             f"({detector_size}), or 0 for none")  # fmt: skip
+        self.second_look = second_look
         if reader not in READERS:
             raise ValueError(f"unknown reader {reader!r}; known: {', '.join(READERS)}")
         if reader == "ppocr" and (reader_model or reader_sha256):
@@ -333,28 +344,58 @@ class DefaultEngine(Engine):
         started = time.perf_counter()
         per_image = per_image_options(options, len(images))
         detections = self.detector.detect(images)
-        detect_ms = (time.perf_counter() - started) * 1000 / max(1, len(images))
+        spent_ms = [(time.perf_counter() - started) * 1000 / max(1, len(images))] * len(images)
+        plates: list[list[PlateRead]] = []
+        tried: list[list[Detection]] = []
+        for index, (image, found, opts) in enumerate(zip(images, detections, per_image, strict=True)):
+            read_started = time.perf_counter()
+            image_plates, image_tried = self._read_plates(image, found, opts)
+            plates.append(image_plates)
+            tried.append(image_tried)
+            spent_ms[index] += (time.perf_counter() - read_started) * 1000
+        self._look_again(images, per_image, plates, tried, spent_ms)
         results = []
-        for image, found, opts in zip(images, detections, per_image, strict=True):
-            image_started = time.perf_counter()
-            plates = self._read_plates(image, found, opts)
+        for image, found_plates, ms in zip(images, plates, spent_ms, strict=True):
             height, width = image.shape[:2]
             results.append(
                 ImageResult(
                     width=width,
                     height=height,
-                    plates=tuple(plates),
-                    processing_time_ms=round(detect_ms + (time.perf_counter() - image_started) * 1000, 3),
+                    plates=tuple(found_plates),
+                    processing_time_ms=round(ms, 3),
                     regions_of_interest=(Box(0, 0, width, height),),
                 )
             )
         return results
 
-    def _read_plates(self, image: Image, detections: Sequence[Detection], options: Options) -> list[PlateRead]:
-        """Detections are read from the most confident down; one lying mostly inside a box already
-        read as a plate is the same plate boxed again and is not read (nor reported) twice."""
+    def _look_again(self, images: Sequence[Image], options: Sequence[Options], plates: list[list[PlateRead]],
+                    tried: list[list[Detection]], spent_ms: list[float]) -> None:  # fmt: skip
+        """Frames larger than the detector's size where the first look found no plate, looked at
+        again at the second look's size (or their own, if smaller): the new detections not lying
+        on a box the first look read (`tried`) are read, with a weak read of their own. `plates`
+        and `spent_ms` are updated in place."""
+        sizes: dict[int, list[int]] = {}
+        for index, image in enumerate(images):
+            size = min(self.second_look, -(-max(image.shape[:2]) // 32) * 32)
+            if not plates[index] and size > self.detector.size:
+                sizes.setdefault(size, []).append(index)
+        for size, indices in sizes.items():
+            started = time.perf_counter()
+            again = self.detector.detect([images[index] for index in indices], size=size)
+            detect_ms = (time.perf_counter() - started) * 1000 / len(indices)
+            for index, found in zip(indices, again, strict=True):
+                read_started = time.perf_counter()
+                plates[index], _ = self._read_plates(images[index], found, options[index], skip=tried[index])
+                spent_ms[index] += detect_ms + (time.perf_counter() - read_started) * 1000
+
+    def _read_plates(self, image: Image, detections: Sequence[Detection], options: Options, *,
+                     skip: Sequence[Detection] = ()) -> tuple[list[PlateRead], list[Detection]]:  # fmt: skip
+        """The plates of detections read from the most confident down, and the detections read.
+        One lying mostly inside a box already read as a plate (or in `skip`) is the same plate
+        boxed again and is not read (nor reported) twice. At most MAX_WEAK_READS weak ones are read."""
         plates: list[PlateRead] = []
-        taken: list[Detection] = []
+        taken: list[Detection] = list(skip)
+        tried: list[Detection] = []
         weak_left = MAX_WEAK_READS
         for detection in detections:
             if any(_overlap(detection, other) > SAME_PLATE_OVERLAP for other in taken):
@@ -363,11 +404,12 @@ class DefaultEngine(Engine):
                 if weak_left == 0:
                     break  # detections come most confident first: the rest are weaker still
                 weak_left -= 1
+            tried.append(detection)
             read = self._read_plate(image, detection, options)
             if read is not None:
                 plates.append(read)
                 taken.append(detection)
-        return plates
+        return plates, tried
 
     def _read_plate(self, image: Image, detection: Detection, options: Options) -> PlateRead | None:
         if self.reader is not None:
