@@ -196,6 +196,28 @@ def test_the_second_look_does_not_read_again_a_box_the_first_look_read(
     assert len(reads) == 1
 
 
+def test_a_plate_read_from_a_weak_box_of_part_of_it_is_read_again_from_the_second_looks_sure_box(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first look boxes the plate's right 70 % weakly, and that reads as a plate (XYZ123, a US
+    # form); the second look boxes the whole plate surely, and its reading is the one reported.
+    image = street_scene("7XYZ123", seed=1, plate_width=280, style="us")
+    assert isinstance(engine, DefaultEngine)
+    ((whole, *_),) = engine.detector.detect([image])
+    part = dataclasses.replace(whole, x1=whole.x1 + 0.3 * (whole.x2 - whole.x1), confidence=0.1)
+    detect = engine.detector.detect
+    monkeypatch.setattr(
+        engine.detector, "detect", lambda images, size=None: detect(images, size=size) if size else [[part]]
+    )
+    (result,) = engine.recognize([image], Options(country="us"))
+    assert [(plate.plate, (plate.detection_confidence or 0) >= SURE_DETECTION) for plate in result.plates] == [
+        ("7XYZ123", True)
+    ]
+    monkeypatch.setattr(engine, "second_look", 0)
+    (first_look_only,) = engine.recognize([image], Options(country="us"))
+    assert [plate.plate for plate in first_look_only.plates] == ["XYZ123"]
+
+
 def test_a_second_look_no_larger_than_the_detector_is_refused() -> None:
     with pytest.raises(ValueError, match="second look"):
         DefaultEngine(detector_size=640, second_look=640)

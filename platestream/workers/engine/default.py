@@ -52,8 +52,8 @@ ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 SURE_DETECTION = 0.25
 WEAK_DETECTION = 0.01
 MAX_WEAK_READS = 1  # per image: weak detections cost at most one plate read (about 30 ms)
-# A frame where the detector at its size found no plate is looked at again at this size (a far
-# plate in a 1280x720 frame is a few pixels tall at 320). 0: no second look.
+# A frame where the detector at its size found no plate surely is looked at again at this size (a
+# far plate in a 1280x720 frame is a few pixels tall at 320). 0: no second look.
 SECOND_LOOK_SIZE = 960
 SAME_PLATE_OVERLAP = 0.5  # share of the smaller box inside the other: the same plate boxed twice
 MIN_LINE_WIDTH = 160  # pixels at the reader's height of 48: 20 time steps
@@ -69,6 +69,9 @@ class Detection:
     x2: float
     y2: float
     confidence: float
+
+
+Reads = list[tuple[Detection, PlateRead]]  # an image's plates, each with the detection it was read from
 
 
 class PlateDetector:
@@ -345,39 +348,42 @@ class DefaultEngine(Engine):
         per_image = per_image_options(options, len(images))
         detections = self.detector.detect(images)
         spent_ms = [(time.perf_counter() - started) * 1000 / max(1, len(images))] * len(images)
-        plates: list[list[PlateRead]] = []
+        reads: list[Reads] = []
         tried: list[list[Detection]] = []
         for index, (image, found, opts) in enumerate(zip(images, detections, per_image, strict=True)):
             read_started = time.perf_counter()
-            image_plates, image_tried = self._read_plates(image, found, opts)
-            plates.append(image_plates)
+            image_reads, image_tried = self._read_plates(image, found, opts)
+            reads.append(image_reads)
             tried.append(image_tried)
             spent_ms[index] += (time.perf_counter() - read_started) * 1000
-        self._look_again(images, per_image, plates, tried, spent_ms)
+        self._look_again(images, per_image, reads, tried, spent_ms)
         results = []
-        for image, found_plates, ms in zip(images, plates, spent_ms, strict=True):
+        for image, image_reads, ms in zip(images, reads, spent_ms, strict=True):
             height, width = image.shape[:2]
             results.append(
                 ImageResult(
                     width=width,
                     height=height,
-                    plates=tuple(found_plates),
+                    plates=tuple(plate for _, plate in image_reads),
                     processing_time_ms=round(ms, 3),
                     regions_of_interest=(Box(0, 0, width, height),),
                 )
             )
         return results
 
-    def _look_again(self, images: Sequence[Image], options: Sequence[Options], plates: list[list[PlateRead]],
-                    tried: list[list[Detection]], spent_ms: list[float]) -> None:  # fmt: skip
-        """Frames larger than the detector's size where the first look found no plate, looked at
-        again at the second look's size (or their own, if smaller): the new detections not lying
-        on a box the first look read (`tried`) are read, with a weak read of their own. `plates`
-        and `spent_ms` are updated in place."""
+    def _look_again(self, images: Sequence[Image], options: Sequence[Options],
+                    reads: list[Reads], tried: list[list[Detection]],
+                    spent_ms: list[float]) -> None:  # fmt: skip
+        """Frames larger than the detector's size where the first look read no plate from a sure
+        detection, looked at again at the second look's size (or their own, if smaller). A plate
+        read from a weak box is read again from a sure box of the second look lying on it (a box
+        of half a plate, read as part of it, gives way to one of the whole plate); the other new
+        boxes not lying on one the first look read (`tried`) are read, with a weak read of their
+        own. `reads` and `spent_ms` are updated in place."""
         sizes: dict[int, list[int]] = {}
         for index, image in enumerate(images):
             size = min(self.second_look, -(-max(image.shape[:2]) // 32) * 32)
-            if not plates[index] and size > self.detector.size:
+            if size > self.detector.size and all(box.confidence < SURE_DETECTION for box, _ in reads[index]):
                 sizes.setdefault(size, []).append(index)
         for size, indices in sizes.items():
             started = time.perf_counter()
@@ -385,15 +391,25 @@ class DefaultEngine(Engine):
             detect_ms = (time.perf_counter() - started) * 1000 / len(indices)
             for index, found in zip(indices, again, strict=True):
                 read_started = time.perf_counter()
-                plates[index], _ = self._read_plates(images[index], found, options[index], skip=tried[index])
+                image, opts = images[index], options[index]
+                kept = []
+                for box, plate in reads[index]:
+                    sure = next((new for new in found if new.confidence >= SURE_DETECTION
+                                 and _overlap(new, box) > SAME_PLATE_OVERLAP), None)  # fmt: skip
+                    again_read = self._read_plate(image, sure, opts) if sure is not None else None
+                    kept.append((box, plate) if sure is None or again_read is None else (sure, again_read))
+                    tried[index].extend([sure] if sure is not None else [])
+                more, _ = self._read_plates(image, found, opts, skip=tried[index])
+                reads[index] = kept + more
                 spent_ms[index] += detect_ms + (time.perf_counter() - read_started) * 1000
 
     def _read_plates(self, image: Image, detections: Sequence[Detection], options: Options, *,
-                     skip: Sequence[Detection] = ()) -> tuple[list[PlateRead], list[Detection]]:  # fmt: skip
-        """The plates of detections read from the most confident down, and the detections read.
-        One lying mostly inside a box already read as a plate (or in `skip`) is the same plate
-        boxed again and is not read (nor reported) twice. At most MAX_WEAK_READS weak ones are read."""
-        plates: list[PlateRead] = []
+                     skip: Sequence[Detection] = ()) -> tuple[Reads, list[Detection]]:  # fmt: skip
+        """The plates of detections read from the most confident down, each with its detection,
+        and the detections read. One lying mostly inside a box already read as a plate (or in
+        `skip`) is the same plate boxed again and is not read (nor reported) twice. At most
+        MAX_WEAK_READS weak ones are read."""
+        reads: Reads = []
         taken: list[Detection] = list(skip)
         tried: list[Detection] = []
         weak_left = MAX_WEAK_READS
@@ -407,9 +423,9 @@ class DefaultEngine(Engine):
             tried.append(detection)
             read = self._read_plate(image, detection, options)
             if read is not None:
-                plates.append(read)
+                reads.append((detection, read))
                 taken.append(detection)
-        return plates, tried
+        return reads, tried
 
     def _read_plate(self, image: Image, detection: Detection, options: Options) -> PlateRead | None:
         if self.reader is not None:
