@@ -13,6 +13,7 @@ whole-plate reader (`reader.py`: character slots and the registration's box, one
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ SAME_PLATE_OVERLAP = 0.5  # share of the smaller box inside the other: the same 
 MIN_LINE_WIDTH = 160  # pixels at the reader's height of 48: 20 time steps
 EMPTY_SLOT = 0.02  # a reader's slot whose characters share less probability than this holds none
 READERS = ("ppocr-head", "ppocr", "platestream")
+PLATE_LIKE = re.compile(r"(?=.*[0-9])[A-Z0-9]{5,8}\Z")
 FloatArray = NDArray[np.float32]
 
 
@@ -396,19 +398,25 @@ class DefaultEngine(Engine):
                 for box, plate in reads[index]:
                     sure = next((new for new in found if new.confidence >= SURE_DETECTION
                                  and _overlap(new, box) > SAME_PLATE_OVERLAP), None)  # fmt: skip
-                    again_read = self._read_plate(image, sure, opts) if sure is not None else None
+                    again_read = self._read_plate(image, sure, opts, second_look=True) if sure is not None else None
                     kept.append((box, plate) if sure is None or again_read is None else (sure, again_read))
                     tried[index].extend([sure] if sure is not None else [])
-                more, _ = self._read_plates(image, found, opts, skip=tried[index])
+                # A weak first-look box that read no plate does not hide a sure box on it.
+                fresh = [new for new in found if new.confidence >= SURE_DETECTION
+                         or not any(_overlap(new, box) > SAME_PLATE_OVERLAP for box in tried[index])]  # fmt: skip
+                sure_tried = [box for box in tried[index] if box.confidence >= SURE_DETECTION]
+                more, _ = self._read_plates(image, fresh, opts, skip=sure_tried + [box for box, _ in kept],
+                                            second_look=True)  # fmt: skip
                 reads[index] = kept + more
                 spent_ms[index] += detect_ms + (time.perf_counter() - read_started) * 1000
 
     def _read_plates(self, image: Image, detections: Sequence[Detection], options: Options, *,
-                     skip: Sequence[Detection] = ()) -> tuple[Reads, list[Detection]]:  # fmt: skip
+                     skip: Sequence[Detection] = (),
+                     second_look: bool = False) -> tuple[Reads, list[Detection]]:  # fmt: skip
         """The plates of detections read from the most confident down, each with its detection,
         and the detections read. One lying mostly inside a box already read as a plate (or in
         `skip`) is the same plate boxed again and is not read (nor reported) twice. At most
-        MAX_WEAK_READS weak ones are read."""
+        MAX_WEAK_READS weak ones are read; `second_look`: see `is_plate`."""
         reads: Reads = []
         taken: list[Detection] = list(skip)
         tried: list[Detection] = []
@@ -421,15 +429,17 @@ class DefaultEngine(Engine):
                     break  # detections come most confident first: the rest are weaker still
                 weak_left -= 1
             tried.append(detection)
-            read = self._read_plate(image, detection, options)
+            read = self._read_plate(image, detection, options, second_look=second_look)
             if read is not None:
                 reads.append((detection, read))
                 taken.append(detection)
         return reads, tried
 
-    def _read_plate(self, image: Image, detection: Detection, options: Options) -> PlateRead | None:
+    def _read_plate(self, image: Image, detection: Detection, options: Options, *,
+                    second_look: bool = False) -> PlateRead | None:  # fmt: skip
+        """The plate read from a detection, or None: see `is_plate`."""
         if self.reader is not None:
-            return self._read_plate_ppocr(image, detection, options)
+            return self._read_plate_ppocr(image, detection, options, second_look=second_look)
         assert self.plate_reader is not None  # one of the two readers is always there
         started = time.perf_counter()
         box = (detection.x1, detection.y1, detection.x2, detection.y2)
@@ -440,7 +450,7 @@ class DefaultEngine(Engine):
         slots = [alts for alts in reading.positions if sum(p for _, p in alts) >= EMPTY_SLOT]
         templates = regions_for(options.country, options.state, options.regions)
         choice = read_plate(slots, options.country, templates, topn=options.topn, strict=options.region_strict)
-        if choice is None or (detection.confidence < SURE_DETECTION and not choice.matches_template):
+        if choice is None or not is_plate(choice, detection.confidence, second_look=second_look):
             return None
         # The reader's box of the characters, learnt on rendered plates, is narrower than the
         # characters on photographs; the detector's is the plate's border, wider than they are: the
@@ -454,7 +464,8 @@ class DefaultEngine(Engine):
         corners = _plate_corners(characters, 0, 0, image.shape)
         return _plate_read(choice, corners, detection, crop, image.shape, options, started)
 
-    def _read_plate_ppocr(self, image: Image, detection: Detection, options: Options) -> PlateRead | None:
+    def _read_plate_ppocr(self, image: Image, detection: Detection, options: Options, *,
+                          second_look: bool) -> PlateRead | None:  # fmt: skip
         assert self.reader is not None
         started = time.perf_counter()
         crop, left, top = padded_crop(image, (detection.x1, detection.y1, detection.x2, detection.y2))
@@ -464,10 +475,23 @@ class DefaultEngine(Engine):
         templates = regions_for(options.country, options.state, options.regions)
         choice = read_plate(characters, options.country, templates, topn=options.topn,
                             strict=options.region_strict)  # fmt: skip
-        if choice is None or (detection.confidence < SURE_DETECTION and not choice.matches_template):
+        if choice is None or not is_plate(choice, detection.confidence, second_look=second_look):
             return None
         plate_corners = _plate_corners(corners, left, top, crop.shape)
         return _plate_read(choice, plate_corners, detection, crop, image.shape, options, started)
+
+
+def is_plate(choice: Choice, confidence: float, *, second_look: bool) -> bool:
+    """Whether a reading is reported as a plate: from a sure detection of the first look, whatever
+    it reads; from a weak one, only where it fits a region's form; from a sure one of the second
+    look (at 960 the detector is as sure of badges and dealer names: TAURUS, CRESAUTO), where it
+    fits a form or looks like a registration (5-8 characters, a digit among them: vanity and
+    older forms missing from the table are kept)."""
+    if choice.matches_template:
+        return True
+    if confidence < SURE_DETECTION:
+        return False
+    return not second_look or PLATE_LIKE.match(choice.plate) is not None
 
 
 def padded_crop(image: Image, box: tuple[float, float, float, float]) -> tuple[Image, int, int]:
