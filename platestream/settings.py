@@ -208,7 +208,8 @@ class EngineSettings(Settings):
     )
     detector_second_look: int = Field(
         960, ge=0, le=1920, multiple_of=32,
-        description="Frames without a sure plate at detector_size are looked at again at this size; 0: never.",
+        description="Frames where no plate was read from a sure box at detector_size are looked at again at "
+        "this size (far plates); 0: never.",
     )  # fmt: skip
     engine_threads: int = Field(1, ge=1, description="Threads per model inference.")
     gpu: bool = Field(False, description="Use the CUDA execution provider when present.")

@@ -9,6 +9,9 @@ project's plate head (`plate_head.py`) mixed with PP-OCR's own last layer; `ppoc
 reader alone;
 `platestream` reads the detector's box, widened a little, with the project's own
 whole-plate reader (`reader.py`: character slots and the registration's box, one model) instead.
+
+The detector looks at a frame at its size (320 on the longer side); a frame where that reads no
+plate from a sure box is looked at again at SECOND_LOOK_SIZE, where far plates are larger.
 """
 
 from __future__ import annotations
@@ -320,8 +323,8 @@ class DefaultEngine(Engine):
                  reader_sha256: str | None = None, second_look: int = SECOND_LOOK_SIZE) -> None:  # fmt: skip
         """`reader_model` and `reader_sha256` run another trained model of the chosen reader (a new
         training's plate-reader.onnx or plate-head.onnx and the SHA-256 it printed) instead of the
-        shipped one. `second_look`: the detector's size for frames without a sure plate at
-        `detector_size` (0: none)."""
+        shipped one. `second_look`: the detector's size for a second look at frames where no plate
+        was read from a sure detection at `detector_size` (0: none)."""
         if second_look and second_look <= detector_size:
             raise ValueError(f"the second look ({second_look}) must be larger than the detector's size "
                              f"({detector_size}), or 0 for none")  # fmt: skip
@@ -395,12 +398,15 @@ class DefaultEngine(Engine):
                 read_started = time.perf_counter()
                 image, opts = images[index], options[index]
                 kept = []
-                for box, plate in reads[index]:
+                for box, plate in reads[index]:  # all read from weak boxes
                     sure = next((new for new in found if new.confidence >= SURE_DETECTION
                                  and _overlap(new, box) > SAME_PLATE_OVERLAP), None)  # fmt: skip
-                    again_read = self._read_plate(image, sure, opts, second_look=True) if sure is not None else None
-                    kept.append((box, plate) if sure is None or again_read is None else (sure, again_read))
-                    tried[index].extend([sure] if sure is not None else [])
+                    if sure is None:
+                        kept.append((box, plate))
+                        continue
+                    tried[index].append(sure)
+                    read_again = self._read_plate(image, sure, opts, second_look=True)
+                    kept.append((box, plate) if read_again is None else (sure, read_again))
                 # A weak first-look box that read no plate does not hide a sure box on it.
                 fresh = [new for new in found if new.confidence >= SURE_DETECTION
                          or not any(_overlap(new, box) > SAME_PLATE_OVERLAP for box in tried[index])]  # fmt: skip
@@ -484,7 +490,7 @@ class DefaultEngine(Engine):
 def is_plate(choice: Choice, confidence: float, *, second_look: bool) -> bool:
     """Whether a reading is reported as a plate: from a sure detection of the first look, whatever
     it reads; from a weak one, only where it fits a region's form; from a sure one of the second
-    look (at 960 the detector is as sure of badges and dealer names: TAURUS, CRESAUTO), where it
+    look (at 960 the detector is as sure of car badges and dealer names: TAURUS, CRESAUTO), where it
     fits a form or looks like a registration (5-8 characters, a digit among them: vanity and
     older forms missing from the table are kept)."""
     if choice.matches_template:
