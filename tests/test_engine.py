@@ -134,7 +134,9 @@ def test_only_the_strongest_weak_detection_of_an_image_is_read(
     assert sorted(plate.plate for plate in result.plates) == texts  # both read when detected surely
 
 
-@pytest.mark.parametrize(("text", "style", "country"), [("AB12CDE", "eu", "eu"), ("7XYZ123", "us", "us")])
+@pytest.mark.parametrize(
+    ("text", "style", "country"), [("AB12CDE", "eu", "eu"), ("7XYZ123", "us", "us"), ("BRA2E19", "eu", "br")]
+)
 def test_a_far_plate_missed_at_the_detectors_size_is_found_by_the_second_look(
     engine: Engine, text: str, style: str, country: str
 ) -> None:
