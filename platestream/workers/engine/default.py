@@ -380,14 +380,11 @@ class DefaultEngine(Engine):
                     reads: list[Reads], tried: list[list[Detection]],
                     spent_ms: list[float]) -> None:  # fmt: skip
         """Frames larger than the detector's size where the first look read no plate from a sure
-        detection, looked at again at the second look's size (or their own, if smaller). A plate
-        read from a weak box is read again from a sure box of the second look lying on it (a box
-        of half a plate, read as part of it, gives way to one of the whole plate); the other new
-        boxes not lying on one the first look read (`tried`) are read, with a weak read of their
-        own. `reads` and `spent_ms` are updated in place."""
+        detection, looked at again at the second look's size (or their own, if smaller) and read
+        again (`_read_again`). `reads`, `tried` and `spent_ms` are updated in place."""
         sizes: dict[int, list[int]] = {}
         for index, image in enumerate(images):
-            size = min(self.second_look, -(-max(image.shape[:2]) // 32) * 32)
+            size = min(self.second_look, max(image.shape[:2]))
             if size > self.detector.size and all(box.confidence < SURE_DETECTION for box, _ in reads[index]):
                 sizes.setdefault(size, []).append(index)
         for size, indices in sizes.items():
@@ -396,25 +393,31 @@ class DefaultEngine(Engine):
             detect_ms = (time.perf_counter() - started) * 1000 / len(indices)
             for index, found in zip(indices, again, strict=True):
                 read_started = time.perf_counter()
-                image, opts = images[index], options[index]
-                kept = []
-                for box, plate in reads[index]:  # all read from weak boxes
-                    sure = next((new for new in found if new.confidence >= SURE_DETECTION
-                                 and _overlap(new, box) > SAME_PLATE_OVERLAP), None)  # fmt: skip
-                    if sure is None:
-                        kept.append((box, plate))
-                        continue
-                    tried[index].append(sure)
-                    read_again = self._read_plate(image, sure, opts, second_look=True)
-                    kept.append((box, plate) if read_again is None else (sure, read_again))
-                # A weak first-look box that read no plate does not hide a sure box on it.
-                fresh = [new for new in found if new.confidence >= SURE_DETECTION
-                         or not any(_overlap(new, box) > SAME_PLATE_OVERLAP for box in tried[index])]  # fmt: skip
-                sure_tried = [box for box in tried[index] if box.confidence >= SURE_DETECTION]
-                more, _ = self._read_plates(image, fresh, opts, skip=sure_tried + [box for box, _ in kept],
-                                            second_look=True)  # fmt: skip
-                reads[index] = kept + more
+                reads[index] = self._read_again(images[index], found, options[index], reads[index], tried[index])
                 spent_ms[index] += detect_ms + (time.perf_counter() - read_started) * 1000
+
+    def _read_again(self, image: Image, found: Sequence[Detection], options: Options, reads: Reads,
+                    tried: list[Detection]) -> Reads:  # fmt: skip
+        """A frame's plates after its second look (`found`): a plate the first look read from a
+        weak box is read again from a sure box lying on it (a box of half a plate gives way to one
+        of the whole); the other new boxes are read, with a weak read of their own, except those
+        on a sure box the first look read (`tried`, extended) or on a plate kept. A weak box that
+        read nothing hides only the weak new boxes on it, not a sure one."""
+        kept = []
+        for box, plate in reads:  # all read from weak boxes
+            sure = next((new for new in found if new.confidence >= SURE_DETECTION
+                         and _overlap(new, box) > SAME_PLATE_OVERLAP), None)  # fmt: skip
+            if sure is None:
+                kept.append((box, plate))
+                continue
+            tried.append(sure)
+            read_again = self._read_plate(image, sure, options, second_look=True)
+            kept.append((box, plate) if read_again is None else (sure, read_again))
+        fresh = [new for new in found if new.confidence >= SURE_DETECTION
+                 or not any(_overlap(new, box) > SAME_PLATE_OVERLAP for box in tried)]  # fmt: skip
+        skip = [box for box in tried if box.confidence >= SURE_DETECTION] + [box for box, _ in kept]
+        more, _ = self._read_plates(image, fresh, options, skip=skip, second_look=True)
+        return kept + more
 
     def _read_plates(self, image: Image, detections: Sequence[Detection], options: Options, *,
                      skip: Sequence[Detection] = (),
