@@ -237,6 +237,26 @@ def test_a_plate_read_from_a_weak_box_of_part_of_it_is_read_again_from_the_secon
     assert [plate.plate for plate in first_look_only.plates] == ["XYZ123"]
 
 
+def test_a_line_reaches_the_reader_resized_as_pp_ocrs_own_pipeline_resizes_it(engine: Engine) -> None:
+    """A far plate's line is magnified 2-4 times to the reader's 48 px: bilinearly, as PP-OCR was
+    trained (bicubic's overshoot at stroke edges misread look-alikes: BENCHMARKS.md)."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from rapidocr.ch_ppocr_rec.main import TextRecognizer
+
+    assert isinstance(engine, DefaultEngine)
+    assert engine.reader is not None
+    line = render_plate("7XYZ123", style="us")
+    line = cv2.resize(line, (100, 24), interpolation=cv2.INTER_AREA)  # a far plate's line, 48 * 100 / 24 = 200 wide
+    ours = engine.reader.tensor(line)[0]
+    theirs = TextRecognizer.resize_norm_img(
+        cast(TextRecognizer, SimpleNamespace(rec_image_shape=[3, 48, 320])), line, 320 / 48
+    )
+    assert ours.shape == (3, 48, 200)
+    np.testing.assert_allclose(ours, theirs[:, :, :200], atol=1e-6)
+
+
 def test_a_second_look_no_larger_than_the_detector_is_refused() -> None:
     with pytest.raises(ValueError, match="second look"):
         DefaultEngine(detector_size=640, second_look=640)
