@@ -82,7 +82,8 @@ def send_checkpointed(
                 stopped = True
                 break
             if interval:
-                next_at += interval
+                # The rate is a ceiling: time lost to a slow commit is not made up in a burst.
+                next_at = max(next_at + interval, time.monotonic())
                 time.sleep(max(0.0, next_at - time.monotonic()))
             batch.append(Send(frames_topic, encode_frame(frame), frame["camera_id"].encode()))
             last_key = key
