@@ -231,9 +231,9 @@ class TextReader:
         # A plate's line is short and its characters dense: stretched to at least MIN_LINE_WIDTH,
         # the reader has enough time steps to separate them (and a blank between doubled ones).
         width = max(MIN_LINE_WIDTH, min(640, round(48 * line.shape[1] / max(1, line.shape[0]))))
-        # Bilinear, as PP-OCR's own pipeline resizes its lines: a far plate's line, 12-40 px tall,
-        # is magnified 2-4 times here, and bicubic's overshoot at the strokes' edges misleads the
-        # reader (dev us 84.1 -> 86.9 % top-1; see BENCHMARKS.md).
+        # Bilinear, as PP-OCR's own pipeline resizes the lines it was trained on: a far plate's
+        # line, 12-40 px tall, is magnified 2-4 times here, and bicubic read look-alikes worse
+        # (dev us 84.1 -> 86.9 % top-1; BENCHMARKS.md, "The reader's resize").
         resized = cv2.resize(line, (width, 48), interpolation=cv2.INTER_LINEAR)
         return np.asarray(((resized.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None], np.float32)
 
