@@ -155,7 +155,16 @@ def make_admin(settings: Settings) -> KafkaAdminClient:
 
 class _ConnectFailures(logging.Handler):
     """Why connections to the brokers failed, as kafka-python logs it (the timeout it raises in the
-    end does not say): a refused password, a certificate that does not verify."""
+    end does not say): a refused password, a certificate that does not verify.
+
+    A password the broker refused while bootstrapping ends the bootstrap there: kafka-python 3.0
+    retries it (with the same password) until its bootstrap timeout, so a wrong password took the
+    whole connect timeout to report, and a slow retry on a loaded machine could end it in a plain
+    timeout that no longer said why. Raised from this handler, the refusal leaves kafka-python's
+    bootstrap loop at the line that logs it and fails the client's construction with it, as the
+    Java client fails at once on an authentication error."""
+
+    BOOTSTRAP_FAILED = "Bootstrap connection to"  # kafka-python's line for a failed bootstrap attempt
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -163,7 +172,11 @@ class _ConnectFailures(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         arguments = record.args if isinstance(record.args, tuple) else ()
-        self.refused += [a for a in arguments if isinstance(a, (SaslAuthenticationFailedError, ssl.SSLError))]
+        found = [a for a in arguments if isinstance(a, (SaslAuthenticationFailedError, ssl.SSLError))]
+        self.refused += found
+        password_refused = [a for a in found if isinstance(a, SaslAuthenticationFailedError)]
+        if password_refused and str(record.msg).startswith(self.BOOTSTRAP_FAILED):
+            raise password_refused[0]
 
 
 @contextmanager

@@ -107,7 +107,8 @@ def test_a_wrong_password_fails_fast_saying_so_and_not_printing_it(secured: Secu
     assert len(lines) == 1, lines
     assert "authentication" in lines[0].lower(), lines[0]
     assert wrong not in done.stdout + done.stderr
-    assert elapsed < 60, "a wrong password is not a broker to wait for"
+    # kafka-python alone retries a refused password until the connect timeout (40 s here) runs out
+    assert elapsed < 30, f"{elapsed:.1f} s: a wrong password is not a broker to wait for"
 
 
 def test_no_password_or_url_credential_reaches_a_log_line(secured: Secured, tmp_path: Path) -> None:
