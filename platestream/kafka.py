@@ -17,6 +17,7 @@ from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, Ka
 from kafka.admin import NewTopic
 from kafka.errors import (
     CommitFailedError,
+    KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
     ProducerFencedError,
@@ -155,14 +156,15 @@ def make_admin(settings: Settings) -> KafkaAdminClient:
 
 class _ConnectFailures(logging.Handler):
     """Why connections to the brokers failed, as kafka-python logs it (the timeout it raises in the
-    end does not say): a refused password, a certificate that does not verify.
+    end does not say): a refused password, a certificate that does not verify (kafka-python logs
+    that as a connection error whose context is the ssl module's error).
 
-    A password the broker refused while bootstrapping ends the bootstrap there: kafka-python 3.0
-    retries it (with the same password) until its bootstrap timeout, so a wrong password took the
-    whole connect timeout to report, and a slow retry on a loaded machine could end it in a plain
-    timeout that no longer said why. Raised from this handler, the refusal leaves kafka-python's
-    bootstrap loop at the line that logs it and fails the client's construction with it, as the
-    Java client fails at once on an authentication error."""
+    A refusal while bootstrapping ends the bootstrap there: kafka-python 3.0 retries a wrong
+    password or an unverifiable certificate until its bootstrap timeout, so either took the whole
+    connect timeout to report, and a slow retry on a loaded machine could end it in a plain timeout
+    that no longer said why. Raised from this handler, the failure leaves kafka-python's bootstrap
+    loop at the line that logs it and fails the client's construction with it, as the Java client
+    fails at once on an authentication or TLS verification error."""
 
     BOOTSTRAP_FAILED = "Bootstrap connection to"  # kafka-python's line for a failed bootstrap attempt
 
@@ -172,11 +174,28 @@ class _ConnectFailures(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         arguments = record.args if isinstance(record.args, tuple) else ()
-        found = [a for a in arguments if isinstance(a, (SaslAuthenticationFailedError, ssl.SSLError))]
-        self.refused += found
-        password_refused = [a for a in found if isinstance(a, SaslAuthenticationFailedError)]
-        if password_refused and str(record.msg).startswith(self.BOOTSTRAP_FAILED):
-            raise password_refused[0]
+        for argument in arguments:
+            if not isinstance(argument, BaseException):
+                continue
+            reason = _refusal(argument)
+            if reason is None:
+                continue
+            self.refused.append(reason)
+            final = isinstance(reason, (SaslAuthenticationFailedError, ssl.SSLCertVerificationError))
+            if final and str(record.msg).startswith(self.BOOTSTRAP_FAILED):
+                raise argument if isinstance(argument, KafkaError) else KafkaConnectionError(str(reason))
+
+
+def _refusal(error: BaseException) -> BaseException | None:
+    """The refused password or TLS error behind a logged connection failure, if any."""
+    seen: BaseException | None = error
+    for _ in range(4):  # the error, and what it was raised from or while handling
+        if seen is None:
+            return None
+        if isinstance(seen, (SaslAuthenticationFailedError, ssl.SSLError)):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 @contextmanager

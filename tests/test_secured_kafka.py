@@ -111,6 +111,22 @@ def test_a_wrong_password_fails_fast_saying_so_and_not_printing_it(secured: Secu
     assert elapsed < 30, f"{elapsed:.1f} s: a wrong password is not a broker to wait for"
 
 
+def test_a_broker_certificate_the_ca_does_not_vouch_for_fails_fast_saying_so(secured: Secured, tmp_path: Path) -> None:
+    _, other_ca = _certificates(tmp_path / "other")  # a CA that did not sign the broker's certificate
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "platestream", "topics", "create"],
+                          env=_env(Secured(secured.bootstrap, other_ca), SERVICE_PASSWORD),
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "TLS handshake failed (CERTIFICATE_VERIFY_FAILED)" in lines[0], lines[0]
+    assert "PLATESTREAM_KAFKA_SSL_CAFILE" in lines[0]
+    # kafka-python alone retries the handshake until the connect timeout (40 s here) runs out
+    assert elapsed < 30, f"{elapsed:.1f} s: a certificate that does not verify is not a broker to wait for"
+
+
 def test_no_password_or_url_credential_reaches_a_log_line(secured: Secured, tmp_path: Path) -> None:
     """A worker run at DEBUG with every secret set: none of them is in anything it printed."""
     secrets = {SERVICE_PASSWORD, "s3-key-s3cret", "registry-pw-s3cret"}
