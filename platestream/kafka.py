@@ -36,6 +36,30 @@ from platestream.settings import Settings
 log = get_logger(__name__)
 
 
+def _keep_bytes_read_with_a_disconnect() -> None:
+    """kafka-python 3.0 drops the bytes it read in the same pass as the broker's close: a client
+    slow to read (a loaded machine) finds the broker's last response and its close together and
+    loses the response. A broker refusing a password answers and closes at once, so the refusal
+    ("authentication failed") was lost and the client retried to its timeout. Here the bytes are
+    handed on first; the close is seen on the next read, as the socket stays readable at its end."""
+    from kafka.net.transport import KafkaSSLTransport, KafkaTCPTransport
+
+    for transport in (KafkaTCPTransport, KafkaSSLTransport):
+        receive = transport.__dict__.get("_sock_recv")
+        if receive is None or getattr(receive, "keeps_bytes", False):
+            continue
+
+        def keeping(self: Any, receive: Any = receive) -> tuple[bytes, Exception | None]:
+            data, error = receive(self)
+            return (data, None) if data and error is not None else (data, error)
+
+        keeping.keeps_bytes = True  # type: ignore[attr-defined]
+        transport._sock_recv = keeping
+
+
+_keep_bytes_read_with_a_disconnect()
+
+
 def bootstrap_servers(settings: Settings) -> str:
     """The configured cluster, else the local broker started from the state folder."""
     if settings.kafka_bootstrap:

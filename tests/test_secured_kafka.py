@@ -5,6 +5,7 @@ or credential in a URL reaches a log line."""
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -15,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from platestream.broker import LocalBroker, Security
-from platestream.kafka import create_topics, read_topic
+from platestream.errors import BrokerError
+from platestream.kafka import create_topics, make_admin, read_topic
 from platestream.settings import Settings
 from platestream.workers.engine import Engine
 from tests.worker_tools import frame_record, plate_jpeg, running_worker, send_frames, worker_settings
@@ -109,6 +111,29 @@ def test_a_wrong_password_fails_fast_saying_so_and_not_printing_it(secured: Secu
     assert wrong not in done.stdout + done.stderr
     # kafka-python alone retries a refused password until the connect timeout (40 s here) runs out
     assert elapsed < 30, f"{elapsed:.1f} s: a wrong password is not a broker to wait for"
+
+
+def test_a_wrong_password_is_reported_by_a_client_too_slow_to_read_before_the_broker_closes(
+    secured: Secured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker refusing a password answers and closes at once; a client on a loaded machine reads
+    the answer and the close together (the CI failure this test stands for). Each read waits here
+    first, so both are always there."""
+    recv = ssl.SSLSocket.recv
+
+    def late_recv(sock: ssl.SSLSocket, size: int = 1024, flags: int = 0) -> bytes:
+        time.sleep(0.3)
+        return recv(sock, size, flags)
+
+    monkeypatch.setattr(ssl.SSLSocket, "recv", late_recv)
+    settings = Settings.model_validate({
+        "kafka_bootstrap": secured.bootstrap, "kafka_security_protocol": "SASL_SSL",
+        "kafka_sasl_mechanism": "SCRAM-SHA-512", "kafka_sasl_username": SERVICE_USER,
+        "kafka_sasl_password": "not-the-password-42", "kafka_ssl_cafile": secured.ca_file,
+        "kafka_connect_timeout_ms": 20000,
+    })  # fmt: skip
+    with pytest.raises(BrokerError, match="authentication failed for user 'pipeline'"):
+        make_admin(settings)
 
 
 def test_a_broker_certificate_the_ca_does_not_vouch_for_fails_fast_saying_so(secured: Secured, tmp_path: Path) -> None:
