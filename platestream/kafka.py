@@ -185,8 +185,7 @@ class _ConnectFailures(logging.Handler):
 
     A refusal while bootstrapping ends the bootstrap there: kafka-python 3.0 retries a wrong
     password or an unverifiable certificate until its bootstrap timeout, so either took the whole
-    connect timeout to report, and a slow retry on a loaded machine could end it in a plain timeout
-    that no longer said why. Raised from this handler, the failure leaves kafka-python's bootstrap
+    connect timeout to report. Raised from this handler, the failure leaves kafka-python's bootstrap
     loop at the line that logs it and fails the client's construction with it, as the Java client
     fails at once on an authentication or TLS verification error."""
 
