@@ -336,3 +336,53 @@ def test_bench_accuracy_reports_each_miss_with_its_crop_truth_and_candidates(tmp
     crop = cv2.imread(str(crops[0]))
     assert crop is not None
     assert crop.shape[1] < 1280  # the plate's surroundings, not the whole frame
+
+
+def test_a_step_pp_ocr_reads_as_a_separator_holds_no_plate_character(engine: Engine) -> None:
+    """PP-OCR reads the gap, emblem or state mark between a plate's groups as a hyphen or a space
+    (Texas' silhouette in SH0R7X): narrowed to the plate's characters, such a step is a blank, not
+    the character the separator's leftovers favour (the L of SH0LR7X)."""
+    from platestream.workers.engine.default import ctc_alternatives
+
+    assert isinstance(engine, DefaultEngine)
+    assert engine.reader is not None
+    meta = engine.reader.reader.get_modelmeta().custom_metadata_map
+    characters = ["<blank>", *meta["character"].splitlines(), " "]
+    steps = np.zeros((5, len(characters)), np.float32)
+    read = [{"S": 0.95, "<blank>": 0.05}, {"<blank>": 1.0}, {"-": 0.9, "L": 0.06, "<blank>": 0.04}, {"<blank>": 1.0},
+            {"R": 0.95, "<blank>": 0.05}]  # fmt: skip
+    for step, shares in enumerate(read):
+        for char, share in shares.items():
+            steps[step, characters.index(char)] = share
+    narrowed = engine.reader.plate_characters(steps)
+    np.testing.assert_allclose(narrowed[2, 0], 0.94, atol=1e-6)
+    assert [alternatives[0][0] for alternatives in ctc_alternatives(narrowed)] == ["S", "R"]
+
+
+def test_the_text_detector_runs_without_its_denormal_weights(tmp_path: Path) -> None:
+    """PP-OCR's text detector ships weights too small for a normal float, which Intel CPUs multiply
+    on a slow path (the detector 4 times slower): the engine loads it with them set to zero, and
+    the outputs are the same."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    from platestream.workers.engine.models import OCR_DETECTOR, flush_denormals, flushed_model, ocr_model
+
+    weights = np.array([1e-39, 0.5, 0.0, -2e-40, 3.0], np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "w"], ["y"])], "tiny",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [5])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [5])],
+        [numpy_helper.from_array(weights, "w")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "tiny.onnx"
+    onnx.save(model, str(path))
+    session = ort.InferenceSession(flushed_model(path), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"x": np.ones(5, np.float32)})
+    np.testing.assert_array_equal(out, [0.0, 0.5, 0.0, 0.0, 3.0])
+
+    shipped = onnx.load(str(ocr_model(OCR_DETECTOR)))
+    assert flush_denormals(shipped) > 100_000  # the rapidocr wheel's detector has them
+    assert flush_denormals(onnx.load_from_string(flushed_model(ocr_model(OCR_DETECTOR)))) == 0

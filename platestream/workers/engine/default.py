@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import time
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,12 +178,14 @@ class TextReader:
         """`head`: the plate head's file and SHA-256, joined to PP-OCR's reader (None: PP-OCR alone)."""
         from rapidocr.ch_ppocr_det.utils import DBPostProcess
 
-        self.detector = models.onnx_session(str(models.ocr_model(models.OCR_DETECTOR)), threads, providers)
+        self.detector = models.onnx_session(models.flushed_model(models.ocr_model(models.OCR_DETECTOR)), threads,
+                                            providers)  # fmt: skip
         reader_file = models.ocr_model(models.OCR_READER)
         self.head: JoinedReader | None = join(reader_file, *head) if head else None
         if self.head is not None and self.head.alphabet != ALPHABET:
             raise HeadModelError(f"the plate head reads {self.head.alphabet!r}, the engine expects {ALPHABET!r}")
-        self.reader = models.onnx_session(self.head.model if self.head else str(reader_file), threads, providers)
+        model = self.head.model if self.head else models.flushed_model(reader_file)
+        self.reader = models.onnx_session(model, threads, providers)
         self.postprocess = DBPostProcess(
             thresh=0.3, box_thresh=0.5, max_candidates=50, unclip_ratio=1.6, use_dilation=True, score_mode="fast"
         )
@@ -193,6 +196,7 @@ class TextReader:
         self.upper = np.array([index[c] for c in ALPHABET])
         self.lower = np.array([index.get(c.lower(), 0) for c in ALPHABET])
         self.has_lower = np.array([c.isalpha() for c in ALPHABET])
+        self.separators = separator_columns(characters)
 
     def main_line(self, crop: Image) -> NDArray[np.float32] | None:
         """Corners (4x2, clockwise from top-left) around the tallest characters, or None."""
@@ -238,9 +242,14 @@ class TextReader:
         return np.asarray(((resized.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None], np.float32)
 
     def plate_characters(self, steps: FloatArray) -> FloatArray:
-        """PP-OCR's probabilities per step narrowed to blank + ALPHABET (lower case as upper)."""
+        """PP-OCR's probabilities per step narrowed to blank + ALPHABET (lower case as upper). A
+        step PP-OCR reads as a separator (a space, a hyphen, a dot: how it reads the gap, emblem
+        or state mark between a plate's groups) holds no plate character: its share is the
+        blank's, not left out, so that the character it would otherwise become after the
+        narrowing (Texas' silhouette as an L in SH0LR7X) does not appear."""
         letters = steps[:, self.upper] + steps[:, self.lower] * self.has_lower
-        return np.asarray(np.concatenate([steps[:, :1], letters], axis=1), np.float32)
+        blank = steps[:, :1] + steps[:, self.separators].sum(1, keepdims=True)
+        return np.asarray(np.concatenate([blank, letters], axis=1), np.float32)
 
     def read(self, line: Image) -> list[Alternatives]:
         """For each character position, its likeliest characters with probabilities."""
@@ -249,6 +258,13 @@ class TextReader:
         if self.head is not None:
             probabilities = mix_distributions(outputs[1][0], probabilities, self.head.mix, self.head.mixing)
         return ctc_alternatives(np.asarray(probabilities, dtype=np.float32))
+
+
+def separator_columns(characters: Sequence[str]) -> NDArray[np.intp]:
+    """The columns of a reader's dictionary that are separators, not characters: punctuation,
+    symbols and spaces (Unicode categories P, S and Z)."""
+    return np.array([i for i, char in enumerate(characters)
+                     if len(char) == 1 and unicodedata.category(char)[0] in "PSZ"], dtype=np.intp)  # fmt: skip
 
 
 def main_row(boxes: Sequence[NDArray[np.float32]], crop_height: int) -> list[NDArray[np.float32]]:

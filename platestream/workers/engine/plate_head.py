@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from platestream.errors import MissingExtraError, PlatestreamError
-from platestream.workers.engine.models import pinned_file
+from platestream.workers.engine.models import flush_denormals, pinned_file
 
 HEAD_FILE = Path(__file__).parent / "data" / "plate-head.onnx"
 HEAD_SHA256 = "44587b24a2a9f6da4d5cac6ee7d58d5dafeeae6662c4377c6b02d01c3b2b1632"
@@ -130,6 +130,7 @@ def join(reader: Path, head: Path, sha256: str) -> JoinedReader:
         raise HeadModelError(f"the plate head {head} mixes {mixing!r}, which this engine does not know "
                              f"({', '.join(MIXINGS)}): upgrade platestream or retrain the head")  # fmt: skip
     model = onnx.load(str(reader))
+    flush_denormals(model)
     features = meta.get("reads") or features_tensor(model.graph)
     if "reads" in meta and not any(features in node.output for node in model.graph.node):
         raise HeadModelError(f"the plate head reads PP-OCR's tensor {features!r}, which {reader.name} does not have: "
