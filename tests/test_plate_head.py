@@ -85,6 +85,34 @@ def test_the_shipped_head_is_mixed_with_ppocr_as_a_product_of_experts(engine: De
     assert default.reader.head is not None
 
 
+def test_pp_ocrs_last_layer_narrowed_to_the_plates_classes_reads_as_the_whole_layer(
+    engine: DefaultEngine, assets: Assets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine computes PP-OCR's last layer for the blank, the separators and the plate's
+    characters alone (a tenth of its 18,710 classes): the head's mix renormalises PP-OCR over the
+    plate's classes, so each line reads as with the whole layer."""
+    import functools
+
+    from platestream.training.render import render_sample
+    from platestream.workers.engine import default
+
+    assert engine.reader is not None
+    assert engine.reader.head is not None
+    assert 100 < len(engine.reader.head.characters) < 3000
+    monkeypatch.setattr(default, "join", functools.partial(join, narrow=False))
+    whole = default.TextReader(threads=1, providers=["CPUExecutionProvider"], head=(HEAD_FILE, HEAD_SHA256))
+    assert whole.head is not None
+    assert len(whole.head.characters) == 18_710
+    rng = np.random.default_rng(5)
+    for region in REGIONS:
+        sample = render_sample(region, assets, rng)
+        _, line = engine.reader.registration_line(sample.image)
+        narrowed, full = engine.reader.read(line), whole.read(line)
+        assert [[char for char, _ in position] for position in narrowed] == [[c for c, _ in p] for p in full]
+        np.testing.assert_allclose([[p for _, p in position] for position in narrowed],
+                                   [[p for _, p in position] for position in full], atol=1e-4)  # fmt: skip
+
+
 def test_geometric_mixing_keeps_what_both_readers_find_likely_and_drops_what_either_rules_out() -> None:
     from platestream.workers.engine.plate_head import mix_distributions
 
@@ -150,7 +178,7 @@ def test_a_head_with_a_tuned_neck_computes_in_the_engine_what_training_computes(
     model = to_onnx(params, mix=0.25, neck=with_weights(neck, tuned))
     path = tmp_path / "plate-head.onnx"
     path.write_bytes(model)
-    joined = join(ocr_model(OCR_READER), path, hashlib.sha256(model).hexdigest())
+    joined = join(ocr_model(OCR_READER), path, hashlib.sha256(model).hexdigest(), narrow=False)
     session = onnx_session(joined.model, 1, ["CPUExecutionProvider"])
     line = rng.uniform(-1, 1, size=(1, 3, 48, 176)).astype(np.float32)
     outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"x": line}), strict=True))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 import time
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ from platestream.workers.engine.plate_head import (
     JoinedReader,
     join,
     mix_distributions,
+    separator_columns,
 )
 from platestream.workers.engine.reader import MODEL_FILE, MODEL_SHA256, PAD_X, PAD_Y, PlateReader, rectangle_crop
 from platestream.workers.engine.templates import regions_for
@@ -190,13 +190,16 @@ class TextReader:
             thresh=0.3, box_thresh=0.5, max_candidates=50, unclip_ratio=1.6, use_dilation=True, score_mode="fast"
         )
         self.line_width = line_width
-        meta = self.reader.get_modelmeta().custom_metadata_map
-        characters = ["<blank>", *meta["character"].splitlines(), " "]
+        if self.head is not None:
+            characters = list(self.head.characters)
+        else:
+            meta = self.reader.get_modelmeta().custom_metadata_map
+            characters = ["<blank>", *meta["character"].splitlines(), " "]
         index = {char: i for i, char in enumerate(characters)}
         self.upper = np.array([index[c] for c in ALPHABET])
         self.lower = np.array([index.get(c.lower(), 0) for c in ALPHABET])
         self.has_lower = np.array([c.isalpha() for c in ALPHABET])
-        self.separators = separator_columns(characters)
+        self.separators = np.array(separator_columns(characters), dtype=np.intp)
 
     def main_line(self, crop: Image) -> NDArray[np.float32] | None:
         """Corners (4x2, clockwise from top-left) around the tallest characters, or None."""
@@ -258,13 +261,6 @@ class TextReader:
         if self.head is not None:
             probabilities = mix_distributions(outputs[1][0], probabilities, self.head.mix, self.head.mixing)
         return ctc_alternatives(np.asarray(probabilities, dtype=np.float32))
-
-
-def separator_columns(characters: Sequence[str]) -> NDArray[np.intp]:
-    """The columns of a reader's dictionary that are separators, not characters: punctuation,
-    symbols and spaces (Unicode categories P, S and Z)."""
-    return np.array([i for i, char in enumerate(characters)
-                     if len(char) == 1 and unicodedata.category(char)[0] in "PSZ"], dtype=np.intp)  # fmt: skip
 
 
 def main_row(boxes: Sequence[NDArray[np.float32]], crop_height: int) -> list[NDArray[np.float32]]:
