@@ -126,11 +126,12 @@ def flush_denormals(model: Any) -> int:
     for tensor in model.graph.initializer:
         if tensor.data_type != 1:  # onnx.TensorProto.FLOAT
             continue
-        weights = numpy_helper.to_array(tensor)
+        weights = np.frombuffer(tensor.raw_data, "<f4") if tensor.raw_data else numpy_helper.to_array(tensor)
         denormal = (weights != 0) & (np.abs(weights) < tiny)
         count = int(denormal.sum())
         if count:
-            tensor.CopyFrom(numpy_helper.from_array(np.where(denormal, np.float32(0), weights), tensor.name))
+            flat = np.where(denormal, np.float32(0), weights).reshape(tuple(tensor.dims))
+            tensor.CopyFrom(numpy_helper.from_array(flat, tensor.name))
             flushed += count
     return flushed
 
