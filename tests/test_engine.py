@@ -385,4 +385,10 @@ def test_the_text_detector_runs_without_its_denormal_weights(tmp_path: Path) -> 
 
     shipped = onnx.load(str(ocr_model(OCR_DETECTOR)))
     assert flush_denormals(shipped) > 100_000  # the rapidocr wheel's detector has them
-    assert flush_denormals(onnx.load_from_string(flushed_model(ocr_model(OCR_DETECTOR)))) == 0
+    flushed = flushed_model(ocr_model(OCR_DETECTOR))
+    assert flush_denormals(onnx.load_from_string(flushed)) == 0
+    crop = cv2.resize(render_plate("7XYZ123", style="us"), (224, 128)).astype(np.float32).transpose(2, 0, 1)[None]
+    tensor = (crop / 255.0 - 0.5) / 0.5
+    original = ort.InferenceSession(str(ocr_model(OCR_DETECTOR)), providers=["CPUExecutionProvider"])
+    loaded = ort.InferenceSession(flushed, providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(loaded.run(None, {"x": tensor})[0], original.run(None, {"x": tensor})[0], atol=1e-6)

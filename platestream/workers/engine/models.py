@@ -115,7 +115,7 @@ def flush_denormals(model: Any) -> int:
 
     PP-OCRv6's text detector has 256,000 of them (two 768 -> 384 convolutions at its deepest
     stage): a product with a denormal takes the slow path on Intel CPUs, and those two layers
-    took 17 of the detector's 24 ms per plate on one core (6 ms without them). A weight under
+    took 17 of the detector's 24 ms per plate on one Xeon core (6 ms without them). A weight under
     1.2e-38 adds nothing a float32 can hold to any output: the outputs are the same to the bit.
     """
     import numpy as np
