@@ -343,11 +343,12 @@ def test_a_step_pp_ocr_reads_as_a_separator_holds_no_plate_character(engine: Eng
     (Texas' silhouette in SH0R7X): narrowed to the plate's characters, such a step is a blank, not
     the character the separator's leftovers favour (the L of SH0LR7X)."""
     from platestream.workers.engine.default import ctc_alternatives
+    from platestream.workers.engine.plate_head import dictionary
 
     assert isinstance(engine, DefaultEngine)
     assert engine.reader is not None
     meta = engine.reader.reader.get_modelmeta().custom_metadata_map
-    characters = ["<blank>", *meta["character"].splitlines(), " "]
+    characters = dictionary(meta["character"])
     steps = np.zeros((5, len(characters)), np.float32)
     read = [{"S": 0.95, "<blank>": 0.05}, {"<blank>": 1.0}, {"-": 0.9, "L": 0.06, "<blank>": 0.04}, {"<blank>": 1.0},
             {"R": 0.95, "<blank>": 0.05}]  # fmt: skip

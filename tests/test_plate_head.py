@@ -114,6 +114,21 @@ def test_pp_ocrs_last_layer_narrowed_to_the_plates_classes_reads_as_the_whole_la
                                    [[p for _, p in position] for position in full], atol=1e-4)  # fmt: skip
 
 
+def test_a_reader_without_the_dictionary_the_head_reads_is_refused(tmp_path: Path) -> None:
+    """The engine narrows PP-OCR's output to the plate's characters by their names in the reader's
+    metadata: a reader that lists none (another export, another version) is refused, saying so."""
+    import onnx
+
+    model = onnx.load(str(ocr_model(OCR_READER)))
+    kept = [entry for entry in model.metadata_props if entry.key != "character"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    reader = tmp_path / "reader.onnx"
+    onnx.save(model, str(reader))
+    with pytest.raises(HeadModelError, match="lists no dictionary with the plate head's characters"):
+        join(reader, HEAD_FILE, HEAD_SHA256)
+
+
 def test_geometric_mixing_keeps_what_both_readers_find_likely_and_drops_what_either_rules_out() -> None:
     from platestream.workers.engine.plate_head import mix_distributions
 

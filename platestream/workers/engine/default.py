@@ -44,6 +44,7 @@ from platestream.workers.engine.plate_head import (
     HEAD_SHA256,
     HeadModelError,
     JoinedReader,
+    dictionary,
     join,
     mix_distributions,
     separator_columns,
@@ -194,7 +195,7 @@ class TextReader:
             characters = list(self.head.characters)
         else:
             meta = self.reader.get_modelmeta().custom_metadata_map
-            characters = ["<blank>", *meta["character"].splitlines(), " "]
+            characters = dictionary(meta["character"])
         index = {char: i for i, char in enumerate(characters)}
         self.upper = np.array([index[c] for c in ALPHABET])
         self.lower = np.array([index.get(c.lower(), 0) for c in ALPHABET])

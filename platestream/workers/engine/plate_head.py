@@ -147,7 +147,7 @@ def join(reader: Path, head: Path, sha256: str, *, narrow: bool = True) -> Joine
                              f"{_features_per_step(model.graph)}: pin rapidocr to 3.x or retrain the head "
                              "(platestream train head)")  # fmt: skip
 
-    characters = dictionary(model)
+    characters = dictionary({entry.key: entry.value for entry in model.metadata_props}.get("character", ""))
     if not set(meta["alphabet"]) <= set(characters):
         raise HeadModelError(f"{reader.name} lists no dictionary with the plate head's characters in its metadata: "
                              "pin rapidocr to 3.x")  # fmt: skip
@@ -162,11 +162,10 @@ def join(reader: Path, head: Path, sha256: str, *, narrow: bool = True) -> Joine
                         float(meta["mix"]), mixing, tuple(characters))  # fmt: skip
 
 
-def dictionary(model: Any) -> list[str]:
-    """PP-OCR's output classes (`onnx.ModelProto` of its reader): the CTC blank, the characters
-    its metadata lists, a space."""
-    meta = {entry.key: entry.value for entry in model.metadata_props}
-    return ["<blank>", *meta.get("character", "").splitlines(), " "]
+def dictionary(character: str) -> list[str]:
+    """PP-OCR's output classes from its reader's `character` metadata (one per line): the CTC
+    blank, those characters, a space."""
+    return ["<blank>", *character.splitlines(), " "]
 
 
 def separator_columns(characters: Sequence[str]) -> list[int]:
