@@ -742,11 +742,13 @@ def bench() -> None:
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per folder.")
 @click.option("--show-misreads", is_flag=True, help="List the first misreads per folder.")
+@click.option("--confusions", "show_confusions", is_flag=True,
+              help="Print each folder's character confusions over its misread plates (8>B: 8 read as B).")  # fmt: skip
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write a page of every miss (crop, truth, read, candidates): this folder's index.html.")  # fmt: skip
 @settings_options(EngineSettings, kafka=False)
 def bench_accuracy(settings: EngineSettings, folder: Path, as_json: bool, show_misreads: bool,
-                   report_dir: Path | None) -> None:  # fmt: skip
+                   show_confusions: bool, report_dir: Path | None) -> None:  # fmt: skip
     """Score FOLDER in the OpenALPR benchmark format; each subfolder separately. A progress bar
     shows on a terminal."""
     from tqdm import tqdm
@@ -782,6 +784,9 @@ def bench_accuracy(settings: EngineSettings, folder: Path, as_json: bool, show_m
         if show_misreads:
             for truth, read in score.misreads:
                 click.echo(f"        {truth:<10} read {read}")
+        if show_confusions:
+            shown = ", ".join(f"{pair} {count}" for pair, count in score.confusions) or "none"
+            click.echo(f"        confusions (truth>read): {shown}")
     if report is not None:
         page = report.write(f"platestream bench accuracy {folder} ({settings.engine}, reader {settings.reader})")
         click.echo(f"misses: {page}", err=True)

@@ -323,9 +323,10 @@ def test_bench_accuracy_reports_each_miss_with_its_crop_truth_and_candidates(tmp
         x, y, width, height = (round(v) for v in plate_box(read.plates[0]))
         (bench / f"{name}.txt").write_text(f"{name}.png\t{x}\t{y}\t{width}\t{height}\t{label}\n")
     report = tmp_path / "report"
-    result = CliRunner().invoke(main, ["bench", "accuracy", str(tmp_path), "--report", str(report)])
+    result = CliRunner().invoke(main, ["bench", "accuracy", str(tmp_path), "--report", str(report), "--confusions"])
     assert result.exit_code == 0, result.output
     assert "eu      2      100.0%   50.0%" in result.output
+    assert "confusions (truth>read): A>T 1" in result.output  # the label's last A, rendered as a T
     page = (report / "index.html").read_text()
     assert "1 plate not read right" in page
     assert "XY98ZZA" in page  # the truth

@@ -8,10 +8,12 @@ upper-cased with everything but A-Z and 0-9 removed.
 
 from __future__ import annotations
 
+import difflib
 import re
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,6 +43,8 @@ class FolderScore:
     median_ms: float
     p95_ms: float
     misreads: tuple[tuple[str, str], ...]  # (truth, what was read) for the first few misses
+    # every misread plate's character confusions (`confusions`), commonest first: ("8>B", 2)
+    confusions: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,25 @@ def benchmark_folders(root: Path) -> Iterator[Path]:
             yield sub
 
 
+def confusions(pairs: Iterable[tuple[str, str]]) -> Counter[str]:
+    """The character confusions of misread plates, each a (truth, read) pair of normalised texts,
+    aligned by their longest common runs: "8>B" an 8 read as B, "8>" an 8 left out, ">8" an 8
+    read where the plate has none. A run replaced by one of another length pairs its characters
+    from the left, the rest left out or added."""
+    counts: Counter[str] = Counter()
+    for truth, read in pairs:
+        matcher = difflib.SequenceMatcher(None, truth, read, autojunk=False)
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+            if tag == "equal":
+                continue
+            was, became = truth[i1:i2], read[j1:j2]
+            shared = min(len(was), len(became))
+            counts.update(f"{a}>{b}" for a, b in zip(was[:shared], became[:shared], strict=True))
+            counts.update(f"{a}>" for a in was[shared:])
+            counts.update(f">{b}" for b in became[shared:])
+    return counts
+
+
 def score_folder(
     engine: Engine,
     folder: Path,
@@ -108,6 +131,7 @@ def score_folder(
     detected = top1 = topn = 0
     times: list[float] = []
     misreads: list[tuple[str, str]] = []
+    misread_pairs: list[tuple[str, str]] = []  # every plate found but misread: (truth, read)
     for index, item in enumerate(items):
         image = decode_image(item.image.read_bytes(), name=str(item.image))
         started = time.perf_counter()
@@ -120,6 +144,8 @@ def score_folder(
             top1 += normalize(read.plate) == item.plate
             topn += any(normalize(c.plate) == item.plate for c in read.candidates)
         if read is None or normalize(read.plate) != item.plate:
+            if read is not None:
+                misread_pairs.append((item.plate, normalize(read.plate)))
             if len(misreads) < 20:
                 shown = read.plate if read else "(not found: " + ",".join(r.plate for r in result.plates) + ")"
                 misreads.append((item.plate, shown))
@@ -139,6 +165,7 @@ def score_folder(
         median_ms=statistics.median(times) if times else 0.0,
         p95_ms=float(np.percentile(times, 95)) if times else 0.0,
         misreads=tuple(misreads),
+        confusions=tuple(sorted(confusions(misread_pairs).items(), key=lambda item: (-item[1], item[0]))),
     )
 
 
