@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from platestream.workers.engine.candidates import choose, readings
-from platestream.workers.engine.default import ALPHABET, ctc_alternatives, main_row
+from platestream.workers.engine.default import ALPHABET, ctc_alternatives, main_row, stacked_row, text_rows
 from platestream.workers.engine.templates import region_fits, regions_for
 
 
@@ -196,3 +196,23 @@ def test_characters_split_at_a_gap_are_one_row() -> None:
     left, right, strip = _box(10, 20, 50, 50), _box(58, 21, 100, 51), _box(2, 10, 8, 50)
     assert len(main_row([left, right], crop_height=70)) == 2
     assert len(main_row([strip, left, right], crop_height=70)) == 3  # side by side, however narrow
+
+
+def test_a_line_as_tall_directly_below_the_registration_is_a_two_line_plates_other_line() -> None:
+    top, bottom = _box(40, 20, 120, 60), _box(30, 68, 130, 110)  # a square plate's GF over 938BC
+    rows = text_rows([bottom, top])
+    assert [row.boxes[0].tolist() for row in rows] == [top.tolist(), bottom.tolist()]  # top first
+    assert stacked_row(rows, 0) == 1
+    assert stacked_row(rows, 1) == 0
+
+
+def test_a_shorter_line_far_away_or_to_one_side_is_no_second_line() -> None:
+    registration = _box(10, 40, 110, 80)
+    state_name = _box(30, 22, 90, 38)  # 16 px against the registration's 40: below 0.6, no row at all
+    assert stacked_row(text_rows([state_name, registration]), 0) is None
+    slogan = _box(20, 84, 100, 108)  # 24 px: a row, but under STACKED_HEIGHT of the registration
+    assert stacked_row(text_rows([registration, slogan]), 0) is None
+    far = _box(10, 150, 110, 190)  # as tall, three line heights below
+    assert stacked_row(text_rows([registration, far]), 0) is None
+    aside = _box(150, 84, 250, 124)  # as tall and just below, but not under it
+    assert stacked_row(text_rows([registration, aside]), 0) is None

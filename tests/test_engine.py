@@ -17,7 +17,7 @@ from platestream.workers.benchmark import IOU_THRESHOLD, iou, plate_box
 from platestream.workers.engine import Engine, Options
 from platestream.workers.engine.default import SECOND_LOOK_SIZE, SURE_DETECTION, DefaultEngine, Detection
 from platestream.workers.results import alpr_results
-from platestream.workers.synthetic import render_plate, street_scene
+from platestream.workers.synthetic import render_plate, render_two_line_plate, street_scene
 
 CASES = [
     ("AB12CDE", {}),
@@ -37,6 +37,27 @@ def test_rendered_plates_are_found_and_read(engine: Engine, text: str, distortio
     assert plate.candidates[0].plate == text
     xs = [p.x for p in plate.coordinates]
     assert 400 < min(xs) < max(xs) < 900  # on the car, around the image's middle third
+
+
+@pytest.mark.parametrize(
+    ("top", "bottom", "style", "country", "tilt"),
+    [("GF", "938BC", "eu", "eu", 0.0), ("KP", "1821", "eu", "eu", 6.0), ("ABC", "1234", "br", "br", -5.0)],
+)
+def test_a_two_line_plate_is_read_top_line_first_and_boxed_whole(
+    engine: Engine, top: str, bottom: str, style: str, country: str, tilt: float
+) -> None:
+    plate = render_two_line_plate(top, bottom, style=style)
+    image = street_scene("", seed=1, plate=plate, plate_width=120, tilt_degrees=tilt)
+    (result,) = engine.recognize([image], Options(country=country))
+    assert [read.plate for read in result.plates] == [top + bottom]
+    ys = [point.y for point in result.plates[0].coordinates]
+    assert max(ys) - min(ys) > 0.6 * 120 * plate.shape[0] / plate.shape[1]  # both lines, not one
+
+
+def test_a_line_as_tall_as_the_registration_does_not_join_a_registration_that_fits_a_form(engine: Engine) -> None:
+    image = street_scene("", seed=2, plate=render_two_line_plate("TEXAS", "CYZ5139", style="us"), plate_width=140)
+    (result,) = engine.recognize([image], Options(country="us"))
+    assert [read.plate for read in result.plates] == ["CYZ5139"]
 
 
 def test_an_image_without_a_plate_gives_no_results(engine: Engine) -> None:

@@ -28,6 +28,26 @@ def render_plate(text: str, *, width: int = 520, height: int = 110, style: str =
     return plate
 
 
+def render_two_line_plate(top: str, bottom: str, *, width: int = 280, height: int = 200, style: str = "eu") -> Image:
+    """A flat square plate of two lines (`top` over `bottom`), drawn as `render_plate` draws one:
+    a European square plate, a Brazilian motorcycle's."""
+    plate = np.full((height, width, 3), 245, dtype=np.uint8)
+    left = int(width * 0.14) if style == "eu" else 0
+    if left:
+        plate[:, :left] = (153, 51, 0)  # BGR blue strip
+    cv2.rectangle(plate, (1, 1), (width - 2, height - 2), (20, 20, 20), 3)
+    font = cv2.FONT_HERSHEY_DUPLEX
+    thickness = max(2, height // 28)
+    for text, middle in ((top, 0.28), (bottom, 0.72)):
+        (text_w, text_h), _ = cv2.getTextSize(text, font, 1.0, thickness)
+        scale = min((width - left - 30) / text_w, (height * 0.34) / text_h)
+        (text_w, text_h), _ = cv2.getTextSize(text, font, scale, thickness)
+        x = left + (width - left - text_w) // 2
+        cv2.putText(plate, text, (x, int(height * middle) + text_h // 2), font, scale, (25, 25, 25), thickness,
+                    cv2.LINE_AA)  # fmt: skip
+    return plate
+
+
 def street_scene(
     text: str,
     width: int = 1280,

@@ -66,6 +66,11 @@ MIN_LINE_WIDTH = 160  # pixels at the reader's height of 48: 20 time steps
 EMPTY_SLOT = 0.02  # a reader's slot whose characters share less probability than this holds none
 READERS = ("ppocr-head", "ppocr", "platestream")
 PLATE_LIKE = re.compile(r"(?=.*[0-9])[A-Z0-9]{5,8}\Z")
+# A two-line plate's lines: the shorter line's characters at least this share of the taller's
+# height (a state's name, slogan or frame text is half the registration's or less), their
+# middles at most this many line heights apart.
+STACKED_HEIGHT = 0.7
+STACKED_DISTANCE = 1.6
 FloatArray = NDArray[np.float32]
 
 
@@ -202,21 +207,15 @@ class TextReader:
         self.has_lower = np.array([c.isalpha() for c in ALPHABET])
         self.separators = np.array(separator_columns(characters), dtype=np.intp)
 
-    def main_line(self, crop: Image) -> NDArray[np.float32] | None:
-        """Corners (4x2, clockwise from top-left) around the tallest characters, or None."""
+    def text_boxes(self, crop: Image) -> list[NDArray[np.float32]]:
+        """The text-line detector's boxes in a plate crop (4x2 corners each, in the crop's pixels)."""
         scale = self.line_width / crop.shape[1]
         height = max(32, round(crop.shape[0] * scale / 32) * 32)
         resized = cv2.resize(crop, (self.line_width, height), interpolation=cv2.INTER_LINEAR)
         tensor = ((resized.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
         (probability,) = self.detector.run(None, {"x": tensor})
         boxes, _ = self.postprocess(probability, crop.shape[:2])
-        if len(boxes) == 0:
-            return None
-        main = main_row([np.asarray(box, dtype=np.float32) for box in boxes], crop.shape[0])
-        if len(main) == 1:
-            return main[0]
-        rect = cv2.minAreaRect(np.concatenate(main))
-        return _order_corners(cv2.boxPoints(rect).astype(np.float32))
+        return [np.asarray(box, dtype=np.float32) for box in boxes]
 
     def read_registration(self, crop: Image) -> tuple[NDArray[np.float32], list[Alternatives]]:
         """The corners of a plate crop's registration (the whole crop where no line was found) and
@@ -225,13 +224,28 @@ class TextReader:
         corners, line = self.registration_line(crop)
         return corners, self.read(line)
 
+    def registration_rows(self, crop: Image) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
+        """The registration's corners in a plate crop (the whole crop where no line was found) and,
+        where a second line of characters as tall lies directly above or below it (`stacked_row`:
+        the other line of a two-line plate, or a state's name as tall), that line's corners."""
+        boxes = self.text_boxes(crop)
+        if not boxes:
+            height, width = crop.shape[:2]
+            return np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32), None
+        rows = text_rows(boxes)
+        main = _nearest_middle(rows, crop.shape[0])
+        other = stacked_row(rows, main)
+        return _row_corners(rows[main].boxes), None if other is None else _row_corners(rows[other].boxes)
+
+    def read_line(self, crop: Image, corners: NDArray[np.float32]) -> list[Alternatives]:
+        """The alternatives of the line at `corners` in a plate crop, rectified and widened a little:
+        a reader tends to lose a first or last character at the edge."""
+        return self.read(_rectify(crop, _widen(corners, 0.06)))
+
     def registration_line(self, crop: Image) -> tuple[NDArray[np.float32], Image]:
         """The registration's corners in a plate crop (the whole crop where no line was found) and
         its line, rectified and widened a little."""
-        corners = self.main_line(crop)
-        if corners is None:
-            height, width = crop.shape[:2]
-            corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+        corners, _ = self.registration_rows(crop)
         return corners, _rectify(crop, _widen(corners, 0.06))
 
     def tensor(self, line: Image) -> FloatArray:
@@ -264,26 +278,88 @@ class TextReader:
         return ctc_alternatives(np.asarray(probabilities, dtype=np.float32))
 
 
-def main_row(boxes: Sequence[NDArray[np.float32]], crop_height: int) -> list[NDArray[np.float32]]:
-    """The text boxes (4x2 corners each) of the registration: of the lines with the tallest
-    characters, the row nearest the crop's middle. Boxes side by side (characters split at a gap)
-    form one row; a frame's dealer name or a state's script above or below, as tall, does not join.
-    """
-    heights = [float(np.linalg.norm(box[3] - box[0]) + np.linalg.norm(box[2] - box[1])) / 2 for box in boxes]
+@dataclass(frozen=True)
+class TextRow:
+    """Text boxes side by side (characters split at a gap): one line of a plate."""
+
+    top: float
+    bottom: float
+    boxes: list[NDArray[np.float32]]
+
+    @property
+    def height(self) -> float:
+        return float(np.mean([_box_height(box) for box in self.boxes]))
+
+    @property
+    def span(self) -> tuple[float, float]:
+        return (min(float(box[:, 0].min()) for box in self.boxes), max(float(box[:, 0].max()) for box in self.boxes))
+
+
+def _box_height(box: NDArray[np.float32]) -> float:
+    return float(np.linalg.norm(box[3] - box[0]) + np.linalg.norm(box[2] - box[1])) / 2
+
+
+def text_rows(boxes: Sequence[NDArray[np.float32]]) -> list[TextRow]:
+    """The rows of the text boxes (4x2 corners each) with the tallest characters (at least 0.6 of
+    the tallest box's height), top first. Boxes side by side form one row; a frame's dealer name or
+    a state's script above or below, smaller, is left out."""
+    heights = [_box_height(box) for box in boxes]
     tallest = max(heights)
-    rows: list[tuple[float, float, list[NDArray[np.float32]]]] = []  # top, bottom, members
+    rows: list[TextRow] = []
     for box, _ in sorted(((b, h) for b, h in zip(boxes, heights, strict=True) if h >= 0.6 * tallest),
                          key=lambda pair: float(pair[0][:, 1].mean())):  # fmt: skip
         top, bottom = float(box[:, 1].min()), float(box[:, 1].max())
-        for index, (row_top, row_bottom, members) in enumerate(rows):
-            shared = min(bottom, row_bottom) - max(top, row_top)
-            if shared >= 0.5 * min(bottom - top, row_bottom - row_top):
-                rows[index] = (min(top, row_top), max(bottom, row_bottom), [*members, box])
+        for index, row in enumerate(rows):
+            shared = min(bottom, row.bottom) - max(top, row.top)
+            if shared >= 0.5 * min(bottom - top, row.bottom - row.top):
+                rows[index] = TextRow(min(top, row.top), max(bottom, row.bottom), [*row.boxes, box])
                 break
         else:
-            rows.append((top, bottom, [box]))
+            rows.append(TextRow(top, bottom, [box]))
+    return rows
+
+
+def _nearest_middle(rows: Sequence[TextRow], crop_height: int) -> int:
     middle = crop_height / 2
-    return min(rows, key=lambda row: abs((row[0] + row[1]) / 2 - middle))[2]
+    return min(range(len(rows)), key=lambda index: abs((rows[index].top + rows[index].bottom) / 2 - middle))
+
+
+def main_row(boxes: Sequence[NDArray[np.float32]], crop_height: int) -> list[NDArray[np.float32]]:
+    """The text boxes (4x2 corners each) of the registration: of the lines with the tallest
+    characters (`text_rows`), the row nearest the crop's middle."""
+    rows = text_rows(boxes)
+    return rows[_nearest_middle(rows, crop_height)].boxes
+
+
+def stacked_row(rows: Sequence[TextRow], main: int) -> int | None:
+    """The row (an index into `rows`, top first) that makes a two-line plate with row `main`: the
+    row just above or below it, its characters about as tall (STACKED_HEIGHT), under or over it for
+    at least half the narrower row's width, its middle no further than STACKED_DISTANCE line heights
+    away. None for a plate of one line: the rows a plate's state name, slogan or frame make are
+    shorter, or not there."""
+    row = rows[main]
+    found = []
+    for index in (main - 1, main + 1):
+        if not 0 <= index < len(rows):
+            continue
+        other = rows[index]
+        low, high = sorted((row.height, other.height))
+        (a1, a2), (b1, b2) = row.span, other.span
+        shared = min(a2, b2) - max(a1, b1)
+        distance = abs((other.top + other.bottom) - (row.top + row.bottom)) / 2
+        if (low >= STACKED_HEIGHT * high and shared >= 0.5 * min(a2 - a1, b2 - b1)
+                and distance <= STACKED_DISTANCE * (low + high) / 2):  # fmt: skip
+            found.append(index)
+    # a row stacked on both sides: the taller neighbour
+    return max(found, key=lambda index: rows[index].height) if found else None
+
+
+def _row_corners(boxes: Sequence[NDArray[np.float32]]) -> NDArray[np.float32]:
+    """One box's corners, or the rotated rectangle around several (clockwise from top-left)."""
+    if len(boxes) == 1:
+        return boxes[0]
+    rect = cv2.minAreaRect(np.concatenate(list(boxes)))
+    return _order_corners(cv2.boxPoints(rect).astype(np.float32))
 
 
 def ctc_alternatives(probabilities: FloatArray, *, top: int = 3) -> list[Alternatives]:
@@ -496,10 +572,25 @@ class DefaultEngine(Engine):
         crop, left, top = padded_crop(image, (detection.x1, detection.y1, detection.x2, detection.y2))
         if crop.shape[0] < 4 or crop.shape[1] < 8:
             return None
-        corners, characters = self.reader.read_registration(crop)
+        corners, other_line = self.reader.registration_rows(crop)
+        characters = self.reader.read_line(crop, corners)
         templates = regions_for(options.country, options.state, options.regions)
         choice = read_plate(characters, options.country, templates, topn=options.topn,
                             strict=options.region_strict)  # fmt: skip
+        if other_line is not None and (choice is None or not choice.matches_template):
+            # Where the registration's line fits no form of the region and a line as tall lies above
+            # or below it: the two lines read together, top line first, as a two-line plate (a square
+            # EU plate's HGL over 8DG5 is HGL8DG5), else that other line alone, where either fits a
+            # form. A plate whose line fits a form is not read again.
+            others = self.reader.read_line(crop, other_line)
+            above = float(other_line[:, 1].mean()) < float(corners[:, 1].mean())
+            both = [*others, *characters] if above else [*characters, *others]
+            for alternatives, line_corners in ((both, _row_corners([corners, other_line])), (others, other_line)):
+                fitting = read_plate(alternatives, options.country, templates, topn=options.topn,
+                                     strict=options.region_strict)  # fmt: skip
+                if fitting is not None and fitting.matches_template:
+                    choice, corners = fitting, line_corners
+                    break
         if choice is None or not is_plate(choice, detection.confidence, second_look=second_look):
             return None
         plate_corners = _plate_corners(corners, left, top, crop.shape)
