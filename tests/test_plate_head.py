@@ -252,3 +252,17 @@ def test_a_reader_with_other_features_than_the_head_was_trained_on_is_refused(tm
 def test_a_trained_model_given_to_the_reader_that_runs_none_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="a trained model needs reader 'ppocr-head'"):
         DefaultEngine(reader="ppocr", reader_model=tmp_path / "plate-head.onnx")
+
+
+def test_a_two_line_plate_is_cut_for_training_as_its_two_lines_joined_top_first() -> None:
+    from platestream.training.head import _closeness, _Cutter
+    from platestream.workers.synthetic import render_two_line_plate
+
+    cutter = _Cutter()
+    rng = np.random.default_rng(3)
+    cuts = [cutter.line(render_two_line_plate("GF", "938BC"), "GF938BC", rng) for _ in range(4)]
+    found = [cut for cut in cuts if cut is not None]
+    assert found, "the detector found none of the scenes"
+    for features, ppocr, neck in found:
+        assert len(features) == len(ppocr) == len(neck)
+        assert _closeness(ppocr, "GF938BC") > 0.8  # both lines, not GF or 938BC alone (0.4-0.7)

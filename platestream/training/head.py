@@ -15,6 +15,7 @@ JAX and optax come with the `train` extra; nothing here is imported at run time.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import hashlib
 import json
@@ -64,7 +65,8 @@ class HeadRecipe:
     seed: int = 0
 
     def data_key(self, crops_digest: str) -> str:
-        fields = (self.views, self.rendered, self.seed, crops_digest, "neck")  # "neck": lines keep its input
+        # "neck": lines keep its input; "two-line": a two-line plate's lines are joined
+        fields = (self.views, self.rendered, self.seed, crops_digest, "neck", "two-line")
         return hashlib.sha256(repr(fields).encode()).hexdigest()[:12]
 
 
@@ -115,8 +117,11 @@ class _Cutter:
     def detect(self, frame: Image) -> list[tuple[tuple[float, float, float, float], float]]:
         return [((d.x1, d.y1, d.x2, d.y2), d.confidence) for d in self.detector.detect([frame])[0]]
 
-    def line(self, plate: Image, rng: np.random.Generator) -> tuple[NDArray[np.float16], ...] | None:
-        """One scene of `plate`, cut and read as the engine does; None when the detector misses it."""
+    def line(self, plate: Image, text: str, rng: np.random.Generator) -> tuple[NDArray[np.float16], ...] | None:
+        """One scene of `plate`, cut and read as the engine does; None when the detector misses it.
+        Where the engine would also read a line as tall above or below the registration's (a
+        two-line plate), both lines are read and joined, top line first, when together they read
+        closer to `text` than the registration's line alone: a square plate's label is both lines'."""
         from platestream.training.scenes import scene_crop
         from platestream.workers.engine.default import padded_crop
 
@@ -126,10 +131,30 @@ class _Cutter:
         crop, _, _ = padded_crop(scene.frame, scene.box)
         if crop.shape[0] < 4 or crop.shape[1] < 8:
             return None
-        _, line = self.lines.registration_line(crop)
-        probabilities, features, neck = self.reader.run(None, {"x": self.lines.tensor(line)})
+        corners, other = self.lines.registration_rows(crop)
+        cut = self._read(crop, corners)
+        if other is not None:
+            second = self._read(crop, other)
+            top, bottom = (second, cut) if float(other[:, 1].mean()) < float(corners[:, 1].mean()) else (cut, second)
+            joined = tuple(np.concatenate([a, b]) for a, b in zip(top, bottom, strict=True))
+            if _closeness(joined[1], text) > _closeness(cut[1], text):
+                cut = joined
+        return cut
+
+    def _read(self, crop: Image, corners: NDArray[np.float32]) -> tuple[NDArray[np.float16], ...]:
+        """A line's PP-OCR features, probabilities (blank + ALPHABET) and neck input per step."""
+        from platestream.workers.engine.default import line_image
+
+        probabilities, features, neck = self.reader.run(None, {"x": self.lines.tensor(line_image(crop, corners))})
         ppocr = self.lines.plate_characters(probabilities[0])
         return features[0].astype(np.float16), ppocr.astype(np.float16), neck[0, :, 0].T.astype(np.float16)
+
+
+def _closeness(probabilities: NDArray[np.float16], text: str) -> float:
+    """How alike PP-OCR's greedy reading of a line (blank + ALPHABET per step) and `text` are, 0-1."""
+    best = probabilities.argmax(1)
+    read = "".join(ALPHABET[c - 1] for i, c in enumerate(best) if c and (i == 0 or c != best[i - 1]))
+    return difflib.SequenceMatcher(None, read, text, autojunk=False).ratio()
 
 
 @functools.cache
@@ -153,7 +178,7 @@ def _cut_chunk(job: tuple[int, list[tuple[str, str, str, bool]], int, Assets | N
             text, splits = plate_text(region, rng)
             plate, tries = PLATE_MAKERS[region](text, splits, assets, rng)[0], 1
         for _ in range(tries):
-            cut = cutter.line(plate, rng)
+            cut = cutter.line(plate, text, rng)
             if cut is not None:
                 lines.add(Lines([cut[0]], [cut[1]], [cut[2]], [text], [region], [held]))
     return lines

@@ -238,15 +238,14 @@ class TextReader:
         return _row_corners(rows[main].boxes), None if other is None else _row_corners(rows[other].boxes)
 
     def read_line(self, crop: Image, corners: NDArray[np.float32]) -> list[Alternatives]:
-        """The alternatives of the line at `corners` in a plate crop, rectified and widened a little:
-        a reader tends to lose a first or last character at the edge."""
-        return self.read(_rectify(crop, _widen(corners, 0.06)))
+        """The alternatives of the line at `corners` in a plate crop (`line_image`)."""
+        return self.read(line_image(crop, corners))
 
     def registration_line(self, crop: Image) -> tuple[NDArray[np.float32], Image]:
         """The registration's corners in a plate crop (the whole crop where no line was found) and
         its line, rectified and widened a little."""
         corners, _ = self.registration_rows(crop)
-        return corners, _rectify(crop, _widen(corners, 0.06))
+        return corners, line_image(crop, corners)
 
     def tensor(self, line: Image) -> FloatArray:
         """A line as the PP-OCR reader's input."""
@@ -379,6 +378,12 @@ def ctc_alternatives(probabilities: FloatArray, *, top: int = 3) -> list[Alterna
         if current not in (0, previous):
             start = step
     return positions
+
+
+def line_image(crop: Image, corners: NDArray[np.float32]) -> Image:
+    """The line at `corners` in a plate crop, rectified and widened by 6 % each side: a reader
+    tends to lose a first or last character at the edge."""
+    return _rectify(crop, _widen(corners, 0.06))
 
 
 def _order_corners(points: NDArray[np.float32]) -> NDArray[np.float32]:
