@@ -67,8 +67,9 @@ EMPTY_SLOT = 0.02  # a reader's slot whose characters share less probability tha
 READERS = ("ppocr-head", "ppocr", "platestream")
 PLATE_LIKE = re.compile(r"(?=.*[0-9])[A-Z0-9]{5,8}\Z")
 # A two-line plate's lines: the shorter line's characters at least this share of the taller's
-# height (a state's name, slogan or frame text is half the registration's or less), their
-# middles at most this many line heights apart.
+# height, their middles at most this many line heights apart. A plate's other print is mostly
+# shorter; where it is as tall (a state's name in capitals, a dealer's frame), the registration's
+# own line fits a form and is read alone.
 STACKED_HEIGHT = 0.7
 STACKED_DISTANCE = 1.6
 FloatArray = NDArray[np.float32]
@@ -299,9 +300,9 @@ def _box_height(box: NDArray[np.float32]) -> float:
 
 
 def text_rows(boxes: Sequence[NDArray[np.float32]]) -> list[TextRow]:
-    """The rows of the text boxes (4x2 corners each) with the tallest characters (at least 0.6 of
-    the tallest box's height), top first. Boxes side by side form one row; a frame's dealer name or
-    a state's script above or below, smaller, is left out."""
+    """The rows the text boxes (4x2 corners each) make, top first, of the boxes at least 0.6 as tall
+    as the tallest (smaller print is left out). Boxes side by side (characters split at a gap) form
+    one row; a line above or below, however tall, forms its own."""
     heights = [_box_height(box) for box in boxes]
     tallest = max(heights)
     rows: list[TextRow] = []
@@ -324,8 +325,9 @@ def _nearest_middle(rows: Sequence[TextRow], crop_height: int) -> int:
 
 
 def main_row(boxes: Sequence[NDArray[np.float32]], crop_height: int) -> list[NDArray[np.float32]]:
-    """The text boxes (4x2 corners each) of the registration: of the lines with the tallest
-    characters (`text_rows`), the row nearest the crop's middle."""
+    """The text boxes (4x2 corners each) of the registration: of the rows with the tallest
+    characters (`text_rows`), the one nearest the crop's middle, not a frame's dealer name or a
+    state's script above or below it, however tall."""
     rows = text_rows(boxes)
     return rows[_nearest_middle(rows, crop_height)].boxes
 
@@ -583,19 +585,16 @@ class DefaultEngine(Engine):
         choice = read_plate(characters, options.country, templates, topn=options.topn,
                             strict=options.region_strict)  # fmt: skip
         if other_line is not None and (choice is None or not choice.matches_template):
-            # Where the registration's line fits no form of the region and a line as tall lies above
-            # or below it: the two lines read together, top line first, as a two-line plate (a square
-            # EU plate's HGL over 8DG5 is HGL8DG5), else that other line alone, where either fits a
-            # form. A plate whose line fits a form is not read again.
+            # A two-line plate, read top line first, where the registration's line alone fits no
+            # form of the region and the two lines together do: a square EU plate's HGL over 8DG5
+            # is HGL8DG5. A plate whose line fits a form is not read again (TEXAS above CYZ5139).
             others = self.reader.read_line(crop, other_line)
             above = float(other_line[:, 1].mean()) < float(corners[:, 1].mean())
             both = [*others, *characters] if above else [*characters, *others]
-            for alternatives, line_corners in ((both, _row_corners([corners, other_line])), (others, other_line)):
-                fitting = read_plate(alternatives, options.country, templates, topn=options.topn,
-                                     strict=options.region_strict)  # fmt: skip
-                if fitting is not None and fitting.matches_template:
-                    choice, corners = fitting, line_corners
-                    break
+            two_lines = read_plate(both, options.country, templates, topn=options.topn,
+                                   strict=options.region_strict)  # fmt: skip
+            if two_lines is not None and two_lines.matches_template:
+                choice, corners = two_lines, _row_corners([corners, other_line])
         if choice is None or not is_plate(choice, detection.confidence, second_look=second_look):
             return None
         plate_corners = _plate_corners(corners, left, top, crop.shape)
