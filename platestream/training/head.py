@@ -152,8 +152,10 @@ class _Cutter:
 
 def _closeness(probabilities: NDArray[np.float16], text: str) -> float:
     """How alike PP-OCR's greedy reading of a line (blank + ALPHABET per step) and `text` are, 0-1."""
-    best = probabilities.argmax(1)
-    read = "".join(ALPHABET[c - 1] for i, c in enumerate(best) if c and (i == 0 or c != best[i - 1]))
+    from platestream.workers.engine.default import ctc_alternatives
+
+    positions = ctc_alternatives(np.asarray(probabilities, np.float32), top=1)
+    read = "".join(alternatives[0][0] for alternatives in positions)
     return difflib.SequenceMatcher(None, read, text, autojunk=False).ratio()
 
 
