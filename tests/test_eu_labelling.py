@@ -3,10 +3,13 @@ in the strip (D, GR) were read as the registration's first characters."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
-from platestream.training.labelling import cut_strip, eu_strip_width, without_strip
+from platestream.training.labelling import cut_strip, eu_strip_width, label_eu, without_strip
+from platestream.training.render import PLATE_MAKERS, Assets, plate_text
 
 EU_BLUE = (153, 51, 0)  # BGR
 
@@ -49,3 +52,39 @@ def test_cutting_the_strip_leaves_no_blue_and_keeps_the_registration() -> None:
     margin = without_strip(crop).shape[1] - cut_strip(crop).shape[1]
     assert margin == eu_strip_width(crop) // 2
     assert without_strip(_plate(strip=0.0)).shape == _plate(strip=0.0).shape
+
+
+def test_label_eu_labels_rendered_plates_without_their_strip_letters(tmp_path: Path) -> None:
+    """The whole labeller on rendered one-line EU plates whose strip carries a large D: each label
+    it keeps is the plate's registration, never with the D before it; a crop named after its plate
+    is labelled by its name, and a square (two-line) crop without a name is skipped."""
+    assets = Assets.find()  # fonts installed by scripts/ensure-system.sh
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "eu-unlabelled"
+    folder.mkdir()
+    texts: dict[str, str] = {}
+    while len(texts) < 10:
+        text, splits = plate_text("eu", rng)
+        plate, _ = PLATE_MAKERS["eu"](text, splits, assets, rng)
+        height, width = plate.shape[:2]
+        if width < 3 * height or eu_strip_width(plate) == 0:  # a one-line plate with its strip
+            continue
+        band = int(0.1 * width)
+        plate[height // 2 :, :band] = EU_BLUE
+        cv2.putText(plate, "D", (band // 5, int(height * 0.9)), cv2.FONT_HERSHEY_DUPLEX, band / 30, (255, 255, 255),
+                    max(1, band // 15))  # fmt: skip
+        name = f"eu_{len(texts)}.png"
+        cv2.imwrite(str(folder / name), cv2.resize(plate, (240, 240 * height // width), interpolation=cv2.INTER_AREA))
+        texts[name] = text
+    cv2.imwrite(str(folder / "eu2_crop_d_hhnr367.jpg"), _plate(strip=0.1))
+    cv2.imwrite(str(folder / "square.png"), np.full((120, 140, 3), 240, np.uint8))
+
+    labels = {label.file: label for label in label_eu(tmp_path)}
+
+    assert labels["eu2_crop_d_hhnr367.jpg"].text == "HHNR367"
+    assert labels["eu2_crop_d_hhnr367.jpg"].source == "name"
+    assert "square.png" not in labels
+    read = {name: label.text for name, label in labels.items() if label.source == "reader"}
+    assert not any(text == "D" + texts[name] for name, text in read.items())
+    right = [name for name, text in read.items() if text == texts[name]]
+    assert len(right) >= 8, (read, texts)
