@@ -1,12 +1,11 @@
 """Labels for the unlabelled European crops. The `eu2_crop_*` files are named after their plates
-(mostly square, two-line plates): the name is the label. The others are read, the blue EU strip cut
-off first (its country letters, D or GR, were read as the registration's first characters), by
-PP-OCR and by the engine's plate head, the strip cut off and replaced by a margin of the plate's
-colour; a reading is kept only where the crop is a one-line plate, both readers give the same
-plate in both views, an EU form fits it and PP-OCR is sure of it (one reader alone
-took stickers and coats of arms for characters: HHOK7431 for HH-K 7431). What is kept is written
-to `labels/eu.tsv` and committed, so the training data stays the same from run to run and can be
-looked at."""
+(mostly square, two-line plates): the name is the label. The others are read with the blue EU strip
+cut off (its country letters, D or GR, were read as the registration's first characters), in two
+views (cut; cut with a margin of the plate's colour in the strip's place) and by two readers (PP-OCR;
+PP-OCR with the engine's plate head). A reading is kept only where the crop is a one-line plate, all
+four readings agree, an EU form fits it and PP-OCR is sure of it (one reader alone took stickers and
+coats of arms for characters: HHOK7431 for HH-K 7431). What is kept is written to `labels/eu.tsv`
+and committed, so the training data stays the same from run to run and can be looked at."""
 
 from __future__ import annotations
 
