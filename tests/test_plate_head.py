@@ -266,3 +266,66 @@ def test_a_two_line_plate_is_cut_for_training_as_its_two_lines_joined_top_first(
     for features, ppocr, neck in found:
         assert len(features) == len(ppocr) == len(neck)
         assert _closeness(ppocr, "GF938BC") > 0.8  # both lines, not GF or 938BC alone (0.4-0.7)
+
+
+def test_pp_ocrs_whole_reader_runs_in_training_as_onnx_runtime_runs_it() -> None:
+    """Tuning the whole reader (backbone included) needs every one of its operators in JAX: from
+    an image line to its 18,710 classes, the same probabilities as ONNX Runtime's."""
+    pytest.importorskip("jax", reason="the train extra")
+    import onnx
+
+    from platestream.training.onnx_jax import extract
+    from platestream.workers.engine.models import onnx_session
+
+    model = onnx.load(str(ocr_model(OCR_READER)))
+    whole = extract(model, "x", model.graph.output[0].name)
+    line = np.random.default_rng(3).uniform(-1, 1, size=(1, 3, 48, 184)).astype(np.float32)
+    (expected,) = onnx_session(str(ocr_model(OCR_READER)), 1, ["CPUExecutionProvider"]).run(None, {"x": line})
+    np.testing.assert_allclose(np.asarray(whole.apply(whole.params, line)), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("width", [7, 8])
+def test_poolings_and_same_padding_run_in_training_as_onnx_runtime_runs_them(width: int) -> None:
+    """SAME_UPPER padding puts an odd pixel after, and an average pooling that counts only the
+    pixels inside the image divides its edge windows by fewer: on odd and even widths alike."""
+    pytest.importorskip("jax", reason="the train extra")
+    from onnx import TensorProto, helper
+
+    from platestream.training.onnx_jax import extract
+    from platestream.workers.engine.models import onnx_session
+
+    rng = np.random.default_rng(width)
+    weight = rng.normal(size=(4, 3, 3, 2)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], auto_pad="SAME_UPPER", strides=[2, 2]),
+        helper.make_node("MaxPool", ["c"], ["m"], kernel_shape=[2, 2], strides=[1, 1], auto_pad="SAME_UPPER"),
+        helper.make_node("HardSigmoid", ["m"], ["h"], alpha=1 / 6, beta=0.5),
+        helper.make_node(
+            "AveragePool", ["h"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=0
+        ),
+    ]
+    graph = helper.make_graph(
+        nodes, "pools", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[helper.make_tensor("w", TensorProto.FLOAT, weight.shape, weight.ravel())],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.normal(size=(1, 3, 5, width)).astype(np.float32)
+    (expected,) = onnx_session(model.SerializeToString(), 1, ["CPUExecutionProvider"]).run(None, {"x": x})
+    part = extract(model, "x", "y")
+    np.testing.assert_allclose(np.asarray(part.apply(part.params, x)), expected, atol=1e-5)
+
+
+def test_a_pooling_that_rounds_its_size_up_is_refused_by_the_trainer() -> None:
+    pytest.importorskip("jax", reason="the train extra")
+    from onnx import TensorProto, helper
+
+    from platestream.training.onnx_jax import extract
+    from platestream.training.train import TrainingError
+
+    node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)
+    graph = helper.make_graph([node], "ceil", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 5, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])  # fmt: skip
+    part = extract(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), "x", "y")
+    with pytest.raises(TrainingError, match="ceil_mode"):
+        part.apply(part.params, np.zeros((1, 1, 5, 5), np.float32))

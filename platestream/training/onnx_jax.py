@@ -1,11 +1,13 @@
 """A part of an ONNX graph run as a JAX function whose weights can be trained, then written back.
 
 The plate head fine-tunes the last layers of PP-OCR's reader (its "neck": two convolutions, two
-transformer blocks) on plates. Rather than rebuild those layers by hand, the graph's own nodes are
-evaluated with jax.numpy from a chosen input tensor to a chosen output, its float weights taken as
-parameters; after training they replace the initializers of the same nodes, so the exported model
-is PP-OCR's own graph with new numbers. Only the operators such a neck uses are known: another
-graph is refused by name, not run wrongly.
+transformer blocks) on plates, and the operators known here run the whole reader too, from its
+image input, for tuning its backbone. Rather than rebuild those layers by hand, the graph's own
+nodes are evaluated with jax.numpy and jax.lax from a chosen input tensor to a chosen output, its
+float weights taken as parameters; after training they replace the initializers of the same
+nodes, so the exported model is PP-OCR's own graph with new numbers. Only the operators PP-OCR's
+reader uses are known: another graph is refused by name, not run wrongly, and so is an attribute
+not supported (a pooling's ceil_mode or dilation).
 
 Shapes stay static under `jax.jit`: a Shape node gives a NumPy array, and nodes whose inputs are
 all NumPy (shape arithmetic) are computed with NumPy, so Reshape sees concrete sizes.
@@ -106,18 +108,68 @@ def _numeric(*values: Any) -> Any:
     return np if all(isinstance(v, np.ndarray | np.generic) for v in values if v is not None) else jnp
 
 
+def _padding(node: Any, sizes: tuple[int, ...], kernel: list[int], strides: list[int],
+             dilations: list[int]) -> list[tuple[int, int]]:  # fmt: skip
+    """A convolution's or pooling's padding per spatial axis, (before, after): its `pads`, or those
+    its `auto_pad` implies (SAME_UPPER: as many outputs as ceil(size / stride), any odd pixel after)."""
+    a = _attributes(node)
+    auto = a.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    if a.get("ceil_mode", 0):
+        raise TrainingError(f"{node.op_type} {node.name!r} rounds its output size up (ceil_mode): not supported")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        padding = []
+        for size, k, s, d in zip(sizes, kernel, strides, dilations, strict=True):
+            total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
+            small, large = total // 2, total - total // 2
+            padding.append((small, large) if auto == "SAME_UPPER" else (large, small))
+        return padding
+    if auto == "VALID":
+        return [(0, 0)] * len(kernel)
+    if auto != "NOTSET":
+        raise TrainingError(f"{node.op_type} {node.name!r}: auto_pad {auto} is not supported")
+    pads = a.get("pads", [0] * (2 * len(kernel)))
+    half = len(pads) // 2
+    return list(zip(pads[:half], pads[half:], strict=True))
+
+
 def _conv(node: Any, x: Any, w: Any, b: Any = None) -> Any:
     jax, _, _ = _jax()
     a = _attributes(node)
-    pads = a.get("pads", [0] * (2 * (w.ndim - 2)))
-    half = len(pads) // 2
+    half = w.ndim - 2
+    strides, dilations = a.get("strides", [1] * half), a.get("dilations", [1] * half)
+    padding = _padding(node, tuple(x.shape[2:]), list(w.shape[2:]), strides, dilations)
     out = jax.lax.conv_general_dilated(
-        x, w, window_strides=a.get("strides", [1] * half), padding=list(zip(pads[:half], pads[half:], strict=True)),
-        rhs_dilation=a.get("dilations", [1] * half), feature_group_count=a.get("group", 1),
+        x, w, window_strides=strides, padding=padding, rhs_dilation=dilations, feature_group_count=a.get("group", 1),
     )  # fmt: skip
     if b is not None:
         out = out + b.reshape(1, -1, *([1] * half))
     return out
+
+
+def _pool(node: Any, x: Any) -> Any:
+    """MaxPool, or AveragePool counting only the pixels inside the image unless count_include_pad."""
+    jax, jnp, _ = _jax()
+    a = _attributes(node)
+    kernel = list(a["kernel_shape"])
+    strides = a.get("strides", [1] * len(kernel))
+    if any(d != 1 for d in a.get("dilations", [1] * len(kernel))):
+        raise TrainingError(f"{node.op_type} {node.name!r} is dilated: not supported")
+    padding = [(0, 0), (0, 0), *_padding(node, tuple(x.shape[2:]), kernel, strides, [1] * len(kernel))]
+    window, step = (1, 1, *kernel), (1, 1, *strides)
+    if node.op_type == "MaxPool":
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, step, padding)
+    total = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, step, padding)
+    if a.get("count_include_pad", 0):
+        return total / float(np.prod(kernel))
+    inside = jax.lax.reduce_window(jnp.ones(x.shape[2:], x.dtype)[None, None], 0.0, jax.lax.add, window, step, padding)
+    return total / inside
+
+
+def _hard_sigmoid(node: Any, x: Any) -> Any:
+    _, jnp, _ = _jax()
+    a = _attributes(node)
+    return jnp.clip(a.get("alpha", 0.2) * x + a.get("beta", 0.5), 0.0, 1.0)
 
 
 def _batch_norm(node: Any, x: Any, scale: Any, bias: Any, mean: Any, var: Any) -> Any:
@@ -209,6 +261,9 @@ _OPS: dict[str, Callable[..., Any]] = {
     "Softmax": _softmax,
     "ReduceMean": _reduce_mean,
     "Conv": _conv,
+    "MaxPool": _pool,
+    "AveragePool": _pool,
+    "HardSigmoid": _hard_sigmoid,
     "BatchNormalization": _batch_norm,
     "Shape": lambda node, x: np.array(x.shape, dtype=np.int64),
     "Slice": _slice,
