@@ -326,6 +326,5 @@ def test_a_pooling_that_rounds_its_size_up_is_refused_by_the_trainer() -> None:
     node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)
     graph = helper.make_graph([node], "ceil", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 5, 5])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])  # fmt: skip
-    part = extract(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), "x", "y")
-    with pytest.raises(TrainingError, match="ceil_mode"):
-        part.apply(part.params, np.zeros((1, 1, 5, 5), np.float32))
+    with pytest.raises(TrainingError, match=r"attributes this trainer cannot run: .*MaxPool.*ceil_mode"):
+        extract(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), "x", "y")

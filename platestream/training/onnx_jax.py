@@ -6,8 +6,8 @@ image input, for tuning its backbone. Rather than rebuild those layers by hand, 
 nodes are evaluated with jax.numpy and jax.lax from a chosen input tensor to a chosen output, its
 float weights taken as parameters; after training they replace the initializers of the same
 nodes, so the exported model is PP-OCR's own graph with new numbers. Only the operators PP-OCR's
-reader uses are known: another graph is refused by name, not run wrongly, and so is an attribute
-not supported (a pooling's ceil_mode or dilation).
+reader uses are known: another graph is refused by name when extracted, not run wrongly, and so is
+an attribute not supported (a pooling's ceil_mode or dilation).
 
 Shapes stay static under `jax.jit`: a Shape node gives a NumPy array, and nodes whose inputs are
 all NumPy (shape arithmetic) are computed with NumPy, so Reshape sees concrete sizes.
@@ -63,6 +63,9 @@ def extract(model: Any, input_name: str, output_name: str) -> Subgraph:
     unknown = sorted({node.op_type for node in part.graph.node} - _OPS.keys())
     if unknown:
         raise TrainingError(f"the part from {input_name} uses operators this trainer cannot run: {unknown}")
+    refused = [f"{node.op_type} {node.name!r}: {why}" for node in part.graph.node if (why := _unsupported(node))]
+    if refused:
+        raise TrainingError(f"the part from {input_name} uses attributes this trainer cannot run: {refused}")
     frozen = {
         node.input[index]
         for node in part.graph.node
@@ -102,6 +105,21 @@ def _attributes(node: Any) -> dict[str, Any]:
     return {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
 
 
+def _unsupported(node: Any) -> str | None:
+    """Why the evaluator cannot run a node of a known operator, if it cannot."""
+    a = _attributes(node)
+    auto = a.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    if auto not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        return f"auto_pad {auto}"
+    if node.op_type in ("MaxPool", "AveragePool"):
+        if a.get("ceil_mode", 0):
+            return "ceil_mode (its output size rounded up)"
+        if any(d != 1 for d in a.get("dilations", [])):
+            return "a dilated pooling"
+    return None
+
+
 def _numeric(*values: Any) -> Any:
     """NumPy where every input is a NumPy array (shape arithmetic), jax.numpy otherwise."""
     _, jnp, _ = _jax()
@@ -115,8 +133,6 @@ def _padding(node: Any, sizes: tuple[int, ...], kernel: list[int], strides: list
     a = _attributes(node)
     auto = a.get("auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else str(auto)
-    if a.get("ceil_mode", 0):
-        raise TrainingError(f"{node.op_type} {node.name!r} rounds its output size up (ceil_mode): not supported")
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         padding = []
         for size, k, s, d in zip(sizes, kernel, strides, dilations, strict=True):
@@ -126,8 +142,6 @@ def _padding(node: Any, sizes: tuple[int, ...], kernel: list[int], strides: list
         return padding
     if auto == "VALID":
         return [(0, 0)] * len(kernel)
-    if auto != "NOTSET":
-        raise TrainingError(f"{node.op_type} {node.name!r}: auto_pad {auto} is not supported")
     pads = a.get("pads", [0] * (2 * len(kernel)))
     half = len(pads) // 2
     return list(zip(pads[:half], pads[half:], strict=True))
@@ -153,8 +167,6 @@ def _pool(node: Any, x: Any) -> Any:
     a = _attributes(node)
     kernel = list(a["kernel_shape"])
     strides = a.get("strides", [1] * len(kernel))
-    if any(d != 1 for d in a.get("dilations", [1] * len(kernel))):
-        raise TrainingError(f"{node.op_type} {node.name!r} is dilated: not supported")
     padding = [(0, 0), (0, 0), *_padding(node, tuple(x.shape[2:]), kernel, strides, [1] * len(kernel))]
     window, step = (1, 1, *kernel), (1, 1, *strides)
     if node.op_type == "MaxPool":
