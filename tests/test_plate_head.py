@@ -284,9 +284,10 @@ def test_pp_ocrs_whole_reader_runs_in_training_as_onnx_runtime_runs_it() -> None
     np.testing.assert_allclose(np.asarray(whole.apply(whole.params, line)), expected, atol=1e-4)
 
 
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER"])
 @pytest.mark.parametrize("width", [7, 8])
-def test_poolings_and_same_padding_run_in_training_as_onnx_runtime_runs_them(width: int) -> None:
-    """SAME_UPPER padding puts an odd pixel after, and an average pooling that counts only the
+def test_poolings_and_same_padding_run_in_training_as_onnx_runtime_runs_them(width: int, auto_pad: str) -> None:
+    """SAME_UPPER padding puts an odd pixel after, SAME_LOWER before, and an average pooling that counts only the
     pixels inside the image divides its edge windows by fewer: on odd and even widths alike."""
     pytest.importorskip("jax", reason="the train extra")
     from onnx import TensorProto, helper
@@ -297,8 +298,8 @@ def test_poolings_and_same_padding_run_in_training_as_onnx_runtime_runs_them(wid
     rng = np.random.default_rng(width)
     weight = rng.normal(size=(4, 3, 3, 2)).astype(np.float32)
     nodes = [
-        helper.make_node("Conv", ["x", "w"], ["c"], auto_pad="SAME_UPPER", strides=[2, 2]),
-        helper.make_node("MaxPool", ["c"], ["m"], kernel_shape=[2, 2], strides=[1, 1], auto_pad="SAME_UPPER"),
+        helper.make_node("Conv", ["x", "w"], ["c"], auto_pad=auto_pad, strides=[2, 2]),
+        helper.make_node("MaxPool", ["c"], ["m"], kernel_shape=[2, 2], strides=[1, 1], auto_pad=auto_pad),
         helper.make_node("HardSigmoid", ["m"], ["h"], alpha=1 / 6, beta=0.5),
         helper.make_node(
             "AveragePool", ["h"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=0

@@ -105,11 +105,15 @@ def _attributes(node: Any) -> dict[str, Any]:
     return {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
 
 
+def _auto_pad(node: Any) -> str:
+    value = _attributes(node).get("auto_pad", b"NOTSET")
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _unsupported(node: Any) -> str | None:
     """Why the evaluator cannot run a node of a known operator, if it cannot."""
     a = _attributes(node)
-    auto = a.get("auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    auto = _auto_pad(node)
     if auto not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
         return f"auto_pad {auto}"
     if node.op_type in ("MaxPool", "AveragePool"):
@@ -131,8 +135,7 @@ def _padding(node: Any, sizes: tuple[int, ...], kernel: list[int], strides: list
     """A convolution's or pooling's padding per spatial axis, (before, after): its `pads`, or those
     its `auto_pad` implies (SAME_UPPER: as many outputs as ceil(size / stride), any odd pixel after)."""
     a = _attributes(node)
-    auto = a.get("auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    auto = _auto_pad(node)
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         padding = []
         for size, k, s, d in zip(sizes, kernel, strides, dilations, strict=True):
