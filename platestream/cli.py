@@ -462,12 +462,18 @@ def train_reader_command(crops_root: Path, out: Path, steps: int | None, batch: 
 @click.option("--neck/--no-neck", default=None,
               help="Tune PP-OCR's neck (its transformer blocks) with the head, or train a last layer alone "
               "[recipe: --no-neck].")  # fmt: skip
+@click.option("--whole/--no-whole", default=None,
+              help="Tune PP-OCR's whole reader, backbone and neck, with the head: a job for a GPU machine "
+              "(a training step of 32 lines takes 8-10 s on two CPU cores) [recipe: --no-whole].")  # fmt: skip
+@click.option("--batch", type=click.IntRange(1), default=None, help="Lines per training step [recipe: 256].")
+@click.option("--warmup", type=click.IntRange(0), default=None,
+              help="Steps of the new head alone before the tuned part moves [recipe: 300].")  # fmt: skip
 @click.option("--fonts", "font_roots", type=click.Path(exists=True, file_okay=False, path_type=Path), multiple=True,
               help="Font folders to search instead of /usr/share/fonts/{truetype,opentype}.")  # fmt: skip
 @click.option("--workers", type=click.IntRange(1), default=None, help="Processes cutting scenes [all cores].")
 def train_head_command(crops_root: Path, out: Path, steps: int | None, views: int | None, rendered: int | None,
-                       seed: int | None, neck: bool | None, font_roots: tuple[Path, ...],
-                       workers: int | None) -> None:  # fmt: skip
+                       seed: int | None, neck: bool | None, whole: bool | None, batch: int | None,
+                       warmup: int | None, font_roots: tuple[Path, ...], workers: int | None) -> None:  # fmt: skip
     """Train the plate head on PP-OCR's reader (the default engine's reader); export OUT/plate-head.onnx.
 
     Real crops and rendered plates are mounted in street scenes and cut by the engine's own detector
@@ -484,7 +490,7 @@ def train_head_command(crops_root: Path, out: Path, steps: int | None, views: in
 
     configure_logging()
     chosen: dict[str, Any] = {"steps": steps, "views": views, "rendered": rendered, "seed": seed,
-                                            "neck": neck}  # fmt: skip
+                              "neck": neck, "whole": whole, "batch": batch, "warmup": warmup}  # fmt: skip
     recipe = dataclasses.replace(HeadRecipe(), **{k: v for k, v in chosen.items() if v is not None})
     try:
         assets = Assets.find(crops_root / "us-blank-plates", font_roots or FONT_ROOTS)

@@ -175,23 +175,28 @@ def test_the_exported_head_computes_what_training_computes() -> None:
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_a_head_with_a_tuned_neck_computes_in_the_engine_what_training_computes(tmp_path: Path) -> None:
-    """The tuned copy of PP-OCR's neck runs as JAX in training and as ONNX joined to PP-OCR's
-    reader in the engine: from the same image line, the same plate probabilities."""
+@pytest.mark.parametrize("part", ["neck", "whole"])
+def test_a_head_with_a_tuned_part_of_the_reader_computes_in_the_engine_what_training_computes(
+    tmp_path: Path, part: str
+) -> None:
+    """The tuned copy of PP-OCR's neck, or of its whole reader, runs as JAX in training and as ONNX
+    joined to PP-OCR's reader in the engine: from the same image line, the same plate probabilities,
+    and PP-OCR's own output untouched."""
     pytest.importorskip("jax", reason="the train extra")
     import jax
 
-    from platestream.training.head import _neck, to_onnx
+    from platestream.training.head import _trunk, to_onnx
     from platestream.training.onnx_jax import with_weights
     from platestream.workers.engine.models import onnx_session
 
     rng = np.random.default_rng(2)
-    neck = _neck()
+    trunk = _trunk(part)
+    assert trunk is not None
     tuned = {name: value * (1 + 0.05 * rng.normal(size=value.shape)).astype(np.float32)
-             for name, value in neck.params.items()}  # fmt: skip
+             for name, value in trunk.params.items()}  # fmt: skip
     params = {"w1": rng.normal(size=(360, 16)) * 0.1, "b1": rng.normal(size=16) * 0.1,
               "w2": rng.normal(size=(16, 37)) * 0.3, "b2": rng.normal(size=37) * 0.1}  # fmt: skip
-    model = to_onnx(params, mix=0.25, neck=with_weights(neck, tuned))
+    model = to_onnx(params, mix=0.25, trunk=with_weights(trunk, tuned))
     path = tmp_path / "plate-head.onnx"
     path.write_bytes(model)
     joined = join(ocr_model(OCR_READER), path, hashlib.sha256(model).hexdigest(), narrow=False)
@@ -202,9 +207,10 @@ def test_a_head_with_a_tuned_neck_computes_in_the_engine_what_training_computes(
     import onnx
 
     reader = onnx.load(str(ocr_model(OCR_READER)))
-    reader.graph.output.append(onnx.helper.make_tensor_value_info(neck.input_name, onnx.TensorProto.FLOAT, None))
-    neck_input = onnx_session(reader.SerializeToString(), 1, ["CPUExecutionProvider"]).run(None, {"x": line})[-1]
-    features = np.asarray(neck.apply(tuned, neck_input))
+    reader.graph.output.append(onnx.helper.make_tensor_value_info(trunk.input_name, onnx.TensorProto.FLOAT, None))
+    trunk_input = line if part == "whole" else (
+        onnx_session(reader.SerializeToString(), 1, ["CPUExecutionProvider"]).run(None, {"x": line})[-1])  # fmt: skip
+    features = np.asarray(trunk.apply(tuned, trunk_input))
     previous = np.pad(features, ((0, 0), (1, 0), (0, 0)))[:, :-1]
     following = np.pad(features, ((0, 0), (0, 1), (0, 0)))[:, 1:]
     hidden = np.maximum(np.concatenate([previous, features, following], -1) @ params["w1"] + params["b1"], 0)
@@ -263,9 +269,12 @@ def test_a_two_line_plate_is_cut_for_training_as_its_two_lines_joined_top_first(
     cuts = [cutter.line(render_two_line_plate("GF", "938BC"), "GF938BC", rng) for _ in range(4)]
     found = [cut for cut in cuts if cut is not None]
     assert found, "the detector found none of the scenes"
-    for features, ppocr, neck in found:
-        assert len(features) == len(ppocr) == len(neck)
-        assert _closeness(ppocr, "GF938BC") > 0.8  # both lines, not GF or 938BC alone (0.4-0.7)
+    for cut in found:
+        assert len(cut.features) == len(cut.ppocr) == len(cut.neck)
+        assert _closeness(cut.ppocr, "GF938BC") > 0.8  # both lines, not GF or 938BC alone (0.4-0.7)
+        # the two line images side by side, as the whole reader's tuning reads them
+        assert cut.image.shape[0] == 48
+        assert abs(cut.image.shape[1] - 8 * len(cut.features)) <= 8
 
 
 def test_pp_ocrs_whole_reader_runs_in_training_as_onnx_runtime_runs_it() -> None:

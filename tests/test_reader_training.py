@@ -125,6 +125,49 @@ def test_a_short_head_training_lowers_the_loss_and_exports_a_head_the_engine_rea
         assert len(plate.candidates) <= 5
 
 
+def test_a_short_training_with_the_whole_reader_tuned_exports_a_head_the_engine_reads_with(
+    tmp_path: Path, assets: Assets
+) -> None:
+    """The GPU recipe's path (`train head --whole`), a few small steps on the CPU: lines are cut
+    with their images, the whole reader moves after the warm-up, and the head carrying its tuned
+    copy is what the engine reads with."""
+    from platestream.training.head import HeadRecipe, train_head
+    from platestream.workers.engine.default import DefaultEngine
+    from platestream.workers.synthetic import street_scene
+
+    crops = tmp_path / "crops"
+    _fake_crops(crops, assets)
+    recipe = HeadRecipe(views=1, rendered=6, steps=30, batch=4, warmup=10, whole=True)
+    out = tmp_path / "head"
+    metrics = train_head(crops, out, recipe, assets=assets, workers=1)
+    losses = [loss for _, loss in metrics["loss_curve"]]
+    assert len(losses) == 3
+    assert losses[-1] < losses[0] - 1.0
+    assert metrics["recipe"]["whole"] is True
+    model = out / "plate-head.onnx"
+    assert metrics["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    import onnx
+    from onnx import numpy_helper
+
+    from platestream.workers.engine.models import OCR_READER, ocr_model
+
+    head = onnx.load(str(model))
+    assert {entry.key: entry.value for entry in head.metadata_props}["reads"] == "x"
+    original = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(ocr_model(OCR_READER))).graph.initializer}
+    copies = {t.name.removeprefix("reader/"): numpy_helper.to_array(t) for t in head.graph.initializer
+              if t.name.startswith("reader/")}  # fmt: skip
+    assert copies.keys() <= original.keys()
+    assert len(copies) > 100  # the whole reader's weights, backbone included
+    assert sum(not np.array_equal(copies[name], original[name]) for name in copies) > 100  # and they moved
+    engine = DefaultEngine(reader="ppocr-head", reader_model=model, reader_sha256=metrics["sha256"])
+    assert engine.reader is not None
+    assert engine.reader.head is not None
+    assert engine.reader.head.mix == metrics["mix"]
+    (result,) = engine.recognize([street_scene("AB12CDE", seed=1, plate_width=280)], Options(country="eu", topn=5))
+    for plate in result.plates:
+        assert len(plate.candidates) <= 5
+
+
 @pytest.mark.parametrize("command", ["reader", "head"])
 def test_training_on_a_folder_without_the_data_set_says_what_it_expected(tmp_path: Path, command: str) -> None:
     from click.testing import CliRunner

@@ -24,11 +24,11 @@ import os
 import pickle
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,6 +42,9 @@ from platestream.workers.engine.plate_head import MIXINGS, mix_distributions
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 FEATURES = 120  # PP-OCRv6 small's features per time step
 MAX_STEPS = 80  # a line up to 640 px wide at the reader's height of 48
+# Tuning the whole reader, each line is resized to a multiple of this many time steps (32 px): a
+# shape is compiled once per width, and lines of 20-80 steps then need 16 shapes, not 61.
+WHOLE_BUCKET = 4
 MIXES = (0.0, 0.25, 0.4, 0.5, 0.6, 0.75)  # PP-OCR's share tried on the held-out views, with each MIXINGS rule
 OPSET = 11  # PP-OCR's reader's own: the head joins its graph
 
@@ -60,13 +63,23 @@ class HeadRecipe:
     weight_decay: float = 1e-4
     dropout: float = 0.1
     neck: bool = False  # tune PP-OCR's neck too (a copy ships in the head), not only a new last layer
-    neck_learning_rate: float = 3e-4
-    warmup: int = 300  # steps of the new head alone before the neck moves
+    whole: bool = False  # tune PP-OCR's whole reader, backbone and neck (a copy ships in the head): a GPU job
+    neck_learning_rate: float = 3e-4  # the tuned part's (neck or whole reader)
+    warmup: int = 300  # steps of the new head alone before the neck (or whole reader) moves
     seed: int = 0
 
+    @property
+    def part(self) -> str:
+        """What is trained: "head" (a last layer alone), "neck" or "whole" (that part of PP-OCR's
+        reader with it)."""
+        return "whole" if self.whole else "neck" if self.neck else "head"
+
     def data_key(self, crops_digest: str) -> str:
-        # "neck": lines keep its input; "two-line": a two-line plate's lines are joined
-        fields = (self.views, self.rendered, self.seed, crops_digest, "neck", "two-line")
+        # "neck": lines keep its input; "two-line": a two-line plate's lines are joined; "images":
+        # lines keep the reader's input image (the whole reader is tuned)
+        fields = (self.views, self.rendered, self.seed, crops_digest, "neck", "two-line") + (
+            ("images",) if self.whole else ()
+        )
         return hashlib.sha256(repr(fields).encode()).hexdigest()[:12]
 
 
@@ -81,9 +94,11 @@ class Lines:
     texts: list[str] = field(default_factory=list)
     regions: list[str] = field(default_factory=list)
     held_out: list[bool] = field(default_factory=list)
+    # the line as the reader's input, 48 x width x 3 (`TextReader.resized`): kept for tuning the whole reader
+    images: list[NDArray[np.uint8]] = field(default_factory=list)
 
     def add(self, other: Lines) -> None:
-        for name in ("features", "ppocr", "neck", "texts", "regions", "held_out"):
+        for name in ("features", "ppocr", "neck", "texts", "regions", "held_out", "images"):
             getattr(self, name).extend(getattr(other, name))
 
     def __len__(self) -> int:
@@ -91,6 +106,16 @@ class Lines:
 
 
 # --- cutting plates out of scenes, in worker processes ----------------------------------------------
+
+
+class Cut(NamedTuple):
+    """One line as PP-OCR's reader read it: its features, its probabilities (blank + ALPHABET) and
+    its neck's input per time step, and the line as the reader's input image (48 x width x 3)."""
+
+    features: NDArray[np.float16]
+    ppocr: NDArray[np.float16]
+    neck: NDArray[np.float16]
+    image: NDArray[np.uint8]
 
 
 class _Cutter:
@@ -117,7 +142,7 @@ class _Cutter:
     def detect(self, frame: Image) -> list[tuple[tuple[float, float, float, float], float]]:
         return [((d.x1, d.y1, d.x2, d.y2), d.confidence) for d in self.detector.detect([frame])[0]]
 
-    def line(self, plate: Image, text: str, rng: np.random.Generator) -> tuple[NDArray[np.float16], ...] | None:
+    def line(self, plate: Image, text: str, rng: np.random.Generator) -> Cut | None:
         """One scene of `plate`, cut and read as the engine does; None when the detector misses it.
         Where the engine would also read a line as tall above or below the registration's (a
         two-line plate), both lines are read and joined, top line first, when together they read
@@ -136,18 +161,31 @@ class _Cutter:
         if other is not None:
             second = self._read(crop, other)
             top, bottom = (second, cut) if float(other[:, 1].mean()) < float(corners[:, 1].mean()) else (cut, second)
-            joined = tuple(np.concatenate([a, b]) for a, b in zip(top, bottom, strict=True))
-            if _closeness(joined[1], text) > _closeness(cut[1], text):
+            joined = Cut(np.concatenate([top.features, bottom.features]), np.concatenate([top.ppocr, bottom.ppocr]),
+                         np.concatenate([top.neck, bottom.neck]), _side_by_side(top.image, bottom.image))  # fmt: skip
+            if _closeness(joined.ppocr, text) > _closeness(cut.ppocr, text):
                 cut = joined
         return cut
 
-    def _read(self, crop: Image, corners: NDArray[np.float32]) -> tuple[NDArray[np.float16], ...]:
-        """A line's PP-OCR features, probabilities (blank + ALPHABET) and neck input per step."""
-        from platestream.workers.engine.default import line_image
+    def _read(self, crop: Image, corners: NDArray[np.float32]) -> Cut:
+        """The line at `corners` in `crop`, read by PP-OCR's reader."""
+        from platestream.workers.engine.default import line_image, reader_tensor
 
-        probabilities, features, neck = self.reader.run(None, {"x": self.lines.tensor(line_image(crop, corners))})
+        image = self.lines.resized(line_image(crop, corners))
+        probabilities, features, neck = self.reader.run(None, {"x": reader_tensor(image)})
         ppocr = self.lines.plate_characters(probabilities[0])
-        return features[0].astype(np.float16), ppocr.astype(np.float16), neck[0, :, 0].T.astype(np.float16)
+        return Cut(features[0].astype(np.float16), ppocr.astype(np.float16), neck[0, :, 0].T.astype(np.float16),
+                   np.asarray(image, np.uint8))  # fmt: skip
+
+
+def _side_by_side(left: Image, right: Image) -> Image:
+    """Two reader lines (48 px tall) as one, no wider than the reader reads (640 px)."""
+    import cv2
+
+    joined = np.concatenate([left, right], axis=1)
+    if joined.shape[1] > 8 * MAX_STEPS:
+        joined = cv2.resize(joined, (8 * MAX_STEPS, joined.shape[0]), interpolation=cv2.INTER_AREA)
+    return np.asarray(joined, np.uint8)
 
 
 def _closeness(probabilities: NDArray[np.float16], text: str) -> float:
@@ -165,10 +203,10 @@ def _cutter() -> _Cutter:
     return _Cutter()
 
 
-def _cut_chunk(job: tuple[int, list[tuple[str, str, str, bool]], int, Assets | None]) -> Lines:
+def _cut_chunk(job: tuple[int, list[tuple[str, str, str, bool]], int, Assets | None, bool]) -> Lines:
     """Scenes of one chunk of plates: (path, text, region, held out) real crops, `views` scenes
-    each, or ("", "", region, False) for a plate rendered here."""
-    seed, items, views, assets = job
+    each, or ("", "", region, False) for a plate rendered here; with `images`, each line's image."""
+    seed, items, views, assets, images = job
     cutter = _cutter()
     rng = np.random.default_rng(seed)
     lines = Lines()
@@ -182,7 +220,8 @@ def _cut_chunk(job: tuple[int, list[tuple[str, str, str, bool]], int, Assets | N
         for _ in range(tries):
             cut = cutter.line(plate, text, rng)
             if cut is not None:
-                lines.add(Lines([cut[0]], [cut[1]], [cut[2]], [text], [region], [held]))
+                lines.add(Lines([cut.features], [cut.ppocr], [cut.neck], [text], [region], [held],
+                                [cut.image] if images else []))  # fmt: skip
     return lines
 
 
@@ -194,7 +233,7 @@ def cut_lines(crops: Sequence[Crop], assets: Assets, recipe: HeadRecipe, workers
     real = [(str(c.path), c.text, c.region, c.held_out) for c in crops]
     rendered = [("", "", REGIONS[i % len(REGIONS)], False) for i in range(recipe.rendered)]
     items = real + rendered
-    jobs = [(recipe.seed * 1_000_003 + i, items[i : i + chunk], recipe.views, assets)
+    jobs = [(recipe.seed * 1_000_003 + i, items[i : i + chunk], recipe.views, assets, recipe.whole)
             for i in range(0, len(items), chunk)]  # fmt: skip
     lines = Lines()
     # spawned, not forked: a fork of a process that has started JAX's threads can hang
@@ -219,23 +258,45 @@ def _labels(texts: Sequence[str]) -> tuple[NDArray[np.float32], NDArray[np.float
     return labels, label_padding
 
 
-def _by_length(lines: Lines, rows: NDArray[np.int64]) -> dict[int, NDArray[np.int64]]:
-    """`rows` grouped by their line's number of time steps: a batch is drawn from one group, so
-    that no padding enters the neck's attention, which sees a whole line at once."""
-    steps = np.array([min(MAX_STEPS, len(lines.features[i])) for i in rows])
+def _steps(lines: Lines, row: int, part: str) -> int:
+    """A line's number of time steps as the trained part reads it: PP-OCR's (the reader's input
+    width over 8), or, tuning the whole reader, that rounded to a multiple of WHOLE_BUCKET."""
+    if part != "whole":
+        return min(MAX_STEPS, len(lines.features[row]))
+    steps = round(int(lines.images[row].shape[1]) / 8)
+    return min(MAX_STEPS, max(WHOLE_BUCKET, WHOLE_BUCKET * round(steps / WHOLE_BUCKET)))
+
+
+def _by_length(lines: Lines, rows: NDArray[np.int64], part: str) -> dict[int, NDArray[np.int64]]:
+    """`rows` grouped by their line's number of time steps (`_steps`): a batch is drawn from one
+    group, so that no padding enters the neck's attention, which sees a whole line at once."""
+    steps = np.array([_steps(lines, i, part) for i in rows])
     return {int(length): rows[steps == length] for length in np.unique(steps)}
 
 
-def _inputs(lines: Lines, rows: NDArray[np.int64], neck: bool) -> NDArray[np.float32]:
-    """The trained part's input for lines of one length: the neck's (batch, channels, 1, steps)
-    or PP-OCR's features (batch, steps, 120)."""
-    if neck:
+def _inputs(lines: Lines, rows: NDArray[np.int64], part: str) -> NDArray[np.float32]:
+    """The trained part's input for lines of one length: the reader's image lines (batch, 3, 48,
+    width), each resized to its group's width; the neck's input (batch, channels, 1, steps); or
+    PP-OCR's features (batch, steps, 120)."""
+    if part == "whole":
+        import cv2
+
+        from platestream.workers.engine.default import reader_tensor
+
+        width = 8 * _steps(lines, int(rows[0]), part)
+        images = [lines.images[i] for i in rows]
+        return reader_tensor(np.stack([image if image.shape[1] == width else
+                                       cv2.resize(image, (width, image.shape[0]), interpolation=cv2.INTER_LINEAR)
+                                       for image in images]))  # fmt: skip
+    if part == "neck":
         return np.stack([lines.neck[i][:MAX_STEPS].T[:, None, :] for i in rows]).astype(np.float32)
     return np.stack([lines.features[i][:MAX_STEPS] for i in rows]).astype(np.float32)
 
 
 def exact_reads(
-    probabilities: Sequence[NDArray[np.float32]], lines: Lines, rows: NDArray[np.int64]
+    probabilities: Mapping[int, NDArray[np.float32]] | Sequence[NDArray[np.float32]],
+    lines: Lines,
+    rows: NDArray[np.int64],
 ) -> dict[str, float]:
     """Per region, the percent of `rows` whose plate the engine would report right from these
     `probabilities` (per line): its character alternatives, the region's templates and look-alike
@@ -284,32 +345,39 @@ def train_head(
     train_rows, held_rows = np.flatnonzero(~held), np.flatnonzero(held)
     if len(train_rows) == 0:
         raise TrainingError("the detector found none of the training plates in their scenes")
-    neck = _neck() if recipe.neck else None
-    params, forward, loss_curve, train_seconds = _fit(lines, train_rows, recipe, neck)
-    run = jax.jit(lambda p, x: jax.nn.softmax(forward(p, x), -1))
-    head: list[NDArray[np.float32]] = [np.zeros(0, np.float32)] * len(lines)
-    for rows in _by_length(lines, np.arange(len(lines))).values():
-        for start in range(0, len(rows), 256):
-            chunk = rows[start : start + 256]
-            for row, probabilities in zip(chunk, np.asarray(run(params, _inputs(lines, chunk, neck is not None))),
-                                          strict=True):  # fmt: skip
-                head[row] = probabilities
-    ppocr = [p[:MAX_STEPS].astype(np.float32) for p in lines.ppocr]
-    by_mix = {
-        (mixing, mix): exact_reads([mix_distributions(h, q, mix, mixing) for h, q in zip(head, ppocr, strict=True)],
-                                   lines, held_rows)
-        for mixing in MIXINGS for mix in MIXES
-    }  # fmt: skip
-    ppocr_alone = exact_reads([mix_distributions(h, q, 1.0, "linear") for h, q in zip(head, ppocr, strict=True)],
-                              lines, held_rows)  # fmt: skip
+    if recipe.whole and len(lines.images) != len(lines):
+        raise TrainingError(f"{cache} holds no line images: delete it to cut the lines again")
+    trunk = _trunk(recipe.part)
+    params, forward, loss_curve, train_seconds = _fit(lines, train_rows, recipe, trunk)
+    head_params = {k: np.asarray(v) for k, v in (params["head"] if trunk else params).items()}
+    tuned = onnx_jax.with_weights(trunk, params["trunk"]) if trunk else None
+    target = out / "plate-head.onnx"
+    if recipe.part == "whole":
+        # read as the engine reads: each held-out line at its own width, through the exported
+        # head joined to PP-OCR's reader (training saw the line at its group's width)
+        target.write_bytes(to_onnx(head_params, mix=0.0, trunk=tuned))
+        head, ppocr = _engine_reads(target, lines, held_rows)
+    else:
+        run = jax.jit(lambda p, x: jax.nn.softmax(forward(p, x), -1))
+        head = [np.zeros(0, np.float32)] * len(lines)
+        for rows in _by_length(lines, held_rows, recipe.part).values():
+            for start in range(0, len(rows), 256):
+                chunk = rows[start : start + 256]
+                for row, probabilities in zip(chunk, np.asarray(run(params, _inputs(lines, chunk, recipe.part))),
+                                              strict=True):  # fmt: skip
+                    head[row] = probabilities
+        ppocr = [p[:MAX_STEPS].astype(np.float32) for p in lines.ppocr]
+
+    def mixed(share: float, rule: str) -> dict[int, NDArray[np.float32]]:
+        return {int(row): mix_distributions(head[row], ppocr[row], share, rule) for row in held_rows}
+
+    by_mix = {(mixing, mix): exact_reads(mixed(mix, mixing), lines, held_rows) for mixing in MIXINGS for mix in MIXES}
+    ppocr_alone = exact_reads(mixed(1.0, "linear"), lines, held_rows)
     mixing, mix = max(by_mix, key=lambda key: (sum(by_mix[key].values()), key[1], key[0]))
     progress(f"held-out exact reads: PP-OCR alone {ppocr_alone}; " +
              "; ".join(f"{r} share {m}: {f}" for (r, m), f in by_mix.items()) + f"; chosen {mixing} {mix}")  # fmt: skip
 
-    head_params = {k: np.asarray(v) for k, v in (params["head"] if neck else params).items()}
-    tuned = onnx_jax.with_weights(neck, params["neck"]) if neck else None
-    model_bytes = to_onnx(head_params, mix=mix, mixing=mixing, version=version, neck=tuned)
-    target = out / "plate-head.onnx"
+    model_bytes = to_onnx(head_params, mix=mix, mixing=mixing, version=version, trunk=tuned)
     target.write_bytes(model_bytes)
     metrics: dict[str, Any] = {
         "sha256": hashlib.sha256(model_bytes).hexdigest(),
@@ -332,23 +400,43 @@ def train_head(
     return metrics
 
 
-def _neck() -> onnx_jax.Subgraph:
-    """PP-OCR's neck, from NECK_INPUT to the features its last layer reads, as trainable JAX."""
+def _engine_reads(model: Path, lines: Lines, rows: NDArray[np.int64]) -> tuple[list[Any], list[Any]]:
+    """Per line (empty outside `rows`), the head's and PP-OCR's distributions (blank + ALPHABET per
+    step) as the engine computes them: the head in `model` joined to PP-OCR's reader in ONNX
+    Runtime, the line at its own width."""
+    from platestream.workers.engine.default import TextReader, reader_tensor
+
+    reader = TextReader(threads=os.cpu_count() or 1, providers=["CPUExecutionProvider"],
+                        head=(model, hashlib.sha256(model.read_bytes()).hexdigest()))  # fmt: skip
+    head: list[Any] = [np.zeros(0, np.float32)] * len(lines)
+    ppocr: list[Any] = [np.zeros(0, np.float32)] * len(lines)
+    for row in rows:
+        outputs = reader.reader.run(None, {"x": reader_tensor(lines.images[row])})
+        ppocr[row], head[row] = reader.plate_characters(outputs[0][0]), np.asarray(outputs[1][0], np.float32)
+    return head, ppocr
+
+
+def _trunk(part: str) -> onnx_jax.Subgraph | None:
+    """The part of PP-OCR's reader tuned with the head, as trainable JAX: its neck (from
+    NECK_INPUT) or the whole reader (from its image input, "x"), to the features its last layer
+    reads; None for a head alone."""
+    if part == "head":
+        return None
     import onnx
 
     from platestream.workers.engine import models
     from platestream.workers.engine.plate_head import NECK_INPUT, features_tensor
 
     model = onnx.load(str(models.ocr_model(models.OCR_READER)))
-    return onnx_jax.extract(model, NECK_INPUT, features_tensor(model.graph))
+    return onnx_jax.extract(model, NECK_INPUT if part == "neck" else "x", features_tensor(model.graph))
 
 
 def _fit(
-    lines: Lines, train_rows: NDArray[np.int64], recipe: HeadRecipe, neck: onnx_jax.Subgraph | None
+    lines: Lines, train_rows: NDArray[np.int64], recipe: HeadRecipe, trunk: onnx_jax.Subgraph | None
 ) -> tuple[Any, Callable[..., Any], list[tuple[int, float]], float]:
-    """The seeded training loop (CTC, AdamW with cosine decay, dropout, PP-OCR's neck tuned with a
-    smaller rate once the new head has had `warmup` steps): the weights, the forward function, the
-    loss every 10 steps and the loop's seconds."""
+    """The seeded training loop (CTC, AdamW with cosine decay, dropout, PP-OCR's neck or whole
+    reader, the `trunk`, tuned with a smaller rate once the new head has had `warmup` steps): the
+    weights, the forward function, the loss every 10 steps and the loop's seconds."""
     jax, jnp, optax = _jax()
     from tqdm import tqdm
 
@@ -363,13 +451,13 @@ def _fit(
     params: Any = head
     optimizer = optax.adamw(optax.cosine_decay_schedule(recipe.learning_rate, recipe.steps),
                             weight_decay=recipe.weight_decay)  # fmt: skip
-    if neck is not None:
-        params = {"head": head, "neck": {k: jnp.asarray(v) for k, v in neck.params.items()}}
+    if trunk is not None:
+        params = {"head": head, "trunk": {k: jnp.asarray(v) for k, v in trunk.params.items()}}
         later = optax.cosine_decay_schedule(recipe.neck_learning_rate, max(1, recipe.steps - recipe.warmup))
-        neck_rate = optax.join_schedules([optax.constant_schedule(0.0), later], [recipe.warmup])
+        trunk_rate = optax.join_schedules([optax.constant_schedule(0.0), later], [recipe.warmup])
         optimizer = optax.multi_transform(
-            {"head": optimizer, "neck": optax.adamw(neck_rate, weight_decay=recipe.weight_decay)},
-            {"head": "head", "neck": "neck"},
+            {"head": optimizer, "trunk": optax.adamw(trunk_rate, weight_decay=recipe.weight_decay)},
+            {"head": "head", "trunk": "trunk"},
         )
     opt_state = optimizer.init(params)
 
@@ -385,9 +473,9 @@ def _fit(
         return h @ p["w2"] + p["b2"]
 
     def forward(p: Any, x: Any, dropout_key: Any = None) -> Any:
-        if neck is None:
+        if trunk is None:
             return head_forward(p, x, dropout_key)
-        return head_forward(p["head"], neck.apply(p["neck"], x), dropout_key)
+        return head_forward(p["head"], trunk.apply(p["trunk"], x), dropout_key)
 
     def step(p: Any, state: Any, batch: tuple[Any, ...], dropout_key: Any) -> tuple[Any, Any, Any]:
         x, y, y_pad = batch
@@ -405,16 +493,16 @@ def _fit(
 
     rng = np.random.default_rng(recipe.seed)
     # lengths rarer than 1 % of the lines are left out of training: each length costs a compilation
-    every = list(_by_length(lines, train_rows).values())
+    every = list(_by_length(lines, train_rows, recipe.part).values())
     groups = [rows for rows in every if len(rows) >= 0.01 * len(train_rows)] or every
     weights = np.array([len(rows) for rows in groups], np.float64)
     loop_started = time.time()
     loss_curve: list[tuple[int, float]] = []
-    bar = tqdm(total=recipe.steps, desc="training plate head", unit="step")
+    bar = tqdm(total=recipe.steps, desc=f"training plate head ({recipe.part})", unit="step")
     for done in range(1, recipe.steps + 1):
         rows = rng.choice(groups[rng.choice(len(groups), p=weights / weights.sum())], recipe.batch)
         labels, label_padding = _labels([lines.texts[i] for i in rows])
-        batch = (_inputs(lines, rows, neck is not None), labels, label_padding)
+        batch = (_inputs(lines, rows, recipe.part), labels, label_padding)
         params, opt_state, loss = compiled(params, opt_state, batch, jax.random.fold_in(key, done))
         if done % 10 == 0 or done == recipe.steps:
             loss_curve.append((done, round(float(loss), 4)))
@@ -426,12 +514,12 @@ def _fit(
 
 
 def to_onnx(params: dict[str, NDArray[Any]], *, mix: float, mixing: str = "geometric", version: str = "",
-            neck: Any = None) -> bytes:  # fmt: skip
+            trunk: Any = None) -> bytes:  # fmt: skip
     """The head as an ONNX graph (opset 11, PP-OCR's reader's own) from `features` (batch, steps,
     120) to `plate_probabilities` (batch, steps, blank + 36): the neighbour-concatenating layer is a
-    convolution of width 3 over the steps. With `neck` (the tuned copy of PP-OCR's neck, an ONNX
-    model from NECK_INPUT to the features), the head reads the neck's input instead, through that
-    copy, and says so in its metadata (`reads`)."""
+    convolution of width 3 over the steps. With `trunk` (the tuned copy of PP-OCR's neck or whole
+    reader, an ONNX model from NECK_INPUT or from the reader's image input "x" to the features), the
+    head reads that input instead, through the copy, and says so in its metadata (`reads`)."""
     from onnx import TensorProto, helper, numpy_helper
 
     from platestream.workers.engine.plate_head import HEAD_INPUT, HEAD_OUTPUT, NECK_INPUT, copy_graph
@@ -446,14 +534,16 @@ def to_onnx(params: dict[str, NDArray[Any]], *, mix: float, mixing: str = "geome
         numpy_helper.from_array(np.ascontiguousarray(w2, np.float32), "w2"),
         numpy_helper.from_array(np.asarray(params["b2"], np.float32), "b2"),
     ]
-    features = HEAD_INPUT if neck is None else "neck/" + neck.graph.output[0].name
+    reads = trunk.graph.input[0].name if trunk is not None else ""
+    prefix = "neck/" if reads == NECK_INPUT else "reader/"
+    features = HEAD_INPUT if trunk is None else prefix + trunk.graph.output[0].name
     input_shape: list[Any] = ["batch", "steps", FEATURES]
     metadata = {"alphabet": ALPHABET, "mix": str(mix), "mixing": mixing, "features": str(FEATURES),
                 "version": version}  # fmt: skip
-    if neck is not None:
-        channels = neck.graph.input[0].type.tensor_type.shape.dim[1].dim_value
-        input_shape = ["batch", channels or "channels", 1, "steps"]
-        metadata["reads"] = NECK_INPUT
+    if trunk is not None:
+        dims = trunk.graph.input[0].type.tensor_type.shape.dim
+        input_shape = [dim.dim_value or dim.dim_param or f"d{i}" for i, dim in enumerate(dims)]
+        metadata["reads"] = reads
     nodes = [
         helper.make_node("Transpose", [features], ["channels"], name="to_channels", perm=[0, 2, 1]),
         helper.make_node(
@@ -470,8 +560,8 @@ def to_onnx(params: dict[str, NDArray[Any]], *, mix: float, mixing: str = "geome
         [helper.make_tensor_value_info(HEAD_OUTPUT, TensorProto.FLOAT, ["batch", "steps", len(ALPHABET) + 1])],
         initializers,
     )  # fmt: skip
-    if neck is not None:  # the tuned neck's nodes first (graphs list nodes in order of use)
-        copy_graph(neck.graph, graph, "neck/", {neck.graph.input[0].name: HEAD_INPUT})
+    if trunk is not None:  # the tuned part's nodes first (graphs list nodes in order of use)
+        copy_graph(trunk.graph, graph, prefix, {reads: HEAD_INPUT})
     graph.node.extend(nodes)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="platestream")
     model.ir_version = 7

@@ -250,14 +250,18 @@ class TextReader:
 
     def tensor(self, line: Image) -> FloatArray:
         """A line as the PP-OCR reader's input."""
+        return reader_tensor(self.resized(line))
+
+    @staticmethod
+    def resized(line: Image) -> Image:
+        """A line resized as the PP-OCR reader reads it: 48 px tall, 160-640 px wide."""
         # A plate's line is short and its characters dense: stretched to at least MIN_LINE_WIDTH,
         # the reader has enough time steps to separate them (and a blank between doubled ones).
         width = max(MIN_LINE_WIDTH, min(640, round(48 * line.shape[1] / max(1, line.shape[0]))))
         # Bilinear, as PP-OCR's own pipeline resizes the lines it was trained on: a far plate's
         # line, 12-40 px tall, is magnified 2-4 times here, and bicubic read look-alikes worse
         # (dev us 84.1 -> 86.9 % top-1; BENCHMARKS.md, "The reader's resize").
-        resized = cv2.resize(line, (width, 48), interpolation=cv2.INTER_LINEAR)
-        return np.asarray(((resized.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None], np.float32)
+        return cv2.resize(line, (width, 48), interpolation=cv2.INTER_LINEAR)
 
     def plate_characters(self, steps: FloatArray) -> FloatArray:
         """PP-OCR's probabilities per step narrowed to blank + ALPHABET (lower case as upper). A
@@ -380,6 +384,13 @@ def ctc_alternatives(probabilities: FloatArray, *, top: int = 3) -> list[Alterna
         if current not in (0, previous):
             start = step
     return positions
+
+
+def reader_tensor(lines: Image) -> FloatArray:
+    """Lines resized for PP-OCR's reader (48 px tall; one line, or a batch of one width) as its
+    input: channels first, scaled to -1..1."""
+    batch = lines if lines.ndim == 4 else lines[None]
+    return np.asarray(((batch.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(0, 3, 1, 2), np.float32)
 
 
 def line_image(crop: Image, corners: NDArray[np.float32]) -> Image:

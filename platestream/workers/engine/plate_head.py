@@ -5,7 +5,9 @@ script. The plate head is a small network the project trains on plates (see the 
 the same features to a blank and the 36 plate characters. It is joined to PP-OCR's graph when the
 engine starts (reader `ppocr-head`, the default), so that one run of the reader gives both: the
 engine reads a plate from the two distributions mixed (`mix_distributions`: the head's metadata says
-how, `mixing`, and PP-OCR's share, `mix`).
+how, `mixing`, and PP-OCR's share, `mix`). A head trained with part of PP-OCR's reader tuned (its
+neck, or the whole reader) carries that part's tuned copy and reads the tensor its metadata names
+(`reads`: the neck's input, or the reader's image input "x").
 
 The head ships inside the package with its SHA-256 pinned here; a missing, changed or corrupt file
 is refused with an error that says so.
@@ -136,9 +138,9 @@ def join(reader: Path, head: Path, sha256: str, *, narrow: bool = True) -> Joine
         raise HeadModelError(f"the plate head {head} mixes {mixing!r}, which this engine does not know "
                              f"({', '.join(MIXINGS)}): upgrade platestream or retrain the head")  # fmt: skip
     model = onnx.load(str(reader))
-    flush_denormals(model)
     features = meta.get("reads") or features_tensor(model.graph)
-    if "reads" in meta and not any(features in node.output for node in model.graph.node):
+    known = {name for node in model.graph.node for name in node.output} | {i.name for i in model.graph.input}
+    if "reads" in meta and features not in known:
         raise HeadModelError(f"the plate head reads PP-OCR's tensor {features!r}, which {reader.name} does not have: "
                              "pin rapidocr to 3.x or retrain the head (platestream train head)")  # fmt: skip
     expected = int(meta.get("features", "0"))
@@ -156,6 +158,7 @@ def join(reader: Path, head: Path, sha256: str, *, narrow: bool = True) -> Joine
         narrow_last_layer(model.graph, columns)
         characters = [characters[column] for column in columns]
     copy_graph(head_model.graph, model.graph, _PREFIX, {HEAD_INPUT: features})
+    flush_denormals(model)  # PP-OCR's weights and a tuned copy's
     head_output = _PREFIX + HEAD_OUTPUT
     model.graph.output.append(onnx.helper.make_tensor_value_info(head_output, onnx.TensorProto.FLOAT, None))
     return JoinedReader(model.SerializeToString(), model.graph.output[0].name, head_output, meta["alphabet"],
