@@ -468,12 +468,20 @@ def train_reader_command(crops_root: Path, out: Path, steps: int | None, batch: 
 @click.option("--batch", type=click.IntRange(1), default=None, help="Lines per training step [recipe: 256].")
 @click.option("--warmup", type=click.IntRange(0), default=None,
               help="Steps of the new head alone before the tuned part moves [recipe: 300].")  # fmt: skip
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="The head's peak learning rate [recipe: 2e-3].")  # fmt: skip
+@click.option("--part-learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="The tuned neck's or whole reader's peak learning rate [recipe: 3e-4].")  # fmt: skip
+@click.option("--init-head", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Start from this trained head (the shipped one: platestream/workers/engine/data/"
+              "plate-head.onnx) instead of random weights.")  # fmt: skip
 @click.option("--fonts", "font_roots", type=click.Path(exists=True, file_okay=False, path_type=Path), multiple=True,
               help="Font folders to search instead of /usr/share/fonts/{truetype,opentype}.")  # fmt: skip
 @click.option("--workers", type=click.IntRange(1), default=None, help="Processes cutting scenes [all cores].")
 def train_head_command(crops_root: Path, out: Path, steps: int | None, views: int | None, rendered: int | None,
                        seed: int | None, neck: bool | None, whole: bool | None, batch: int | None,
-                       warmup: int | None, font_roots: tuple[Path, ...], workers: int | None) -> None:  # fmt: skip
+                       warmup: int | None, learning_rate: float | None, part_learning_rate: float | None,
+                       init_head: Path | None, font_roots: tuple[Path, ...], workers: int | None) -> None:  # fmt: skip
     """Train the plate head on PP-OCR's reader (the default engine's reader); export OUT/plate-head.onnx.
 
     Real crops and rendered plates are mounted in street scenes and cut by the engine's own detector
@@ -490,7 +498,9 @@ def train_head_command(crops_root: Path, out: Path, steps: int | None, views: in
 
     configure_logging()
     chosen: dict[str, Any] = {"steps": steps, "views": views, "rendered": rendered, "seed": seed,
-                              "neck": neck, "whole": whole, "batch": batch, "warmup": warmup}  # fmt: skip
+                              "neck": neck, "whole": whole, "batch": batch, "warmup": warmup,
+                              "learning_rate": learning_rate, "neck_learning_rate": part_learning_rate,
+                              "init_head": str(init_head) if init_head else None}  # fmt: skip
     recipe = dataclasses.replace(HeadRecipe(), **{k: v for k, v in chosen.items() if v is not None})
     try:
         assets = Assets.find(crops_root / "us-blank-plates", font_roots or FONT_ROOTS)

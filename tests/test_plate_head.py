@@ -155,6 +155,35 @@ def test_a_head_mixed_by_a_rule_the_engine_does_not_know_is_refused(tmp_path: Pa
         join(ocr_model(OCR_READER), path, hashlib.sha256(model).hexdigest())
 
 
+def test_a_training_started_from_the_shipped_head_starts_from_its_very_numbers(tmp_path: Path) -> None:
+    """`train head --init-head`: the shipped head's weights read back as training holds them and
+    exported again compute what the shipped head computes; a head with a tuned part, or no head,
+    is refused with what to start from instead."""
+    from platestream.training.head import head_weights, to_onnx
+    from platestream.training.train import TrainingError
+    from platestream.workers.engine.models import onnx_session
+
+    weights = head_weights(HEAD_FILE)
+    assert weights["w1"].shape == (360, 256)
+    features = np.random.default_rng(4).normal(size=(2, 11, 120)).astype(np.float32)
+    again = onnx_session(to_onnx(weights, mix=0.6, mixing="geometric"), 1, ["CPUExecutionProvider"])
+    shipped = onnx_session(str(HEAD_FILE), 1, ["CPUExecutionProvider"])
+    np.testing.assert_allclose(again.run(None, {"features": features})[0],
+                               shipped.run(None, {"features": features})[0], atol=1e-6)  # fmt: skip
+
+    with pytest.raises(TrainingError, match="cannot start from the plate head"):
+        head_weights(tmp_path / "missing.onnx")
+    import onnx
+
+    model = onnx.load(str(HEAD_FILE))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "reads", "x"
+    tuned = tmp_path / "tuned.onnx"
+    tuned.write_bytes(model.SerializeToString())
+    with pytest.raises(TrainingError, match=r"not a head on PP-OCR's own 120 features.*without --neck or --whole"):
+        head_weights(tuned)
+
+
 def test_the_exported_head_computes_what_training_computes() -> None:
     """to_onnx turns the neighbour-concatenating layer into a convolution: same numbers."""
     from platestream.training.head import to_onnx

@@ -67,6 +67,7 @@ class HeadRecipe:
     neck_learning_rate: float = 3e-4  # the tuned part's (neck or whole reader)
     warmup: int = 300  # steps of the new head alone before the neck (or whole reader) moves
     seed: int = 0
+    init_head: str = ""  # a trained head's file to start from (`head_weights`), not random weights
 
     @property
     def part(self) -> str:
@@ -448,6 +449,8 @@ def _fit(
         "w2": jax.random.normal(k2, (recipe.hidden, len(ALPHABET) + 1)) / np.sqrt(recipe.hidden),
         "b2": jnp.zeros(len(ALPHABET) + 1),
     }
+    if recipe.init_head:
+        head = {name: jnp.asarray(value) for name, value in head_weights(Path(recipe.init_head)).items()}
     params: Any = head
     optimizer = optax.adamw(optax.cosine_decay_schedule(recipe.learning_rate, recipe.steps),
                             weight_decay=recipe.weight_decay)  # fmt: skip
@@ -511,6 +514,32 @@ def _fit(
     bar.close()
 
     return params, forward, loss_curve, time.time() - loop_started
+
+
+def head_weights(model: Path) -> dict[str, NDArray[np.float32]]:
+    """A trained head's weights as training holds them (`to_onnx`'s inverse), to start a training
+    from: only a head on PP-OCR's own features (one that carries no tuned part), for this alphabet."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        head = onnx.load(str(model))
+    except Exception as error:  # a missing file raises OSError, a damaged one DecodeError and others
+        raise TrainingError(f"cannot start from the plate head {model}: {error}") from None
+    meta = {entry.key: entry.value for entry in head.metadata_props}
+    tensors = {t.name: numpy_helper.to_array(t) for t in head.graph.initializer}
+    if meta.get("alphabet") != ALPHABET or meta.get("features") != str(FEATURES) or "reads" in meta:
+        raise TrainingError(f"{model} is not a head on PP-OCR's own {FEATURES} features for {ALPHABET}: "
+                            "start from the shipped head or one trained without --neck or --whole")  # fmt: skip
+    if not {"w1", "b1", "w2", "b2"} <= tensors.keys():
+        raise TrainingError(f"{model} lacks the head's weights w1, b1, w2, b2")
+    w1, w2 = tensors["w1"], tensors["w2"]  # (hidden, FEATURES, 3) and (classes, hidden, 1): convolutions
+    return {
+        "w1": np.ascontiguousarray(w1.transpose(2, 1, 0).reshape(3 * FEATURES, w1.shape[0]), np.float32),
+        "b1": np.asarray(tensors["b1"], np.float32),
+        "w2": np.ascontiguousarray(w2[:, :, 0].T, np.float32),
+        "b2": np.asarray(tensors["b2"], np.float32),
+    }
 
 
 def to_onnx(params: dict[str, NDArray[Any]], *, mix: float, mixing: str = "geometric", version: str = "",
