@@ -464,7 +464,7 @@ def train_reader_command(crops_root: Path, out: Path, steps: int | None, batch: 
               "[recipe: --no-neck].")  # fmt: skip
 @click.option("--whole/--no-whole", default=None,
               help="Tune PP-OCR's whole reader, backbone and neck, with the head: a job for a GPU machine "
-              "(a training step of 32 lines takes 8-10 s on two CPU cores) [recipe: --no-whole].")  # fmt: skip
+              "(a training step of 32 lines takes 4-10 s on two CPU cores) [recipe: --no-whole].")  # fmt: skip
 @click.option("--batch", type=click.IntRange(1), default=None, help="Lines per training step [recipe: 256].")
 @click.option("--warmup", type=click.IntRange(0), default=None,
               help="Steps of the new head alone before the tuned part moves [recipe: 300].")  # fmt: skip

@@ -2,7 +2,7 @@
 # Tunes PP-OCR's whole reader with the plate head (`platestream train head --whole`) on a GPU
 # machine that has JAX with CUDA (and ONNX Runtime, OpenCV, onnx, tqdm, click) but neither the data
 # set, the fonts, platestream's other dependencies nor network access. A training step of the whole
-# reader takes 8-10 s per 32 lines on two CPU cores: this recipe is a GPU job.
+# reader takes 4-10 s per 32 lines on two CPU cores: this recipe is a GPU job.
 #
 #   scripts/train-head-gpu.sh prepare            here, with the data set beside the checkout: packs
 #                                                 .gpu/ (crops, fonts, plate detector; ~41 MB) and
