@@ -194,3 +194,13 @@ def test_a_graph_part_with_an_operator_the_trainer_cannot_run_is_refused_by_name
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
     with pytest.raises(TrainingError, match=r"operators this trainer cannot run: \['Tanh'\]"):
         extract(model, "x", "y")
+
+
+def test_a_head_to_start_from_that_cannot_be_read_is_refused_before_any_cutting(tmp_path: Path) -> None:
+    from platestream.training.head import HeadRecipe, train_head
+    from platestream.training.train import TrainingError
+
+    recipe = HeadRecipe(init_head=str(tmp_path / "missing.onnx"))
+    with pytest.raises(TrainingError, match=r"cannot start from the plate head .*missing\.onnx"):
+        train_head(tmp_path, tmp_path / "run", recipe)  # no data set here either: the head is read first
+    assert not (tmp_path / "run").exists()

@@ -328,6 +328,8 @@ def train_head(
     jax, _, _ = _jax()
 
     started = time.time()
+    # a head to start from is read first: a wrong file is refused before minutes of cutting
+    initial = head_weights(Path(recipe.init_head)) if recipe.init_head else None
     crops = load_crops(crops_root)
     if not crops:
         raise TrainingError(f"no labelled crops under {crops_root} (expected us/labels.tsv, br/labels.tsv)")
@@ -346,10 +348,8 @@ def train_head(
     train_rows, held_rows = np.flatnonzero(~held), np.flatnonzero(held)
     if len(train_rows) == 0:
         raise TrainingError("the detector found none of the training plates in their scenes")
-    if recipe.whole and len(lines.images) != len(lines):
-        raise TrainingError(f"{cache} holds no line images: delete it to cut the lines again")
     trunk = _trunk(recipe.part)
-    params, forward, loss_curve, train_seconds = _fit(lines, train_rows, recipe, trunk)
+    params, forward, loss_curve, train_seconds = _fit(lines, train_rows, recipe, trunk, initial)
     head_params = {k: np.asarray(v) for k, v in (params["head"] if trunk else params).items()}
     tuned = onnx_jax.with_weights(trunk, params["trunk"]) if trunk else None
     target = out / "plate-head.onnx"
@@ -433,11 +433,16 @@ def _trunk(part: str) -> onnx_jax.Subgraph | None:
 
 
 def _fit(
-    lines: Lines, train_rows: NDArray[np.int64], recipe: HeadRecipe, trunk: onnx_jax.Subgraph | None
+    lines: Lines,
+    train_rows: NDArray[np.int64],
+    recipe: HeadRecipe,
+    trunk: onnx_jax.Subgraph | None,
+    initial: dict[str, NDArray[np.float32]] | None = None,
 ) -> tuple[Any, Callable[..., Any], list[tuple[int, float]], float]:
     """The seeded training loop (CTC, AdamW with cosine decay, dropout, PP-OCR's neck or whole
     reader, the `trunk`, tuned with a smaller rate once the new head has had `warmup` steps): the
-    weights, the forward function, the loss every 10 steps and the loop's seconds."""
+    weights, the forward function, the loss every 10 steps and the loop's seconds. `initial`: the
+    head's weights to start from (`head_weights`) instead of random ones."""
     jax, jnp, optax = _jax()
     from tqdm import tqdm
 
@@ -449,8 +454,8 @@ def _fit(
         "w2": jax.random.normal(k2, (recipe.hidden, len(ALPHABET) + 1)) / np.sqrt(recipe.hidden),
         "b2": jnp.zeros(len(ALPHABET) + 1),
     }
-    if recipe.init_head:
-        head = {name: jnp.asarray(value) for name, value in head_weights(Path(recipe.init_head)).items()}
+    if initial is not None:
+        head = {name: jnp.asarray(value) for name, value in initial.items()}
     params: Any = head
     optimizer = optax.adamw(optax.cosine_decay_schedule(recipe.learning_rate, recipe.steps),
                             weight_decay=recipe.weight_decay)  # fmt: skip
