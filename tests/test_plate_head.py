@@ -250,6 +250,46 @@ def test_a_head_with_a_tuned_part_of_the_reader_computes_in_the_engine_what_trai
     np.testing.assert_allclose(outputs[joined.ppocr_output], original, atol=1e-6)
 
 
+def test_a_head_taking_nothing_from_ppocr_runs_without_ppocrs_own_reader(tmp_path: Path) -> None:
+    """At PP-OCR's share 0 the engine reads with the head alone: a head carrying a tuned copy of the
+    whole reader runs that copy and none of PP-OCR's own reader (a second reader's cost), and reads
+    a line as the head's output says."""
+    pytest.importorskip("jax", reason="the train extra")
+    import onnx
+
+    from platestream.training.head import _trunk, to_onnx
+    from platestream.training.onnx_jax import with_weights
+    from platestream.workers.engine.default import TextReader, ctc_alternatives
+    from platestream.workers.engine.models import onnx_session
+
+    rng = np.random.default_rng(3)
+    trunk = _trunk("whole")
+    assert trunk is not None
+    tuned = with_weights(trunk, {name: value * (1 + 0.05 * rng.normal(size=value.shape)).astype(np.float32)
+                                 for name, value in trunk.params.items()})  # fmt: skip
+    params = {"w1": rng.normal(size=(360, 16)) * 0.1, "b1": rng.normal(size=16) * 0.1,
+              "w2": rng.normal(size=(16, 37)) * 0.3, "b2": rng.normal(size=37) * 0.1}  # fmt: skip
+    heads = {}
+    for mix in (0.0, 0.25):
+        model = to_onnx(params, mix=mix, mixing="geometric", trunk=tuned)
+        heads[mix] = (tmp_path / f"head-{mix}.onnx", hashlib.sha256(model).hexdigest())
+        heads[mix][0].write_bytes(model)
+    mixed, alone = (join(ocr_model(OCR_READER), *heads[mix]) for mix in (0.25, 0.0))
+    assert mixed.ppocr_output is not None
+    assert alone.ppocr_output is None
+    head_nodes = len(onnx.load(str(heads[0.0][0])).graph.node)
+    assert len(onnx.load_from_string(mixed.model).graph.node) > head_nodes
+    assert len(onnx.load_from_string(alone.model).graph.node) == head_nodes
+
+    line = rng.integers(0, 255, size=(30, 140, 3), dtype=np.uint8)
+    reader = TextReader(threads=1, providers=["CPUExecutionProvider"], head=heads[0.0])
+    tensor = reader.tensor(line)
+    (head_output,) = onnx_session(alone.model, 1, ["CPUExecutionProvider"]).run(None, {"x": tensor})
+    both = onnx_session(mixed.model, 1, ["CPUExecutionProvider"]).run([mixed.head_output], {"x": tensor})
+    np.testing.assert_allclose(head_output, both[0], atol=1e-6)
+    assert reader.read(line) == ctc_alternatives(np.asarray(head_output[0], np.float32))
+
+
 def test_a_head_reading_a_tensor_the_reader_lacks_is_refused(tmp_path: Path) -> None:
     import onnx
 

@@ -356,7 +356,8 @@ def train_head(
     if recipe.part == "whole":
         # read as the engine reads: each held-out line at its own width, through the exported
         # head joined to PP-OCR's reader (training saw the line at its group's width)
-        target.write_bytes(to_onnx(head_params, mix=0.0, trunk=tuned))
+        # (any share but 0 there: the engine then computes PP-OCR's own output too)
+        target.write_bytes(to_onnx(head_params, mix=0.5, trunk=tuned))
         head, ppocr = _engine_reads(target, lines, held_rows)
     else:
         run = jax.jit(lambda p, x: jax.nn.softmax(forward(p, x), -1))

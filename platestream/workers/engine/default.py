@@ -276,9 +276,13 @@ class TextReader:
     def read(self, line: Image) -> list[Alternatives]:
         """For each character position, its likeliest characters with probabilities."""
         outputs = self.reader.run(None, {"x": self.tensor(line)})
-        probabilities = self.plate_characters(outputs[0][0])
-        if self.head is not None:
-            probabilities = mix_distributions(outputs[1][0], probabilities, self.head.mix, self.head.mixing)
+        if self.head is None:
+            probabilities = self.plate_characters(outputs[0][0])
+        elif self.head.ppocr_output is None:  # PP-OCR's share is 0: the head alone
+            probabilities = outputs[0][0]
+        else:
+            probabilities = mix_distributions(outputs[1][0], self.plate_characters(outputs[0][0]), self.head.mix,
+                                              self.head.mixing)  # fmt: skip
         return ctc_alternatives(np.asarray(probabilities, dtype=np.float32))
 
 

@@ -52,12 +52,12 @@ class HeadModelError(PlatestreamError):
 @dataclass(frozen=True)
 class JoinedReader:
     """PP-OCR's reader with the plate head joined: its bytes for ONNX Runtime, the names of its
-    two outputs (PP-OCR's characters, the head's plate characters), the head's alphabet and the
+    outputs (PP-OCR's characters, the head's plate characters, in that order), the head's alphabet and the
     share of PP-OCR's distribution in the mix and how the two are mixed (`MIXINGS`), and the
     classes of PP-OCR's output."""
 
     model: bytes
-    ppocr_output: str
+    ppocr_output: str | None  # None: PP-OCR's share is 0, its own output is not computed
     head_output: str
     alphabet: str
     mix: float
@@ -158,11 +158,54 @@ def join(reader: Path, head: Path, sha256: str, *, narrow: bool = True) -> Joine
         narrow_last_layer(model.graph, columns)
         characters = [characters[column] for column in columns]
     copy_graph(head_model.graph, model.graph, _PREFIX, {HEAD_INPUT: features})
-    flush_denormals(model)  # PP-OCR's weights and a tuned copy's
     head_output = _PREFIX + HEAD_OUTPUT
     model.graph.output.append(onnx.helper.make_tensor_value_info(head_output, onnx.TensorProto.FLOAT, None))
-    return JoinedReader(model.SerializeToString(), model.graph.output[0].name, head_output, meta["alphabet"],
+    ppocr_output: str | None = model.graph.output[0].name
+    if float(meta["mix"]) == 0:
+        # the mix takes nothing from PP-OCR: what only its output needs (its last layer; for a head
+        # carrying a tuned copy of the whole reader, all of PP-OCR's own reader) is not computed
+        keep_only(model.graph, head_output)
+        ppocr_output = None
+    flush_denormals(model)  # PP-OCR's weights and a tuned copy's
+    return JoinedReader(model.SerializeToString(), ppocr_output, head_output, meta["alphabet"],
                         float(meta["mix"]), mixing, tuple(characters))  # fmt: skip
+
+
+def keep_only(graph: Any, output: str) -> None:
+    """`graph` (changed in place) computing its output `output` alone: the other outputs, and the
+    nodes and initializers only they need, are dropped."""
+    producer = {name: node for node in graph.node for name in node.output}
+    needed: set[str] = set()
+    pending = [output]
+    while pending:
+        name = pending.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        node = producer.get(name)
+        if node is not None:
+            pending.extend(name for name in node.input if name)
+            pending.extend(_outer_names(node))
+    kept = [node for node in graph.node if any(name in needed for name in node.output)]
+    del graph.node[:]
+    graph.node.extend(kept)
+    initializers = [tensor for tensor in graph.initializer if tensor.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    outputs = [info for info in graph.output if info.name == output]
+    del graph.output[:]
+    graph.output.extend(outputs)
+
+
+def _outer_names(node: Any) -> list[str]:
+    """The names a node's subgraphs (If, Loop, Scan) read, the enclosing graph's among them."""
+    names: list[str] = []
+    for attribute in node.attribute:
+        subgraphs = [attribute.g] if attribute.HasField("g") else []
+        for subgraph in [*subgraphs, *attribute.graphs]:
+            names.extend(name for inner in subgraph.node for name in inner.input if name)
+            names.extend(name for inner in subgraph.node for name in _outer_names(inner))
+    return names
 
 
 def dictionary(character: str) -> list[str]:
