@@ -28,7 +28,7 @@ from platestream.errors import MissingExtraError, PlatestreamError
 from platestream.workers.engine.models import flush_denormals, pinned_file
 
 HEAD_FILE = Path(__file__).parent / "data" / "plate-head.onnx"
-HEAD_SHA256 = "b9fa55c2f1fbbd9c39ad1957a0a749a03e5cbddb50c6159b49f56cdbcc26870e"
+HEAD_SHA256 = "44587b24a2a9f6da4d5cac6ee7d58d5dafeeae6662c4377c6b02d01c3b2b1632"
 HEAD_INPUT = "features"
 HEAD_OUTPUT = "plate_probabilities"
 _PREFIX = "plate_head/"
