@@ -173,15 +173,59 @@ def test_a_training_started_from_the_shipped_head_starts_from_its_very_numbers(t
 
     with pytest.raises(TrainingError, match="cannot start from the plate head"):
         head_weights(tmp_path / "missing.onnx")
-    import onnx
+    refused = r"it tunes no part of PP-OCR's reader, this training PP-OCR's whole reader; train with neither"
+    with pytest.raises(TrainingError, match=refused):
+        head_weights(HEAD_FILE, "whole")
 
-    model = onnx.load(str(HEAD_FILE))
-    entry = model.metadata_props.add()
-    entry.key, entry.value = "reads", "x"
-    tuned = tmp_path / "tuned.onnx"
-    tuned.write_bytes(model.SerializeToString())
-    with pytest.raises(TrainingError, match=r"not a head on PP-OCR's own 120 features.*without --neck or --whole"):
-        head_weights(tuned)
+
+def test_a_training_started_from_a_whole_reader_head_starts_from_its_tuned_copy(tmp_path: Path) -> None:
+    """`train head --whole --init-head`: a head that tunes PP-OCR's whole reader gives back its own
+    weights and its tuned copy of the reader, which exported again compute what the head computes;
+    a training of the head alone is refused that head, with the option that starts from it."""
+    pytest.importorskip("jax", reason="the train extra")
+    from platestream.training.head import _trunk, head_weights, to_onnx, trunk_weights
+    from platestream.training.onnx_jax import with_weights
+    from platestream.training.train import TrainingError
+    from platestream.workers.engine.models import onnx_session
+
+    trunk = _trunk("whole")
+    assert trunk is not None
+    rng = np.random.default_rng(6)
+    moved = {name: np.asarray(value * (1 + 0.01 * rng.normal(size=np.shape(value))), np.float32)
+             for name, value in trunk.params.items()}  # fmt: skip
+    path = tmp_path / "whole.onnx"
+    path.write_bytes(to_onnx(head_weights(HEAD_FILE), mix=0.0, trunk=with_weights(trunk, moved)))
+
+    tuned = trunk_weights(path, "whole")
+    assert trunk.params.keys() <= tuned.keys()  # the reader's constants come too
+    for name, value in moved.items():
+        np.testing.assert_array_equal(tuned[name], value)
+    again = to_onnx(
+        head_weights(path, "whole"), mix=0.0, trunk=with_weights(trunk, {name: tuned[name] for name in moved})
+    )
+    lines = rng.uniform(-1, 1, size=(1, 3, 48, 160)).astype(np.float32)
+    computed, saved = (onnx_session(model, 1, ["CPUExecutionProvider"]).run(None, {"features": lines})[0]
+                       for model in (again, str(path)))  # fmt: skip
+    np.testing.assert_allclose(computed, saved, atol=1e-5)
+    with pytest.raises(TrainingError, match=r"it tunes PP-OCR's whole reader, this training no part of PP-OCR's "
+                                            r"reader; train with --whole to start from it"):  # fmt: skip
+        head_weights(path)
+
+
+def test_pp_ocrs_share_zero_is_chosen_where_it_reads_within_the_margin_of_the_best() -> None:
+    """The head alone (share 0) costs the engine less time than a mix: it is chosen where its
+    held-out reads are within SHARE_ZERO_MARGIN points of the best share's, and not further."""
+    from platestream.training.head import SHARE_ZERO_MARGIN, choose_mix
+
+    def reads(us: float) -> dict[str, float]:
+        return {"us": us, "eu": 90.0, "br": 70.0}
+
+    close = {("geometric", 0.0): reads(88.5), ("geometric", 0.25): reads(88.5 + SHARE_ZERO_MARGIN),
+             ("linear", 0.25): reads(80.0)}  # fmt: skip
+    assert choose_mix(close) == ("geometric", 0.0)
+    far = {**close, ("geometric", 0.25): reads(88.5 + SHARE_ZERO_MARGIN + 0.2)}
+    assert choose_mix(far) == ("geometric", 0.25)
+    assert choose_mix({("linear", 0.4): reads(80.0), ("geometric", 0.6): reads(80.0)}) == ("geometric", 0.6)
 
 
 def test_the_exported_head_computes_what_training_computes() -> None:
