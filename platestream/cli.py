@@ -458,6 +458,9 @@ def train_reader_command(crops_root: Path, out: Path, steps: int | None, batch: 
 @click.option(
     "--rendered", type=click.IntRange(0), default=None, help="Rendered plates, one scene each [recipe: 5000]."
 )
+@click.option("--free-texts", type=click.FloatRange(0, 1), default=None,
+              help="Share of the rendered plates whose text fits no region's form, as a vanity plate's "
+              "(GWAGEN, BOB4U2) [recipe: 0].")  # fmt: skip
 @click.option("--seed", type=int, default=None, help="Seed of data and weights [recipe: 0].")
 @click.option("--neck/--no-neck", default=None,
               help="Tune PP-OCR's neck (its transformer blocks) with the head, or train a last layer alone "
@@ -480,9 +483,10 @@ def train_reader_command(crops_root: Path, out: Path, steps: int | None, batch: 
               help="Font folders to search instead of /usr/share/fonts/{truetype,opentype}.")  # fmt: skip
 @click.option("--workers", type=click.IntRange(1), default=None, help="Processes cutting scenes [all cores].")
 def train_head_command(crops_root: Path, out: Path, steps: int | None, views: int | None, rendered: int | None,
-                       seed: int | None, neck: bool | None, whole: bool | None, batch: int | None,
-                       warmup: int | None, learning_rate: float | None, part_learning_rate: float | None,
-                       init_head: Path | None, font_roots: tuple[Path, ...], workers: int | None) -> None:  # fmt: skip
+                       free_texts: float | None, seed: int | None, neck: bool | None, whole: bool | None,
+                       batch: int | None, warmup: int | None, learning_rate: float | None,
+                       part_learning_rate: float | None, init_head: Path | None, font_roots: tuple[Path, ...],
+                       workers: int | None) -> None:  # fmt: skip
     """Train the plate head on PP-OCR's reader (the default engine's reader); export OUT/plate-head.onnx.
 
     Real crops and rendered plates are mounted in street scenes and cut by the engine's own detector
@@ -498,7 +502,8 @@ def train_head_command(crops_root: Path, out: Path, steps: int | None, views: in
     from platestream.training.render import FONT_ROOTS, Assets
 
     configure_logging()
-    chosen: dict[str, Any] = {"steps": steps, "views": views, "rendered": rendered, "seed": seed,
+    chosen: dict[str, Any] = {"steps": steps, "views": views, "rendered": rendered, "free_texts": free_texts,
+                              "seed": seed,
                               "neck": neck, "whole": whole, "batch": batch, "warmup": warmup,
                               "learning_rate": learning_rate, "neck_learning_rate": part_learning_rate,
                               "init_head": str(init_head) if init_head else None}  # fmt: skip

@@ -8,6 +8,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 
@@ -388,6 +389,47 @@ def test_a_two_line_plate_is_cut_for_training_as_its_two_lines_joined_top_first(
         # the two line images side by side, as the whole reader's tuning reads them
         assert cut.image.shape[0] == 48
         assert abs(cut.image.shape[1] - 8 * len(cut.features)) <= 8
+
+
+def test_a_line_tuning_the_whole_reader_is_cut_looser_or_tighter_but_keeps_its_characters() -> None:
+    """Training lines of the whole reader are cut as the line finder may cut them: sides moved in
+    by at most 4 % or out by at most 10 %, never the characters' middle lost; the line as cut is
+    kept for the held-out reads."""
+    from platestream.training.head import LINE_JITTER, Lines, _inputs, jittered_line
+    from platestream.workers.synthetic import render_plate
+
+    line = np.asarray(cv2.resize(render_plate("GWAGEN", style="us"), (212, 48)), np.uint8)
+    rng = np.random.default_rng(7)
+    shapes = set()
+    for _ in range(50):
+        cut = jittered_line(line, rng)
+        height, width = cut.shape[:2]
+        assert 48 * (1 - 2 * LINE_JITTER[0]) - 1 <= height <= 48 * (1 + 2 * LINE_JITTER[1]) + 1
+        assert 212 * (1 - 2 * LINE_JITTER[0]) - 1 <= width <= 212 * (1 + 2 * LINE_JITTER[1]) + 1
+        assert cut.dtype == np.uint8
+        shapes.add(cut.shape)
+        # the middle of the line, where the characters are, is still in the cut
+        assert (cut[height // 2, width // 4 : 3 * width // 4] < 128).any()
+    assert len(shapes) > 25  # each line cut its own way
+    lines = Lines(texts=["GWAGEN"], images=[line], held_out=[True], regions=["us"])
+    rows = np.array([0])
+    assert np.array_equal(_inputs(lines, rows, "whole"), _inputs(lines, rows, "whole"))  # as cut, unchanged
+    assert not np.array_equal(_inputs(lines, rows, "whole"), _inputs(lines, rows, "whole", rng))
+
+
+def test_free_texts_for_training_run_from_all_digits_to_all_letters_in_every_length() -> None:
+    """`train head --free-texts`: vanity-like texts (GWAGEN) of 2-8 characters, some all letters,
+    some all digits, most of no region's form."""
+    import re
+
+    from platestream.training.render import free_text
+
+    rng = np.random.default_rng(8)
+    texts = [free_text(rng)[0] for _ in range(400)]
+    assert all(re.fullmatch(r"[A-Z0-9]{2,8}", text) for text in texts)
+    assert {len(text) for text in texts} == set(range(2, 9))
+    assert sum(text.isalpha() for text in texts) > 40
+    assert sum(text.isdigit() for text in texts) > 40
 
 
 def test_pp_ocrs_whole_reader_runs_in_training_as_onnx_runtime_runs_it() -> None:

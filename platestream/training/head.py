@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 
 from platestream.training import onnx_jax
 from platestream.training.crops import Crop, load_crops, read_crop
-from platestream.training.render import PLATE_MAKERS, REGIONS, Assets, Image, plate_text
+from platestream.training.render import PLATE_MAKERS, REGIONS, Assets, Image, free_text, plate_text
 from platestream.training.train import Progress, TrainingError, _jax
 from platestream.workers.engine.plate_head import MIXINGS, NECK_INPUT, mix_distributions
 
@@ -55,6 +55,9 @@ _READS = {"head": "", "neck": NECK_INPUT, "whole": "x"}
 _TUNES = {"head": "no part of PP-OCR's reader", "neck": "PP-OCR's neck", "whole": "PP-OCR's whole reader"}
 _OPTION = {"head": "neither --neck nor --whole", "neck": "--neck", "whole": "--whole"}
 OPSET = 11  # PP-OCR's reader's own: the head joins its graph
+# How far a training line's sides move in (first) or out (second), as a share of its width or
+# height, when the whole reader is tuned (`jittered_line`).
+LINE_JITTER = (0.04, 0.10)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class HeadRecipe:
     warmup: int = 300  # steps of the new head alone before the neck (or whole reader) moves
     seed: int = 0
     init_head: str = ""  # a trained head's file to start from (`head_weights`), not random weights
+    free_texts: float = 0.0  # the share of rendered plates with a text of no region's form (`free_text`)
 
     @property
     def part(self) -> str:
@@ -86,8 +90,10 @@ class HeadRecipe:
     def data_key(self, crops_digest: str) -> str:
         # "neck": lines keep its input; "two-line": a two-line plate's lines are joined; "images":
         # lines keep the reader's input image (the whole reader is tuned)
-        fields = (self.views, self.rendered, self.seed, crops_digest, "neck", "two-line") + (
-            ("images",) if self.whole else ()
+        fields = (
+            (self.views, self.rendered, self.seed, crops_digest, "neck", "two-line")
+            + (("images",) if self.whole else ())
+            + ((self.free_texts,) if self.free_texts else ())
         )
         return hashlib.sha256(repr(fields).encode()).hexdigest()[:12]
 
@@ -212,10 +218,11 @@ def _cutter() -> _Cutter:
     return _Cutter()
 
 
-def _cut_chunk(job: tuple[int, list[tuple[str, str, str, bool]], int, Assets | None, bool]) -> Lines:
+def _cut_chunk(job: tuple[int, list[tuple[str, str, str, bool]], int, Assets | None, bool, float]) -> Lines:
     """Scenes of one chunk of plates: (path, text, region, held out) real crops, `views` scenes
-    each, or ("", "", region, False) for a plate rendered here; with `images`, each line's image."""
-    seed, items, views, assets, images = job
+    each, or ("", "", region, False) for a plate rendered here (its text of no form with the chance
+    `free_texts`); with `images`, each line's image."""
+    seed, items, views, assets, images, free_texts = job
     cutter = _cutter()
     rng = np.random.default_rng(seed)
     lines = Lines()
@@ -224,7 +231,7 @@ def _cut_chunk(job: tuple[int, list[tuple[str, str, str, bool]], int, Assets | N
             text, plate, tries = label, read_crop(Path(path)), views
         else:
             assert assets is not None
-            text, splits = plate_text(region, rng)
+            text, splits = free_text(rng) if free_texts and rng.random() < free_texts else plate_text(region, rng)
             plate, tries = PLATE_MAKERS[region](text, splits, assets, rng)[0], 1
         for _ in range(tries):
             cut = cutter.line(plate, text, rng)
@@ -242,7 +249,7 @@ def cut_lines(crops: Sequence[Crop], assets: Assets, recipe: HeadRecipe, workers
     real = [(str(c.path), c.text, c.region, c.held_out) for c in crops]
     rendered = [("", "", REGIONS[i % len(REGIONS)], False) for i in range(recipe.rendered)]
     items = real + rendered
-    jobs = [(recipe.seed * 1_000_003 + i, items[i : i + chunk], recipe.views, assets, recipe.whole)
+    jobs = [(recipe.seed * 1_000_003 + i, items[i : i + chunk], recipe.views, assets, recipe.whole, recipe.free_texts)
             for i in range(0, len(items), chunk)]  # fmt: skip
     lines = Lines()
     # spawned, not forked: a fork of a process that has started JAX's threads can hang
@@ -283,23 +290,44 @@ def _by_length(lines: Lines, rows: NDArray[np.int64], part: str) -> dict[int, ND
     return {int(length): rows[steps == length] for length in np.unique(steps)}
 
 
-def _inputs(lines: Lines, rows: NDArray[np.int64], part: str) -> NDArray[np.float32]:
+def _inputs(lines: Lines, rows: NDArray[np.int64], part: str,
+            rng: np.random.Generator | None = None) -> NDArray[np.float32]:  # fmt: skip
     """The trained part's input for lines of one length: the reader's image lines (batch, 3, 48,
-    width), each resized to its group's width; the neck's input (batch, channels, 1, steps); or
-    PP-OCR's features (batch, steps, 120)."""
+    width), each resized to its group's width (with `rng`, each first cut looser or tighter:
+    `jittered_line`); the neck's input (batch, channels, 1, steps); or PP-OCR's features (batch,
+    steps, 120)."""
     if part == "whole":
         import cv2
 
         from platestream.workers.engine.default import reader_tensor
 
         width = 8 * _steps(lines, int(rows[0]), part)
-        images = [lines.images[i] for i in rows]
-        return reader_tensor(np.stack([image if image.shape[1] == width else
-                                       cv2.resize(image, (width, image.shape[0]), interpolation=cv2.INTER_LINEAR)
+        images = [lines.images[i] if rng is None else jittered_line(lines.images[i], rng) for i in rows]
+        return reader_tensor(np.stack([image if image.shape == (48, width, 3) else
+                                       cv2.resize(image, (width, 48), interpolation=cv2.INTER_LINEAR)
                                        for image in images]))  # fmt: skip
     if part == "neck":
         return np.stack([lines.neck[i][:MAX_STEPS].T[:, None, :] for i in rows]).astype(np.float32)
     return np.stack([lines.features[i][:MAX_STEPS] for i in rows]).astype(np.float32)
+
+
+def jittered_line(image: Image, rng: np.random.Generator) -> Image:
+    """A reader's input line cut looser or tighter, as the line finder may cut it: each side moved
+    out (edge pixels repeated) or in by up to LINE_JITTER of the line's width or height, and its
+    contrast and brightness changed a little. Tuning the whole reader on the lines as cut alone left
+    it unsure of a clean line cut tight to its characters (GWAGEN read GWAGN; padded, right)."""
+    height, width = image.shape[:2]
+    left, right = (int(v) for v in np.round(rng.uniform(-LINE_JITTER[0], LINE_JITTER[1], 2) * width))
+    top, bottom = (int(v) for v in np.round(rng.uniform(-LINE_JITTER[0], LINE_JITTER[1], 2) * height))
+    import cv2
+
+    grown = cv2.copyMakeBorder(image, max(0, top), max(0, bottom), max(0, left), max(0, right), cv2.BORDER_REPLICATE)
+    h, w = grown.shape[:2]
+    cut = grown[max(0, -top) : h - max(0, -bottom), max(0, -left) : w - max(0, -right)]
+    if cut.shape[0] < height // 2 or cut.shape[1] < width // 2:
+        cut = image
+    gain, shift = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
+    return np.asarray(np.clip(cut.astype(np.float32) * gain + shift, 0, 255), np.uint8)
 
 
 def exact_reads(
@@ -547,7 +575,7 @@ def _fit(
     for done in range(1, recipe.steps + 1):
         rows = rng.choice(groups[rng.choice(len(groups), p=weights / weights.sum())], recipe.batch)
         labels, label_padding = _labels([lines.texts[i] for i in rows])
-        batch = (_inputs(lines, rows, recipe.part), labels, label_padding)
+        batch = (_inputs(lines, rows, recipe.part, rng), labels, label_padding)
         params, opt_state, loss = compiled(params, opt_state, batch, jax.random.fold_in(key, done))
         if done % 10 == 0 or done == recipe.steps:
             loss_curve.append((done, round(float(loss), 4)))

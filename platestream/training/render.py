@@ -138,6 +138,20 @@ def plate_text(region: str, rng: Rng) -> tuple[str, list[int]]:
     return text, splits[: 1 + int(rng.random() < 0.3)]
 
 
+def free_text(rng: Rng) -> tuple[str, list[int]]:
+    """A registration of no region's form (a vanity or personalised plate: GWAGEN, BOB4U2): 2-8
+    characters, each a letter with a chance drawn per plate (from all digits to all letters), and
+    where its groups split (`plate_text`'s rule)."""
+    length = int(rng.integers(2, 9))
+    letter_chance = float(rng.random())
+    text = "".join(LETTERS[int(rng.integers(len(LETTERS)))] if rng.random() < letter_chance
+                   else DIGITS[int(rng.integers(10))] for _ in range(length))  # fmt: skip
+    splits = [i for i in range(1, length) if text[i].isdigit() != text[i - 1].isdigit()]
+    if not splits and length >= 5:
+        splits = [length // 2]
+    return text, splits[: 1 + int(rng.random() < 0.3)]
+
+
 def _text_mask(text: str, font: Path, height: int) -> Image:
     """White-on-black pixels of `text`, cropped to its ink, `height` pixels tall."""
     if font.as_posix() in HERSHEY_FONTS:
