@@ -503,8 +503,7 @@ def train_head_command(crops_root: Path, out: Path, steps: int | None, views: in
 
     configure_logging()
     chosen: dict[str, Any] = {"steps": steps, "views": views, "rendered": rendered, "free_texts": free_texts,
-                              "seed": seed,
-                              "neck": neck, "whole": whole, "batch": batch, "warmup": warmup,
+                              "seed": seed, "neck": neck, "whole": whole, "batch": batch, "warmup": warmup,
                               "learning_rate": learning_rate, "neck_learning_rate": part_learning_rate,
                               "init_head": str(init_head) if init_head else None}  # fmt: skip
     recipe = dataclasses.replace(HeadRecipe(), **{k: v for k, v in chosen.items() if v is not None})

@@ -316,11 +316,11 @@ def jittered_line(image: Image, rng: np.random.Generator) -> Image:
     out (edge pixels repeated) or in by up to LINE_JITTER of the line's width or height, and its
     contrast and brightness changed a little. Tuning the whole reader on the lines as cut alone left
     it unsure of a clean line cut tight to its characters (GWAGEN read GWAGN; padded, right)."""
+    import cv2
+
     height, width = image.shape[:2]
     left, right = (int(v) for v in np.round(rng.uniform(-LINE_JITTER[0], LINE_JITTER[1], 2) * width))
     top, bottom = (int(v) for v in np.round(rng.uniform(-LINE_JITTER[0], LINE_JITTER[1], 2) * height))
-    import cv2
-
     grown = cv2.copyMakeBorder(image, max(0, top), max(0, bottom), max(0, left), max(0, right), cv2.BORDER_REPLICATE)
     h, w = grown.shape[:2]
     cut = grown[max(0, -top) : h - max(0, -bottom), max(0, -left) : w - max(0, -right)]

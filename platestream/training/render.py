@@ -132,10 +132,16 @@ def plate_text(region: str, rng: Rng) -> tuple[str, list[int]]:
         letters[int(rng.integers(len(letters)))] if c == "@" else DIGITS[int(rng.integers(10))] if c == "#" else c
         for c in form
     )
-    splits = [i for i in range(1, len(form)) if (form[i] == "#") != (form[i - 1] == "#")]
-    if not splits and len(text) >= 5:
-        splits = [len(text) // 2]
-    return text, splits[: 1 + int(rng.random() < 0.3)]
+    return text, _group_splits([c == "#" for c in form], rng)
+
+
+def _group_splits(digits: Sequence[bool], rng: Rng) -> list[int]:
+    """Where a text's groups split (indices into it), from which of its characters are digits:
+    where letters turn to digits or back (one or two of those), or in its middle."""
+    splits = [i for i in range(1, len(digits)) if digits[i] != digits[i - 1]]
+    if not splits and len(digits) >= 5:
+        splits = [len(digits) // 2]
+    return splits[: 1 + int(rng.random() < 0.3)]
 
 
 def free_text(rng: Rng) -> tuple[str, list[int]]:
@@ -146,10 +152,7 @@ def free_text(rng: Rng) -> tuple[str, list[int]]:
     letter_chance = float(rng.random())
     text = "".join(LETTERS[int(rng.integers(len(LETTERS)))] if rng.random() < letter_chance
                    else DIGITS[int(rng.integers(10))] for _ in range(length))  # fmt: skip
-    splits = [i for i in range(1, length) if text[i].isdigit() != text[i - 1].isdigit()]
-    if not splits and length >= 5:
-        splits = [length // 2]
-    return text, splits[: 1 + int(rng.random() < 0.3)]
+    return text, _group_splits([c.isdigit() for c in text], rng)
 
 
 def _text_mask(text: str, font: Path, height: int) -> Image:
