@@ -478,7 +478,8 @@ def train_reader_command(crops_root: Path, out: Path, steps: int | None, batch: 
 @click.option("--init-head", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start from this trained head (for example the shipped one: platestream/workers/engine/"
               "data/plate-head.onnx) instead of random weights; with --neck or --whole, from its tuned copy of "
-              "that part too. The head must tune the part this training tunes.")  # fmt: skip
+              "that part too. The head must tune the part this training tunes, or none (a last-layer head: the "
+              "part then starts from PP-OCR's own weights).")  # fmt: skip
 @click.option("--fonts", "font_roots", type=click.Path(exists=True, file_okay=False, path_type=Path), multiple=True,
               help="Font folders to search instead of /usr/share/fonts/{truetype,opentype}.")  # fmt: skip
 @click.option("--workers", type=click.IntRange(1), default=None, help="Processes cutting scenes [all cores].")

@@ -158,9 +158,9 @@ def test_a_head_mixed_by_a_rule_the_engine_does_not_know_is_refused(tmp_path: Pa
 
 def test_a_training_started_from_the_shipped_head_starts_from_its_very_numbers(tmp_path: Path) -> None:
     """`train head --init-head`: the shipped head's weights read back as training holds them and
-    exported again compute what the shipped head computes; a head with a tuned part, or no head,
-    is refused with what to start from instead."""
-    from platestream.training.head import head_weights, to_onnx
+    exported again compute what the shipped head computes, for a training of the head alone or of
+    the whole reader; no head is refused."""
+    from platestream.training.head import head_weights, to_onnx, trunk_weights
     from platestream.training.train import TrainingError
     from platestream.workers.engine.models import onnx_session
 
@@ -174,9 +174,10 @@ def test_a_training_started_from_the_shipped_head_starts_from_its_very_numbers(t
 
     with pytest.raises(TrainingError, match="cannot start from the plate head"):
         head_weights(tmp_path / "missing.onnx")
-    refused = r"it tunes no part of PP-OCR's reader, this training PP-OCR's whole reader; train with neither"
-    with pytest.raises(TrainingError, match=refused):
-        head_weights(HEAD_FILE, "whole")
+    # a last-layer head starts a whole-reader training too: its own weights, PP-OCR's for the rest
+    for key, value in head_weights(HEAD_FILE, "whole").items():
+        np.testing.assert_array_equal(value, weights[key])
+    assert trunk_weights(HEAD_FILE, "whole") is None
 
 
 def test_a_training_started_from_a_whole_reader_head_starts_from_its_tuned_copy(tmp_path: Path) -> None:
@@ -198,6 +199,7 @@ def test_a_training_started_from_a_whole_reader_head_starts_from_its_tuned_copy(
     path.write_bytes(to_onnx(head_weights(HEAD_FILE), mix=0.0, trunk=with_weights(trunk, moved)))
 
     tuned = trunk_weights(path, "whole")
+    assert tuned is not None
     assert trunk.params.keys() <= tuned.keys()  # the reader's constants come too
     for name, value in moved.items():
         np.testing.assert_array_equal(tuned[name], value)
@@ -417,12 +419,12 @@ def test_a_line_tuning_the_whole_reader_is_cut_looser_or_tighter_but_keeps_its_c
     assert not np.array_equal(_inputs(lines, rows, "whole"), _inputs(lines, rows, "whole", rng))
 
 
-def test_free_texts_for_training_run_from_all_digits_to_all_letters_in_every_length() -> None:
+def test_free_texts_for_training_run_from_all_digits_to_all_letters_in_every_length(assets: Assets) -> None:
     """`train head --free-texts`: vanity-like texts (GWAGEN) of 2-8 characters, some all letters,
-    some all digits, most of no region's form."""
+    some all digits, most of no region's form, drawn on every region's plate."""
     import re
 
-    from platestream.training.render import free_text
+    from platestream.training.render import PLATE_MAKERS, free_text
 
     rng = np.random.default_rng(8)
     texts = [free_text(rng)[0] for _ in range(400)]
@@ -430,6 +432,12 @@ def test_free_texts_for_training_run_from_all_digits_to_all_letters_in_every_len
     assert {len(text) for text in texts} == set(range(2, 9))
     assert sum(text.isalpha() for text in texts) > 40
     assert sum(text.isdigit() for text in texts) > 40
+    for index in range(60):  # every length on every region's plate, with its ink inside the plate
+        text, splits = free_text(rng)
+        region = ("us", "eu", "br")[index % 3]
+        plate, (left, top, right, bottom) = PLATE_MAKERS[region](text, splits, assets, rng)
+        assert 0 <= left < right <= plate.shape[1], (region, text)
+        assert 0 <= top < bottom <= plate.shape[0], (region, text)
 
 
 def test_pp_ocrs_whole_reader_runs_in_training_as_onnx_runtime_runs_it() -> None:

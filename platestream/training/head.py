@@ -590,7 +590,7 @@ def head_weights(model: Path, part: str = "head") -> dict[str, NDArray[np.float3
     """A trained head's weights as training holds them (`to_onnx`'s inverse), to start a training
     from: a head for this alphabet that tunes the same `part` of PP-OCR's reader as the training
     ("head": none, on PP-OCR's own features; "neck"; "whole"), its tuned copy read by
-    `trunk_weights`."""
+    `trunk_weights`, or a head of the last layer alone (it starts any training)."""
     import onnx
     from onnx import numpy_helper
 
@@ -602,7 +602,8 @@ def head_weights(model: Path, part: str = "head") -> dict[str, NDArray[np.float3
     tensors = {t.name: numpy_helper.to_array(t) for t in head.graph.initializer}
     if meta.get("alphabet") != ALPHABET or meta.get("features") != str(FEATURES):
         raise TrainingError(f"{model} is not a plate head of {FEATURES} features for {ALPHABET}")
-    if meta.get("reads", "") != _READS[part]:
+    # a last-layer head starts any training: a part it does not tune starts from PP-OCR's own weights
+    if meta.get("reads", "") not in ("", _READS[part]):
         tunes = next((name for name, reads in _READS.items() if reads == meta.get("reads", "")), "an unknown part")
         raise TrainingError(f"cannot start from the plate head {model}: it tunes {_TUNES.get(tunes, tunes)}, "
                             f"this training {_TUNES[part]}; train with {_OPTION[tunes]} to start from it")  # fmt: skip
@@ -617,16 +618,20 @@ def head_weights(model: Path, part: str = "head") -> dict[str, NDArray[np.float3
     }
 
 
-def trunk_weights(model: Path, part: str) -> dict[str, NDArray[np.float32]]:
+def trunk_weights(model: Path, part: str) -> dict[str, NDArray[np.float32]] | None:
     """The tuned copy of PP-OCR's neck or whole reader (`part`) a head carries, as training holds
-    it (the trunk's parameters by their names in PP-OCR's graph), to start a training from."""
+    it (the trunk's parameters by their names in PP-OCR's graph), to start a training from; None
+    for a head of the last layer alone, whose training starts the part from PP-OCR's own weights."""
     import onnx
     from onnx import numpy_helper
 
-    head_weights(model, part)  # the same checks: a file that can be read, tuning this part
+    head_weights(model, part)  # the same checks: a file that can be read, tuning this part or none
+    head = onnx.load(str(model))
+    if not {entry.key: entry.value for entry in head.metadata_props}.get("reads", ""):
+        return None
     prefix = "neck/" if _READS[part] == NECK_INPUT else "reader/"
     return {t.name[len(prefix):]: np.asarray(numpy_helper.to_array(t), np.float32)
-            for t in onnx.load(str(model)).graph.initializer if t.name.startswith(prefix)}  # fmt: skip
+            for t in head.graph.initializer if t.name.startswith(prefix)}  # fmt: skip
 
 
 def to_onnx(params: dict[str, NDArray[Any]], *, mix: float, mixing: str = "geometric", version: str = "",

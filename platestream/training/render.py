@@ -355,7 +355,9 @@ def _eu_plate(text: str, splits: Sequence[int], assets: Assets, rng: Rng) -> tup
 
 
 def _br_plate(text: str, splits: Sequence[int], assets: Assets, rng: Rng) -> tuple[Image, tuple[int, int, int, int]]:
-    mercosul = text[4].isalpha()
+    # a text of Brazil's form (ABC1234, Mercosul ABC1D23) picks its plate; a text of no form either
+    formed = len(text) == 7
+    mercosul = text[4].isalpha() if formed else bool(rng.random() < 0.5)
     width, height = 400, 130
     font = assets.registration_fonts[int(rng.integers(len(assets.registration_fonts)))]
     if mercosul:
@@ -375,8 +377,8 @@ def _br_plate(text: str, splits: Sequence[int], assets: Assets, rng: Rng) -> tup
         top, char_h = int(height * 0.26), int(height * 0.62)
     cv2.rectangle(plate, (1, 1), (width - 2, height - 2), (30, 30, 30), 3)
     separator = "gap" if mercosul else str(rng.choice(["dash", "dot", "gap"]))
-    box = _registration(plate, text, [3], (int(width * 0.04), top, int(width * 0.92), char_h), ink, font, rng,
-                        separator=separator)  # fmt: skip
+    box = _registration(plate, text, [3] if formed else splits, (int(width * 0.04), top, int(width * 0.92), char_h),
+                        ink, font, rng, separator=separator)  # fmt: skip
     return plate, box
 
 
