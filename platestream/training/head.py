@@ -586,11 +586,9 @@ def _fit(
     return params, forward, loss_curve, time.time() - loop_started
 
 
-def head_weights(model: Path, part: str = "head") -> dict[str, NDArray[np.float32]]:
-    """A trained head's weights as training holds them (`to_onnx`'s inverse), to start a training
-    from: a head for this alphabet that tunes the same `part` of PP-OCR's reader as the training
-    ("head": none, on PP-OCR's own features; "neck"; "whole"), its tuned copy read by
-    `trunk_weights`, or a head of the last layer alone (it starts any training)."""
+def _checked_head(model: Path, part: str) -> tuple[str, dict[str, NDArray[Any]]]:
+    """A trained head's file read once and checked to start a training of `part` from: what it
+    reads (`_READS`) and its tensors by name."""
     import onnx
     from onnx import numpy_helper
 
@@ -599,14 +597,23 @@ def head_weights(model: Path, part: str = "head") -> dict[str, NDArray[np.float3
     except Exception as error:  # a missing file raises OSError, a damaged one DecodeError and others
         raise TrainingError(f"cannot start from the plate head {model}: {error}") from None
     meta = {entry.key: entry.value for entry in head.metadata_props}
-    tensors = {t.name: numpy_helper.to_array(t) for t in head.graph.initializer}
     if meta.get("alphabet") != ALPHABET or meta.get("features") != str(FEATURES):
         raise TrainingError(f"{model} is not a plate head of {FEATURES} features for {ALPHABET}")
+    reads = meta.get("reads", "")
     # a last-layer head starts any training: a part it does not tune starts from PP-OCR's own weights
-    if meta.get("reads", "") not in ("", _READS[part]):
-        tunes = next((name for name, reads in _READS.items() if reads == meta.get("reads", "")), "an unknown part")
+    if reads not in ("", _READS[part]):
+        tunes = next((name for name, value in _READS.items() if value == reads), "an unknown part")
         raise TrainingError(f"cannot start from the plate head {model}: it tunes {_TUNES.get(tunes, tunes)}, "
                             f"this training {_TUNES[part]}; train with {_OPTION[tunes]} to start from it")  # fmt: skip
+    return reads, {t.name: numpy_helper.to_array(t) for t in head.graph.initializer}
+
+
+def head_weights(model: Path, part: str = "head") -> dict[str, NDArray[np.float32]]:
+    """A trained head's weights as training holds them (`to_onnx`'s inverse), to start a training
+    from: a head for this alphabet that tunes the same `part` of PP-OCR's reader as the training
+    ("head": none, on PP-OCR's own features; "neck"; "whole"), its tuned copy read by
+    `trunk_weights`, or a head of the last layer alone (it starts any training)."""
+    _, tensors = _checked_head(model, part)
     if not {"w1", "b1", "w2", "b2"} <= tensors.keys():
         raise TrainingError(f"{model} lacks the head's weights w1, b1, w2, b2")
     w1, w2 = tensors["w1"], tensors["w2"]  # (hidden, FEATURES, 3) and (classes, hidden, 1): convolutions
@@ -622,16 +629,12 @@ def trunk_weights(model: Path, part: str) -> dict[str, NDArray[np.float32]] | No
     """The tuned copy of PP-OCR's neck or whole reader (`part`) a head carries, as training holds
     it (the trunk's parameters by their names in PP-OCR's graph), to start a training from; None
     for a head of the last layer alone, whose training starts the part from PP-OCR's own weights."""
-    import onnx
-    from onnx import numpy_helper
-
-    head_weights(model, part)  # the same checks: a file that can be read, tuning this part or none
-    head = onnx.load(str(model))
-    if not {entry.key: entry.value for entry in head.metadata_props}.get("reads", ""):
+    reads, tensors = _checked_head(model, part)  # the same checks as `head_weights`, one read of the file
+    if not reads:
         return None
     prefix = "neck/" if _READS[part] == NECK_INPUT else "reader/"
-    return {t.name[len(prefix):]: np.asarray(numpy_helper.to_array(t), np.float32)
-            for t in head.graph.initializer if t.name.startswith(prefix)}  # fmt: skip
+    return {name[len(prefix):]: np.asarray(value, np.float32) for name, value in tensors.items()
+            if name.startswith(prefix)}  # fmt: skip
 
 
 def to_onnx(params: dict[str, NDArray[Any]], *, mix: float, mixing: str = "geometric", version: str = "",
