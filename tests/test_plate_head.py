@@ -5,6 +5,7 @@ computes what the training computed."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,15 @@ import pytest
 from platestream.training.render import REGIONS, Assets
 from platestream.workers.engine.default import ALPHABET, DefaultEngine
 from platestream.workers.engine.models import OCR_READER, ocr_model
-from platestream.workers.engine.plate_head import HEAD_FILE, HEAD_SHA256, HeadModelError, join, verify
+from platestream.workers.engine.plate_head import (
+    HEAD_FILE,
+    HEAD_SHA256,
+    US_HEAD_FILE,
+    US_HEAD_SHA256,
+    HeadModelError,
+    join,
+    verify,
+)
 from tests.rendered_reads import read_rendered
 
 VIEWS: list[dict[str, Any]] = [
@@ -48,8 +57,59 @@ def test_the_engine_reads_rendered_plates_of_each_region_with_the_shipped_head(
     assert among >= 10, f"{region}: the truth among the candidates for {among} of 12"
 
 
-def test_the_shipped_head_matches_its_pinned_checksum() -> None:
+def test_the_shipped_heads_match_their_pinned_checksums() -> None:
     assert hashlib.sha256(HEAD_FILE.read_bytes()).hexdigest() == HEAD_SHA256
+    assert hashlib.sha256(US_HEAD_FILE.read_bytes()).hexdigest() == US_HEAD_SHA256
+
+
+def test_us_plates_are_read_with_the_us_head_and_other_regions_with_the_shipped_one(
+    engine: DefaultEngine, assets: Assets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from platestream.training.render import PLATE_MAKERS, plate_text
+    from platestream.workers.engine.base import Options
+    from platestream.workers.synthetic import street_scene
+
+    us = engine.region_readers["us"]
+    assert us.head is not None
+    assert engine.reader is not None
+    # the US head tunes PP-OCR's whole reader and reads alone; the others mix it with PP-OCR's
+    assert (us.head.mix, us.head.ppocr_output) == (0.0, None)
+    assert us.detector is engine.reader.detector  # one text-line detector for both
+    read_by: list[str] = []
+
+    def recording(name: str, read: Callable[..., Any]) -> Callable[..., Any]:
+        def read_line(*args: Any) -> Any:
+            read_by.append(name)
+            return read(*args)
+
+        return read_line
+
+    monkeypatch.setattr(us, "read_line", recording("us", us.read_line))
+    monkeypatch.setattr(engine.reader, "read_line", recording("shipped", engine.reader.read_line))
+    rng = np.random.default_rng(2)
+    for region in REGIONS:
+        text, splits = plate_text(region, rng)
+        scene = street_scene("", seed=3, plate=PLATE_MAKERS[region](text, splits, assets, rng)[0], plate_width=240)
+        read_by.clear()
+        (result,) = engine.recognize([scene], Options(country=region))
+        assert [plate.plate for plate in result.plates] == [text]
+        assert set(read_by) == {"us" if region == "us" else "shipped"}, region
+    # a trained head given to the engine reads every region
+    trained = DefaultEngine(reader="ppocr-head", reader_model=HEAD_FILE, reader_sha256=HEAD_SHA256)
+    assert trained.region_readers == {}
+
+
+def test_a_changed_us_head_is_refused_when_the_engine_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from platestream.workers.engine import default
+
+    changed = tmp_path / "plate-head-us.onnx"
+    changed.write_bytes(US_HEAD_FILE.read_bytes()[:-10] + b"0123456789")
+    monkeypatch.setattr(default, "REGION_HEADS", {"us": (changed, US_HEAD_SHA256)})
+    with pytest.raises(HeadModelError, match=r"has SHA-256 [0-9a-f]{64}, expected " + US_HEAD_SHA256):
+        DefaultEngine()
+    monkeypatch.setattr(default, "REGION_HEADS", {"us": (tmp_path / "gone.onnx", US_HEAD_SHA256)})
+    with pytest.raises(HeadModelError, match="is missing: reinstall platestream"):
+        DefaultEngine()
 
 
 def test_a_missing_changed_or_unfit_head_is_refused_with_what_to_do(tmp_path: Path) -> None:

@@ -5,8 +5,9 @@ of the tallest characters (the registration, not the state name, slogan or deale
 and reads them; the per-character probabilities become top-N candidates chosen by region template.
 
 Readers (`reader`): `ppocr-head` (the default) reads the line with PP-OCR's network and the
-project's plate head (`plate_head.py`) mixed with PP-OCR's own last layer; `ppocr` with PP-OCR's
-reader alone;
+project's plate head (`plate_head.py`) mixed with PP-OCR's own last layer, and US plates with a
+head of their own that tunes PP-OCR's whole reader (`REGION_HEADS`); `ppocr` with PP-OCR's reader
+alone;
 `platestream` reads the detector's box, widened a little, with the project's own
 whole-plate reader (`reader.py`: character slots and the registration's box, one model) instead.
 
@@ -21,6 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -42,6 +44,7 @@ from platestream.workers.engine.images import encode_jpeg
 from platestream.workers.engine.plate_head import (
     HEAD_FILE,
     HEAD_SHA256,
+    REGION_HEADS,
     HeadModelError,
     JoinedReader,
     dictionary,
@@ -181,12 +184,13 @@ class TextReader:
     """PP-OCR text lines inside a plate crop, and their characters' probabilities."""
 
     def __init__(self, *, threads: int, providers: Sequence[str], line_width: int = 224,
-                 head: tuple[Path, str] | None = None) -> None:  # fmt: skip
-        """`head`: the plate head's file and SHA-256, joined to PP-OCR's reader (None: PP-OCR alone)."""
+                 head: tuple[Path, str] | None = None, line_finder: TextReader | None = None) -> None:  # fmt: skip
+        """`head`: the plate head's file and SHA-256, joined to PP-OCR's reader (None: PP-OCR alone).
+        `line_finder`: another reader whose text-line detector this one shares (a reader per region)."""
         from rapidocr.ch_ppocr_det.utils import DBPostProcess
 
-        self.detector = models.onnx_session(models.flushed_model(models.ocr_model(models.OCR_DETECTOR)), threads,
-                                            providers)  # fmt: skip
+        self.detector: Any = line_finder.detector if line_finder is not None else models.onnx_session(
+            models.flushed_model(models.ocr_model(models.OCR_DETECTOR)), threads, providers)  # fmt: skip
         reader_file = models.ocr_model(models.OCR_READER)
         self.head: JoinedReader | None = join(reader_file, *head) if head else None
         if self.head is not None and self.head.alphabet != ALPHABET:
@@ -458,9 +462,17 @@ class DefaultEngine(Engine):
             self.plate_reader = PlateReader(threads=threads, providers=providers, path=reader_model or MODEL_FILE,
                                             sha256=reader_sha256 or MODEL_SHA256)  # fmt: skip
         self.reader = None
+        # a region's own reader (`REGION_HEADS`), where the shipped heads read: a trained head
+        # given as `reader_model` reads every region
+        self.region_readers: dict[str, TextReader] = {}
         if reader != "platestream":
             head = (reader_model or HEAD_FILE, reader_sha256 or HEAD_SHA256) if reader == "ppocr-head" else None
             self.reader = TextReader(threads=threads, providers=providers, head=head)
+            if reader == "ppocr-head" and reader_model is None:
+                self.region_readers = {
+                    region: TextReader(threads=threads, providers=providers, head=own, line_finder=self.reader)
+                    for region, own in REGION_HEADS.items()
+                }
 
     def recognize(self, images: Sequence[Image], options: Options | Sequence[Options] = Options()) -> list[ImageResult]:
         started = time.perf_counter()
@@ -595,7 +607,8 @@ class DefaultEngine(Engine):
         if crop.shape[0] < 4 or crop.shape[1] < 8:
             return None
         corners, other_line = self.reader.registration_rows(crop)
-        characters = self.reader.read_line(crop, corners)
+        lines = self.region_readers.get(options.country.lower(), self.reader)
+        characters = lines.read_line(crop, corners)
         templates = regions_for(options.country, options.state, options.regions)
         choice = read_plate(characters, options.country, templates, topn=options.topn,
                             strict=options.region_strict)  # fmt: skip
@@ -603,7 +616,7 @@ class DefaultEngine(Engine):
             # A two-line plate, read top line first, where the registration's line alone fits no
             # form of the region and the two lines together do: a square EU plate's HGL over 8DG5
             # is HGL8DG5. A plate whose line fits a form is not read again (TEXAS above CYZ5139).
-            others = self.reader.read_line(crop, other_line)
+            others = lines.read_line(crop, other_line)
             above = float(other_line[:, 1].mean()) < float(corners[:, 1].mean())
             both = [*others, *characters] if above else [*characters, *others]
             two_lines = read_plate(both, options.country, templates, topn=options.topn,
