@@ -198,7 +198,8 @@ class EngineSettings(Settings):
     reader: Literal["ppocr", "ppocr-head", "platestream"] = Field(
         "ppocr-head",
         description="Default engine's plate reader: PP-OCR with the project's plate head (its two "
-        "distributions mixed), PP-OCR alone, or the project's own whole-plate model.",
+        "distributions mixed; US plates with a head of their own, PP-OCR's whole reader tuned on plates), "
+        "PP-OCR alone, or the project's own whole-plate model.",
     )
     country: str = Field("us", description="Default country: us, eu or br (OpenALPR's country).")
     state: str | None = Field(None, description="Default state / country pattern, e.g. md or fr.")
