@@ -397,6 +397,94 @@ def test_a_head_taking_nothing_from_ppocr_runs_without_ppocrs_own_reader(tmp_pat
     assert reader.read(line) == ctc_alternatives(np.asarray(head_output[0], np.float32))
 
 
+def test_weights_stored_at_half_precision_compute_what_the_float32_weights_compute() -> None:
+    """`store_at_half`: a graph's weights as float16 (half the bytes), widened by casts that ONNX
+    Runtime folds, compute what the float32 graph computed, to float16's rounding; a weight too
+    small to matter or beyond float16's range stays float32."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from platestream.training.head import HALF_MIN_SIZE, store_at_half
+    from platestream.workers.engine.models import onnx_session
+
+    rng = np.random.default_rng(8)
+    weights = {"w": rng.normal(size=(64, 64)).astype(np.float32) * 0.2,
+               "big": np.full((8, 8), 1e6, np.float32),  # beyond float16's range
+               "b": rng.normal(size=HALF_MIN_SIZE - 1).astype(np.float32)}  # fmt: skip
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("MatMul", ["r", "w"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])],
+        [numpy_helper.from_array(value, name) for name, value in weights.items()],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 7
+    before = model.SerializeToString()
+    assert store_at_half(model.graph) == 1  # w only: "big" overflows, "b" is too small
+    onnx.checker.check_model(model)
+    types = {tensor.name: tensor.data_type for tensor in model.graph.initializer}
+    assert types == {"w": TensorProto.FLOAT16, "big": TensorProto.FLOAT, "b": TensorProto.FLOAT}
+    after = model.SerializeToString()
+    assert len(after) < 0.7 * len(before)
+    line = rng.normal(size=(1, 64)).astype(np.float32)
+    (wide,), (half,) = (onnx_session(m, 1, ["CPUExecutionProvider"]).run(None, {"x": line}) for m in (before, after))
+    np.testing.assert_allclose(half, wide, rtol=2e-3, atol=2e-3)
+    assert not np.array_equal(half, wide)  # the weights were rounded, not kept
+
+
+def test_the_shipped_us_head_stores_its_tuned_reader_at_half_precision() -> None:
+    """The US head's tuned copy of PP-OCR's reader is stored at half precision (6.3 MB, not 12.5),
+    as `train head --whole` exports it, and a training can start from it (`--init-head`)."""
+    import onnx
+    from onnx import TensorProto
+
+    model = onnx.load(str(US_HEAD_FILE))
+    assert {entry.key: entry.value for entry in model.metadata_props}["weights"] == "float16"
+    sizes = {TensorProto.FLOAT16: 0, TensorProto.FLOAT: 0}
+    for tensor in model.graph.initializer:
+        if tensor.data_type in sizes:
+            sizes[tensor.data_type] += len(tensor.raw_data)
+    assert sizes[TensorProto.FLOAT16] > 50 * sizes[TensorProto.FLOAT]
+    assert US_HEAD_FILE.stat().st_size < 7_000_000
+
+
+def test_a_whole_reader_head_exported_at_half_precision_reads_as_its_float32_export(tmp_path: Path) -> None:
+    """`to_onnx(..., half=True)`, how `train head --whole` exports: the engine joins it and reads a
+    line as from the float32 export (to float16's rounding), and a training started from it starts
+    from its weights, widened to float32."""
+    pytest.importorskip("jax", reason="the train extra")
+    from platestream.training.head import _trunk, head_weights, to_onnx, trunk_weights
+    from platestream.training.onnx_jax import with_weights
+    from platestream.workers.engine.models import onnx_session
+
+    rng = np.random.default_rng(9)
+    trunk = _trunk("whole")
+    assert trunk is not None
+    moved = {name: value * (1 + 0.05 * rng.normal(size=value.shape)).astype(np.float32)
+             for name, value in trunk.params.items()}  # fmt: skip
+    params = {"w1": rng.normal(size=(360, 16)) * 0.1, "b1": rng.normal(size=16) * 0.1,
+              "w2": rng.normal(size=(16, 37)) * 0.3, "b2": rng.normal(size=37) * 0.1}  # fmt: skip
+    files = {}
+    for half in (False, True):
+        model = to_onnx(params, mix=0.0, trunk=with_weights(trunk, moved), half=half)
+        files[half] = (tmp_path / f"head-{half}.onnx", hashlib.sha256(model).hexdigest())
+        files[half][0].write_bytes(model)
+    assert files[True][0].stat().st_size < 0.6 * files[False][0].stat().st_size
+    line = rng.uniform(-1, 1, size=(1, 3, 48, 176)).astype(np.float32)
+    wide, half = (onnx_session(join(ocr_model(OCR_READER), *files[h]).model, 1, ["CPUExecutionProvider"])
+                  .run(None, {"x": line})[0] for h in (False, True))  # fmt: skip
+    np.testing.assert_allclose(half, wide, atol=2e-2)  # a random line through a randomly moved reader
+    assert (half.argmax(-1) == wide.argmax(-1)).mean() > 0.95
+
+    tuned = trunk_weights(files[True][0], "whole")
+    assert tuned is not None
+    for name, value in moved.items():
+        assert tuned[name].dtype == np.float32
+        np.testing.assert_allclose(tuned[name], value, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(head_weights(files[True][0], "whole")["w1"], params["w1"], rtol=1e-3, atol=1e-4)
+
+
 def test_a_head_reading_a_tensor_the_reader_lacks_is_refused(tmp_path: Path) -> None:
     import onnx
 

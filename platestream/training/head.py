@@ -395,7 +395,7 @@ def train_head(
         # read as the engine reads: each held-out line at its own width, through the exported
         # head joined to PP-OCR's reader (training saw the line at its group's width)
         # (any share but 0 there: the engine then computes PP-OCR's own output too)
-        target.write_bytes(to_onnx(head_params, mix=0.5, trunk=tuned))
+        target.write_bytes(to_onnx(head_params, mix=0.5, trunk=tuned, half=True))
         head, ppocr = _engine_reads(target, lines, held_rows)
     else:
         run = jax.jit(lambda p, x: jax.nn.softmax(forward(p, x), -1))
@@ -417,7 +417,8 @@ def train_head(
     progress(f"held-out exact reads: PP-OCR alone {ppocr_alone}; " +
              "; ".join(f"{r} share {m}: {f}" for (r, m), f in by_mix.items()) + f"; chosen {mixing} {mix}")  # fmt: skip
 
-    model_bytes = to_onnx(head_params, mix=mix, mixing=mixing, version=version, trunk=tuned)
+    model_bytes = to_onnx(head_params, mix=mix, mixing=mixing, version=version, trunk=tuned,
+                          half=recipe.part == "whole")  # fmt: skip
     target.write_bytes(model_bytes)
     metrics: dict[str, Any] = {
         "sha256": hashlib.sha256(model_bytes).hexdigest(),
@@ -638,12 +639,13 @@ def trunk_weights(model: Path, part: str) -> dict[str, NDArray[np.float32]] | No
 
 
 def to_onnx(params: dict[str, NDArray[Any]], *, mix: float, mixing: str = "geometric", version: str = "",
-            trunk: Any = None) -> bytes:  # fmt: skip
+            trunk: Any = None, half: bool = False) -> bytes:  # fmt: skip
     """The head as an ONNX graph (opset 11, PP-OCR's reader's own) from `features` (batch, steps,
     120) to `plate_probabilities` (batch, steps, blank + 36): the neighbour-concatenating layer is a
     convolution of width 3 over the steps. With `trunk` (the tuned copy of PP-OCR's neck or whole
     reader, an ONNX model from NECK_INPUT or from the reader's image input "x" to the features), the
-    head reads that input instead, through the copy, and says so in its metadata (`reads`)."""
+    head reads that input instead, through the copy, and says so in its metadata (`reads`).
+    `half`: the weights stored at half precision (`store_at_half`)."""
     from onnx import TensorProto, helper, numpy_helper
 
     from platestream.workers.engine.plate_head import HEAD_INPUT, HEAD_OUTPUT, NECK_INPUT, copy_graph
@@ -687,9 +689,46 @@ def to_onnx(params: dict[str, NDArray[Any]], *, mix: float, mixing: str = "geome
     if trunk is not None:  # the tuned part's nodes first (graphs list nodes in order of use)
         copy_graph(trunk.graph, graph, prefix, {reads: HEAD_INPUT})
     graph.node.extend(nodes)
+    if half:
+        store_at_half(graph)
+        metadata["weights"] = "float16"
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="platestream")
     model.ir_version = 7
     for key, value in metadata.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     return bytes(model.SerializeToString())
+
+
+HALF_MIN_SIZE = 64  # smaller weights (a norm's epsilon, a scale) stay float32: they weigh nothing
+HALF_MAX = 65504.0  # the largest float16
+
+
+def store_at_half(graph: Any) -> int:
+    """`graph`'s float32 weights (onnx.GraphProto, changed in place) stored as float16 under their
+    own names, each widened back by a Cast node that its users read: half the file, and the same
+    computation in float32 (ONNX Runtime folds the casts when it loads the model). The whole tuned
+    reader's 12.5 MB become 6.3; its reads on the held-out lines and the photographs are unchanged
+    (BENCHMARKS.md, "The US head at half precision"). Weights under HALF_MIN_SIZE values or beyond
+    float16's range stay float32. Returns how many were stored at half."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    widened: dict[str, str] = {}
+    for tensor in graph.initializer:
+        if tensor.data_type != TensorProto.FLOAT:
+            continue
+        value = numpy_helper.to_array(tensor)
+        if value.size < HALF_MIN_SIZE or not np.all(np.abs(value) <= HALF_MAX):
+            continue
+        tensor.CopyFrom(numpy_helper.from_array(value.astype(np.float16), tensor.name))
+        widened[tensor.name] = f"{tensor.name}/float"
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            if name in widened:
+                node.input[index] = widened[name]
+    casts = [helper.make_node("Cast", [name], [wide], name=f"{name}/widen", to=TensorProto.FLOAT)
+             for name, wide in widened.items()]  # fmt: skip
+    users = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([*casts, *users])  # the casts before their users: graphs list nodes in order of use
+    return len(widened)

@@ -32,7 +32,7 @@ HEAD_SHA256 = "44587b24a2a9f6da4d5cac6ee7d58d5dafeeae6662c4377c6b02d01c3b2b1632"
 # Regions read with a head of their own instead (the model card says why): US plates with a head
 # that tunes PP-OCR's whole reader, alone (PP-OCR's share 0).
 US_HEAD_FILE = Path(__file__).parent / "data" / "plate-head-us.onnx"
-US_HEAD_SHA256 = "dbf4749d32d4af5793b17f98fff5d0d0f0f3422f2d35c74a7060b4aa0e054373"
+US_HEAD_SHA256 = "74c97fb42a09d91e55f6094df5309016a3ccb75b2c0063ec607db52cea2d7d38"
 REGION_HEADS: dict[str, tuple[Path, str]] = {"us": (US_HEAD_FILE, US_HEAD_SHA256)}
 HEAD_INPUT = "features"
 HEAD_OUTPUT = "plate_probabilities"
