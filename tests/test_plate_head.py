@@ -448,6 +448,14 @@ def test_the_shipped_us_head_stores_its_tuned_reader_at_half_precision() -> None
     assert sizes[TensorProto.FLOAT16] > 50 * sizes[TensorProto.FLOAT]
     assert US_HEAD_FILE.stat().st_size < 7_000_000
 
+    from platestream.training.head import head_weights, trunk_weights
+
+    tuned = trunk_weights(US_HEAD_FILE, "whole")
+    assert tuned is not None
+    assert len(tuned) > 100
+    assert all(value.dtype == np.float32 for value in tuned.values())
+    assert head_weights(US_HEAD_FILE, "whole")["w1"].dtype == np.float32
+
 
 def test_a_whole_reader_head_exported_at_half_precision_reads_as_its_float32_export(tmp_path: Path) -> None:
     """`to_onnx(..., half=True)`, how `train head --whole` exports: the engine joins it and reads a
