@@ -769,18 +769,25 @@ def bench() -> None:
               help="Print each folder's character confusions over its misread plates (8>B: 8 read as B).")  # fmt: skip
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write a page of every miss (crop, truth, read, candidates): this folder's index.html.")  # fmt: skip
+@click.option("--profile", is_flag=True,
+              help="Print each folder's time per network: ms per call x calls per image (default engine).")  # fmt: skip
 @settings_options(EngineSettings, kafka=False)
 def bench_accuracy(settings: EngineSettings, folder: Path, as_json: bool, show_misreads: bool,
-                   show_confusions: bool, report_dir: Path | None) -> None:  # fmt: skip
+                   show_confusions: bool, report_dir: Path | None, profile: bool) -> None:  # fmt: skip
     """Score FOLDER in the OpenALPR benchmark format; each subfolder separately. A progress bar
     shows on a terminal."""
     from tqdm import tqdm
 
     from platestream.workers.benchmark import as_dict, benchmark_folders, country_of, score_folder
     from platestream.workers.engine import Options
+    from platestream.workers.network_times import ProfileError, time_networks
     from platestream.workers.report import MissReport
 
     engine = _engine(settings)
+    try:
+        networks = time_networks(engine) if profile else None
+    except ProfileError as error:
+        raise click.UsageError(str(error)) from error
     report = MissReport(report_dir) if report_dir is not None else None
     if not as_json:
         click.echo("folder  n    detected  top-1   top-N   median ms  p95 ms")
@@ -796,9 +803,15 @@ def bench_accuracy(settings: EngineSettings, folder: Path, as_json: bool, show_m
                 if report is not None:
                     report.add(group, miss)
 
+            if networks is not None:
+                networks.reset()
             score = score_folder(engine, sub, options, progress=advance, on_miss=missed)
         if as_json:
-            click.echo(json.dumps(as_dict(score)))
+            figures = as_dict(score)
+            if networks is not None:
+                figures["networks"] = {name: {"calls": t.calls, "ms": round(t.seconds * 1000, 1)}
+                                       for name, t in networks.networks.items()}  # fmt: skip
+            click.echo(json.dumps(figures))
             continue
         click.echo(
             f"{score.folder:<7} {score.n:<4} {score.detection_rate:8.1%}  {score.top1:6.1%}  {score.topn:6.1%}"
@@ -810,6 +823,8 @@ def bench_accuracy(settings: EngineSettings, folder: Path, as_json: bool, show_m
         if show_confusions:
             shown = ", ".join(f"{pair} {count}" for pair, count in score.confusions) or "none"
             click.echo(f"        confusions (truth>read): {shown}")
+        if networks is not None:
+            click.echo(f"        networks (ms per call x calls per image): {networks.summary(score.n)}")
     if report is not None:
         page = report.write(f"platestream bench accuracy {folder} ({settings.engine}, reader {settings.reader})")
         click.echo(f"misses: {page}", err=True)
