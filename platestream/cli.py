@@ -809,8 +809,7 @@ def bench_accuracy(settings: EngineSettings, folder: Path, as_json: bool, show_m
         if as_json:
             figures = as_dict(score)
             if networks is not None:
-                figures["networks"] = {name: {"calls": t.calls, "ms": round(t.seconds * 1000, 1)}
-                                       for name, t in networks.networks.items()}  # fmt: skip
+                figures["networks"] = networks.as_dict()
             click.echo(json.dumps(figures))
             continue
         click.echo(

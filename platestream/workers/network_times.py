@@ -38,6 +38,10 @@ class NetworkTimes:
         for timing in self.networks.values():
             timing.calls, timing.seconds = 0, 0.0
 
+    def as_dict(self) -> dict[str, dict[str, float]]:
+        """Per network: its calls and the milliseconds spent in them (`bench accuracy --json`)."""
+        return {name: {"calls": t.calls, "ms": round(t.seconds * 1000, 1)} for name, t in self.networks.items()}
+
     def summary(self, images: int) -> str:
         """Per network that ran: ms per call and calls per image, e.g. `plate detector 13.7 ms x
         1.06`; "none ran" where no network did."""
